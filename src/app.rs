@@ -1,0 +1,184 @@
+//! The one app factory shared by `main`, the tests and the benches.
+
+use crate::config::Config;
+use crate::room::{FlushNow, RoomEnv};
+use crate::store::{Store, StoreError};
+use crate::supervisor::{FlushAll, Health, Registry, Supervisor, SupervisorConfig};
+use actix::prelude::*;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What every request handler can reach.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub registry: Arc<Registry>,
+    pub supervisor: Addr<Supervisor>,
+    pub health: Arc<Health>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+    arbiters: Vec<Arbiter>,
+    shutdown_deadline: Duration,
+}
+
+impl Application {
+    /// Opens the store, restores rooms and the list index, and binds the listener.
+    /// Must run inside an actix `System`.
+    pub async fn build(config: Config) -> Result<Application, BuildError> {
+        for w in config.warnings() {
+            tracing::warn!("{w}");
+        }
+        let store = crate::store::open(&config.database).await?;
+        if config.database.migrate_on_start {
+            store.migrate().await?;
+        }
+        let health = Arc::new(Health::default());
+        let cutoff = crate::model::now_unix() - config.list.recording_days as i64 * 86_400;
+        let live = store.online_rooms().await?;
+        let recordings = store.recent_recordings(cutoff).await?;
+        tracing::info!(
+            live = live.len(),
+            recordings = recordings.len(),
+            "restored list index"
+        );
+        let mut sup = Supervisor::new(
+            SupervisorConfig {
+                order: config.list.order,
+                snapshot_interval: Duration::from_millis(config.database.snapshot_interval_ms),
+                max_backoff: Duration::from_millis(config.database.max_backoff_ms),
+                recording_days: config.list.recording_days,
+            },
+            store.clone(),
+            health.clone(),
+        );
+        sup.seed(live, recordings);
+        let supervisor = sup.start();
+
+        let workers = if config.server.workers == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        } else {
+            config.server.workers
+        };
+        let arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
+        let env = Arc::new(RoomEnv {
+            store: store.clone(),
+            supervisor: supervisor.clone(),
+            index_tick: Duration::from_millis(config.list.index_tick_ms),
+            max_members: config.limits.max_members_per_room,
+        });
+        let registry = Arc::new(Registry::new(
+            arbiters.iter().map(|a| a.handle()).collect(),
+            env,
+        ));
+
+        let addr = config.server.bind.clone();
+        let listener = TcpListener::bind(&addr).map_err(|source| BuildError::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| BuildError::Listen { addr, source })?
+            .port();
+        let shutdown_secs = config.server.shutdown_timeout_secs;
+        let state = web::Data::new(AppState {
+            config: Arc::new(config),
+            store,
+            registry,
+            supervisor,
+            health,
+        });
+        let data = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(crate::http::routes)
+        })
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(shutdown_secs)
+        .listen(listener)
+        .map_err(|source| BuildError::Listen {
+            addr: "listener".into(),
+            source,
+        })?
+        .run();
+        Ok(Application {
+            port,
+            server,
+            state,
+            arbiters,
+            shutdown_deadline: Duration::from_secs(shutdown_secs.max(1) + 5),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until the handle stops the server, then flushes every dirty room.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let Application {
+            server,
+            state,
+            arbiters,
+            shutdown_deadline,
+            ..
+        } = self;
+        server.await?;
+        let flushed = flush_state(&state, shutdown_deadline).await;
+        for a in arbiters {
+            a.stop();
+        }
+        if flushed {
+            tracing::info!("state flushed; bye");
+            Ok(())
+        } else {
+            Err(std::io::Error::other(
+                "could not flush all state to the database before the deadline",
+            ))
+        }
+    }
+}
+
+/// Rooms hand their pending changes to the supervisor, which writes them all.
+pub async fn flush_state(state: &AppState, deadline: Duration) -> bool {
+    let rooms = state.registry.all();
+    tracing::info!(rooms = rooms.len(), "flushing rooms");
+    for r in rooms {
+        let _ = r.send(FlushNow).await;
+    }
+    state
+        .supervisor
+        .send(FlushAll { deadline })
+        .await
+        .unwrap_or(false)
+}

@@ -1,0 +1,34 @@
+//! Liveness and readiness.
+
+use crate::app::AppState;
+use actix_web::{web, HttpResponse};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Cheapest possible answer: also the throughput ceiling the benches compare against.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(r#"{"status":"ok"}"#)
+}
+
+/// Ready when the database answers and no snapshot is failing. While the database is down
+/// the server keeps serving from memory and says "degraded" (HTTP 503) with the backlog.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let db_ok = tokio::time::timeout(Duration::from_secs(2), state.store.ping())
+        .await
+        .is_ok_and(|r| r.is_ok());
+    let degraded = !db_ok || state.health.degraded.load(Ordering::Relaxed);
+    let body = serde_json::json!({
+        "status": if degraded { "degraded" } else { "ready" },
+        "database": if db_ok { "up" } else { "down" },
+        "pending_rooms": state.health.pending_rooms.load(Ordering::Relaxed),
+        "live_rooms": state.health.live_rooms.load(Ordering::Relaxed),
+    });
+    let mut resp = if degraded {
+        HttpResponse::ServiceUnavailable()
+    } else {
+        HttpResponse::Ok()
+    };
+    resp.content_type("application/json").body(body.to_string())
+}

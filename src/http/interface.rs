@@ -1,0 +1,69 @@
+//! `POST /interface.php` and `POST /`: the Action protocol.
+
+use crate::app::AppState;
+use crate::protocol::{envelope, ApiError, Request};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+
+pub async fn interface(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let body = match read_body(&req, payload, state.config.limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let (request, _token) = match Request::parse(&body, &state.config.limits) {
+        Ok(r) => r,
+        Err(e) => return envelope::error(&e),
+    };
+    match crate::actions::run(&state, request).await {
+        Ok(data) => envelope::ok_raw(&data),
+        Err(e) => envelope::error(&e),
+    }
+}
+
+pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    let err = ApiError::param(format!(
+        "method {} is not allowed here; use POST",
+        req.method()
+    ));
+    let mut resp = envelope::error_response(StatusCode::METHOD_NOT_ALLOWED, &err);
+    resp.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+    resp
+}
+
+/// Reads the whole body, refusing (413, code 602) as soon as it passes `limit` bytes.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Vec<u8>, HttpResponse> {
+    let too_large = || {
+        envelope::error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &ApiError::param(format!("body is larger than the limit of {limit} bytes")),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk
+            .map_err(|_| envelope::error(&ApiError::param("could not read the request body")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

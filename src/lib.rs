@@ -1,0 +1,18 @@
+//! minilvb: an actor-based realtime room server for Mini LVB-style live-streaming apps.
+
+pub mod accounts;
+pub mod actions;
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod model;
+pub mod protocol;
+pub mod recordings;
+pub mod room;
+pub mod sign;
+pub mod store;
+pub mod supervisor;
+pub mod urls;
+
+pub use app::{AppState, Application};
+pub use config::Config;

@@ -1,0 +1,316 @@
+//! Parsing a request body into a typed `Request`, once, at the edge.
+
+use super::error::ApiError;
+use super::fields::Fields;
+use super::types::UserInfo;
+use crate::config::LimitsConfig;
+use serde_json::Value;
+
+/// Which broadcast a room operation targets: the VJ's live room or one of its recordings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Live { groupid: String },
+    Recording { fileid: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListFlag {
+    Live = 1,
+    Recordings = 2,
+    Both = 3,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub pageno: usize,
+    pub pagesize: usize,
+}
+
+impl Page {
+    pub fn offset(&self) -> usize {
+        (self.pageno - 1).saturating_mul(self.pagesize)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    RequestLvbAddr {
+        userid: String,
+        groupid: String,
+        title: String,
+        userinfo: UserInfo,
+    },
+    ChangeStatus {
+        userid: String,
+        online: bool,
+    },
+    ChangeCount {
+        userid: String,
+        likes: bool,
+        increase: bool,
+        recording: Option<String>,
+    },
+    FetchList {
+        flag: ListFlag,
+        page: Page,
+    },
+    GetCosSign,
+    EnterGroup {
+        userid: String,
+        liveuserid: String,
+        target: Target,
+        nickname: String,
+        headpic: String,
+    },
+    QuitGroup {
+        userid: String,
+        liveuserid: String,
+        target: Target,
+    },
+    FetchGroupMemberList {
+        liveuserid: String,
+        groupid: String,
+        page: Page,
+    },
+    GetUserInfo {
+        userid: String,
+        recording: Option<String>,
+    },
+    Register {
+        userid: String,
+        password: String,
+    },
+    Login {
+        userid: String,
+        password: String,
+    },
+    Refresh {
+        userid: String,
+        refresh_token: String,
+    },
+}
+
+/// Bound on any password-like field before it is even looked at.
+const MAX_SECRET_LEN: usize = 256;
+/// Page numbers beyond this cannot reach any item and would only overflow arithmetic.
+const MAX_PAGENO: i64 = 10_000_000;
+
+impl Request {
+    /// The Action name, for logs and metrics.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Request::RequestLvbAddr { .. } => "RequestLVBAddr",
+            Request::ChangeStatus { .. } => "ChangeStatus",
+            Request::ChangeCount { .. } => "ChangeCount",
+            Request::FetchList { .. } => "FetchList",
+            Request::GetCosSign => "GetCOSSign",
+            Request::EnterGroup { .. } => "EnterGroup",
+            Request::QuitGroup { .. } => "QuitGroup",
+            Request::FetchGroupMemberList { .. } => "FetchGroupMemberList",
+            Request::GetUserInfo { .. } => "GetUserInfo",
+            Request::Register { .. } => "Register",
+            Request::Login { .. } => "Login",
+            Request::Refresh { .. } => "Refresh",
+        }
+    }
+
+    /// Parses a whole body. Returns the request and the body's `token` field, if any.
+    pub fn parse(
+        body: &[u8],
+        limits: &LimitsConfig,
+    ) -> Result<(Request, Option<String>), ApiError> {
+        if body.iter().all(|b| b.is_ascii_whitespace()) {
+            return Err(ApiError::param(
+                "empty body: expected a JSON object with an 'Action' field",
+            ));
+        }
+        let value: Value = serde_json::from_slice(body).map_err(|e| {
+            ApiError::param(format!(
+                "body is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        let Value::Object(map) = value else {
+            return Err(ApiError::param("body must be a JSON object"));
+        };
+        let f = Fields::new(&map);
+        let action = match map.get("Action") {
+            None | Some(Value::Null) => {
+                return Err(ApiError::param("missing required field 'Action'"))
+            }
+            Some(Value::String(s)) => s.as_str(),
+            Some(_) => return Err(ApiError::param("field 'Action' must be a string")),
+        };
+        let token = f.opt_string("token", 512)?;
+        let req = Self::parse_action(action, &f, limits)?;
+        Ok((req, token))
+    }
+
+    fn parse_action(action: &str, f: &Fields, l: &LimitsConfig) -> Result<Request, ApiError> {
+        let uid = l.max_userid_len;
+        Ok(match action {
+            "RequestLVBAddr" => Request::RequestLvbAddr {
+                userid: f.string("userid", uid)?,
+                groupid: f.string("groupid", uid)?,
+                title: f.string("title", l.max_title_len)?,
+                userinfo: parse_userinfo(f, l)?,
+            },
+            "ChangeStatus" => Request::ChangeStatus {
+                userid: f.string("userid", uid)?,
+                online: f.choice("status", &[0, 1])? == 0,
+            },
+            "ChangeCount" => {
+                let userid = f.string("userid", uid)?;
+                let likes = f.choice("type", &[0, 1])? == 1;
+                let increase = f.choice("optype", &[0, 1])? == 0;
+                let flag = f.opt_choice("flag", &[0, 1])?.unwrap_or(0);
+                let recording = if flag == 1 {
+                    Some(f.string("fileid", uid)?)
+                } else {
+                    None
+                };
+                Request::ChangeCount {
+                    userid,
+                    likes,
+                    increase,
+                    recording,
+                }
+            }
+            "FetchList" => {
+                let flag = match f.choice("flag", &[1, 2, 3])? {
+                    1 => ListFlag::Live,
+                    2 => ListFlag::Recordings,
+                    _ => ListFlag::Both,
+                };
+                Request::FetchList {
+                    flag,
+                    page: parse_page(f)?,
+                }
+            }
+            "GetCOSSign" => Request::GetCosSign,
+            "EnterGroup" => Request::EnterGroup {
+                userid: f.string("userid", uid)?,
+                liveuserid: f.string("liveuserid", uid)?,
+                target: parse_target(f, "flag", uid)?,
+                nickname: f
+                    .opt_string("nickname", l.max_name_len)?
+                    .unwrap_or_default(),
+                headpic: f.opt_string("headpic", l.max_url_len)?.unwrap_or_default(),
+            },
+            "QuitGroup" => Request::QuitGroup {
+                userid: f.string("userid", uid)?,
+                liveuserid: f.string("liveuserid", uid)?,
+                target: parse_target(f, "flag", uid)?,
+            },
+            "FetchGroupMemberList" => Request::FetchGroupMemberList {
+                liveuserid: f.string("liveuserid", uid)?,
+                groupid: f.string("groupid", uid)?,
+                page: parse_page(f)?,
+            },
+            "GetUserInfo" => {
+                let userid = f.string("userid", uid)?;
+                let kind = f.opt_choice("type", &[0, 1])?.unwrap_or(0);
+                let recording = if kind == 1 {
+                    Some(f.string("fileid", uid)?)
+                } else {
+                    None
+                };
+                Request::GetUserInfo { userid, recording }
+            }
+            "Register" => Request::Register {
+                userid: f.string("userid", uid)?,
+                password: f.string("password", MAX_SECRET_LEN)?,
+            },
+            "Login" => Request::Login {
+                userid: f.string("userid", uid)?,
+                password: f.string("password", MAX_SECRET_LEN)?,
+            },
+            "Refresh" => Request::Refresh {
+                userid: f.string("userid", uid)?,
+                refresh_token: f.string("refresh_token", MAX_SECRET_LEN)?,
+            },
+            "" => return Err(ApiError::param("field 'Action' must not be empty")),
+            other => {
+                let shown: String = other.chars().take(64).collect();
+                return Err(ApiError::param(format!("unknown Action '{shown}'")));
+            }
+        })
+    }
+}
+
+fn parse_userinfo(f: &Fields, l: &LimitsConfig) -> Result<UserInfo, ApiError> {
+    let Some(u) = f.opt_object("userinfo")? else {
+        return Ok(UserInfo::default());
+    };
+    let field = |name: &str, max: usize| {
+        u.opt_string(name, max)
+            .map(Option::unwrap_or_default)
+            .map_err(|e| ApiError::param(e.msg.replacen("field '", "field 'userinfo.", 1)))
+    };
+    Ok(UserInfo {
+        nickname: field("nickname", l.max_name_len)?,
+        headpic: field("headpic", l.max_url_len)?,
+        frontcover: field("frontcover", l.max_url_len)?,
+        location: field("location", l.max_name_len)?,
+    })
+}
+
+fn parse_target(f: &Fields, flag_name: &str, max: usize) -> Result<Target, ApiError> {
+    let flag = f.opt_choice(flag_name, &[0, 1])?.unwrap_or(0);
+    let groupid = f.string("groupid", max)?;
+    Ok(if flag == 1 {
+        Target::Recording { fileid: groupid }
+    } else {
+        Target::Live { groupid }
+    })
+}
+
+fn parse_page(f: &Fields) -> Result<Page, ApiError> {
+    let pageno = f.opt_int("pageno")?.unwrap_or(1).clamp(1, MAX_PAGENO) as usize;
+    let pagesize = f.opt_int("pagesize")?.unwrap_or(20).clamp(1, 100) as usize;
+    Ok(Page { pageno, pagesize })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Request, ApiError> {
+        Request::parse(s.as_bytes(), &LimitsConfig::default()).map(|(r, _)| r)
+    }
+
+    #[test]
+    fn numbers_as_strings_and_clamping() {
+        let r = parse(r#"{"Action":"FetchList","flag":"1","pageno":"0","pagesize":1000}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::FetchList {
+                flag: ListFlag::Live,
+                page: Page {
+                    pageno: 1,
+                    pagesize: 100
+                }
+            }
+        );
+    }
+
+    #[test]
+    fn precise_messages() {
+        let e = parse(r#"{"Action":"ChangeStatus","userid":"a","status":2}"#).unwrap_err();
+        assert_eq!(e.msg, "field 'status' must be one of 0, 1, got 2");
+        let e = parse(r#"{"Action":"ChangeStatus","status":0}"#).unwrap_err();
+        assert_eq!(e.msg, "missing required field 'userid'");
+        let e = parse(r#"[1]"#).unwrap_err();
+        assert_eq!(e.msg, "body must be a JSON object");
+        let e = parse(r#"{"Action":"RequestLVBAddr","userid":"a","groupid":"g","title":"t","userinfo":{"nickname":5.5}}"#).unwrap_err();
+        assert_eq!(e.msg, "field 'userinfo.nickname' must be a string");
+    }
+
+    #[test]
+    fn recording_needs_fileid() {
+        let e = parse(r#"{"Action":"ChangeCount","userid":"a","type":1,"optype":0,"flag":1}"#)
+            .unwrap_err();
+        assert_eq!(e.msg, "missing required field 'fileid'");
+    }
+}

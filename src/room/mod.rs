@@ -1,0 +1,396 @@
+//! The Room actor: one per live room and per recording. It owns members, counters and
+//! status, so every operation on a room is serialized by its mailbox, without locks.
+//! Changes reach the supervisor (list index, snapshots) at most once per index tick.
+
+mod members;
+
+use crate::model::{Counters, Member, RoomInfo, RoomKey, RoomRecord, SnapshotItem};
+use crate::protocol::types::{MemberInfo, PusherInfo};
+use crate::protocol::ApiError;
+use crate::store::{Store, StoreError};
+use crate::supervisor::{ListEntry, RoomChanged, Supervisor};
+use actix::prelude::*;
+pub use members::Members;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Settings every room shares.
+pub struct RoomEnv {
+    pub store: Arc<dyn Store>,
+    pub supervisor: Addr<Supervisor>,
+    pub index_tick: Duration,
+    pub max_members: usize,
+}
+
+pub struct Room {
+    key: RoomKey,
+    info: RoomInfo,
+    counters: Counters,
+    members: Members,
+    env: Arc<RoomEnv>,
+    /// Member changes since the last hand-over to the supervisor: Some = upsert, None = delete.
+    member_changes: HashMap<String, Option<Member>>,
+    flush_scheduled: bool,
+}
+
+impl Actor for Room {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Rooms queue at most this many requests; senders wait (backpressure) beyond it.
+        ctx.set_mailbox_capacity(256);
+    }
+}
+
+impl Room {
+    pub fn new(record: RoomRecord, env: Arc<RoomEnv>) -> Self {
+        Room {
+            key: record.key,
+            info: record.info,
+            counters: record.counters,
+            members: Members::from_rows(record.members),
+            env,
+            member_changes: HashMap::new(),
+            flush_scheduled: false,
+        }
+    }
+
+    /// A live room that has never begun a broadcast.
+    pub fn empty_live(userid: String, env: Arc<RoomEnv>) -> Self {
+        Room::new(
+            RoomRecord {
+                key: RoomKey::Live(userid),
+                info: RoomInfo::default(),
+                counters: Counters {
+                    epoch: 0,
+                    online: false,
+                    likes: 0,
+                    views: 0,
+                    seen_at: 0,
+                },
+                members: Vec::new(),
+                member_count: 0,
+            },
+            env,
+        )
+    }
+
+    fn exists(&self) -> bool {
+        !self.key.is_live() || self.counters.epoch > 0
+    }
+
+    fn viewercount(&self) -> u64 {
+        if self.key.is_live() {
+            self.members.len() as u64
+        } else {
+            self.counters.views
+        }
+    }
+
+    pub fn pusher_info(&self) -> PusherInfo {
+        pusher_info_of(&self.key, &self.info, &self.counters, self.viewercount())
+    }
+
+    /// Whether this room belongs in a FetchList list right now.
+    fn listed(&self) -> bool {
+        if self.key.is_live() {
+            self.exists() && self.counters.online
+        } else {
+            !self.info.playurl.is_empty() || !self.info.hls_play_url.is_empty()
+        }
+    }
+
+    /// Something changed: hand the room's state to the supervisor once per tick.
+    fn changed(&mut self, ctx: &mut Context<Self>) {
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            ctx.run_later(self.env.index_tick, |act, _| act.flush());
+        }
+    }
+
+    fn flush(&mut self) {
+        self.flush_scheduled = false;
+        let entry = self.listed().then(|| ListEntry::new(&self.pusher_info()));
+        let mut upserts = Vec::new();
+        let mut deletes = Vec::new();
+        for (id, change) in self.member_changes.drain() {
+            match change {
+                Some(m) => upserts.push(m),
+                None => deletes.push(id),
+            }
+        }
+        let mut counters = self.counters.clone();
+        if self.key.is_live() {
+            counters.views = self.members.len() as u64;
+        }
+        self.env.supervisor.do_send(RoomChanged {
+            key: self.key.clone(),
+            entry,
+            snapshot: SnapshotItem {
+                key: self.key.clone(),
+                counters,
+                upserts,
+                deletes,
+            },
+        });
+    }
+
+    fn missing(&self) -> ApiError {
+        ApiError::not_found(format!("no room for userid '{}'", self.key.vj()))
+    }
+}
+
+/// The list item of a room, from its parts.
+pub fn pusher_info_of(
+    key: &RoomKey,
+    info: &RoomInfo,
+    counters: &Counters,
+    viewers: u64,
+) -> PusherInfo {
+    PusherInfo {
+        userid: key.vj().to_string(),
+        groupid: if key.is_live() {
+            info.groupid.clone()
+        } else {
+            String::new()
+        },
+        timestamp: info.timestamp,
+        kind: if key.is_live() { 0 } else { 1 },
+        viewercount: viewers,
+        likecount: counters.likes,
+        title: info.title.clone(),
+        playurl: info.playurl.clone(),
+        hls_play_url: info.hls_play_url.clone(),
+        fileid: key.fileid().to_string(),
+        status: if counters.online { "1" } else { "0" }.to_string(),
+        userinfo: info.userinfo.clone(),
+    }
+}
+
+/// A viewer enters. `groupid` must name the current broadcast's group (live rooms).
+#[derive(Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct Enter {
+    pub userid: String,
+    pub nickname: String,
+    pub headpic: String,
+    pub groupid: Option<String>,
+}
+
+impl Handler<Enter> for Room {
+    type Result = Result<(), ApiError>;
+    fn handle(&mut self, msg: Enter, ctx: &mut Context<Self>) -> Self::Result {
+        if !self.exists() {
+            return Err(self.missing());
+        }
+        if let Some(g) = &msg.groupid {
+            if *g != self.info.groupid {
+                return Err(ApiError::not_found(format!(
+                    "room of '{}' has no group '{}' (its current group is another)",
+                    self.key.vj(),
+                    g
+                )));
+            }
+        }
+        if !self.members.contains(&msg.userid) && self.members.len() >= self.env.max_members {
+            return Err(ApiError::param(format!(
+                "room of '{}' is full ({} members)",
+                self.key.vj(),
+                self.env.max_members
+            )));
+        }
+        match self.members.enter(&msg.userid, &msg.nickname, &msg.headpic) {
+            Some(m) => {
+                if !self.key.is_live() {
+                    self.counters.views += 1;
+                }
+                self.member_changes.insert(msg.userid, Some(m));
+            }
+            None => {
+                // Already a member: only a changed profile needs persisting.
+                if let Some(m) = self.members.get(&msg.userid) {
+                    self.member_changes.insert(msg.userid, Some(m));
+                }
+            }
+        }
+        self.changed(ctx);
+        Ok(())
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Quit {
+    pub userid: String,
+    pub groupid: Option<String>,
+}
+
+impl Handler<Quit> for Room {
+    type Result = ();
+    fn handle(&mut self, msg: Quit, ctx: &mut Context<Self>) {
+        // Leaving another broadcast's group, or when not a member, changes nothing.
+        if msg.groupid.is_some_and(|g| g != self.info.groupid) {
+            return;
+        }
+        if self.members.quit(&msg.userid) {
+            self.member_changes.insert(msg.userid, None);
+            self.changed(ctx);
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct Like {
+    pub increase: bool,
+}
+
+impl Handler<Like> for Room {
+    type Result = Result<(), ApiError>;
+    fn handle(&mut self, msg: Like, ctx: &mut Context<Self>) -> Self::Result {
+        if !self.exists() {
+            return Err(self.missing());
+        }
+        let before = self.counters.likes;
+        self.counters.likes = if msg.increase {
+            before.saturating_add(1)
+        } else {
+            before.saturating_sub(1)
+        };
+        if self.counters.likes != before {
+            self.changed(ctx);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct SetStatus {
+    pub online: bool,
+}
+
+impl Handler<SetStatus> for Room {
+    type Result = Result<(), ApiError>;
+    fn handle(&mut self, msg: SetStatus, ctx: &mut Context<Self>) -> Self::Result {
+        if !self.exists() {
+            return Err(self.missing());
+        }
+        self.counters.seen_at = crate::model::now_unix();
+        if self.counters.online != msg.online {
+            self.counters.online = msg.online;
+        }
+        self.changed(ctx);
+        Ok(())
+    }
+}
+
+/// Starts a new broadcast: written to the database before it takes effect, then counters,
+/// members and status are reset. The mailbox holds other messages until it is done.
+#[derive(Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct NewBroadcast {
+    pub info: RoomInfo,
+}
+
+impl Handler<NewBroadcast> for Room {
+    type Result = AtomicResponse<Self, Result<(), ApiError>>;
+    fn handle(&mut self, msg: NewBroadcast, _: &mut Context<Self>) -> Self::Result {
+        let epoch = self.counters.epoch + 1;
+        let store = self.env.store.clone();
+        let userid = self.key.vj().to_string();
+        let info = msg.info;
+        AtomicResponse::new(Box::pin(
+            async move {
+                let r = store.begin_broadcast(&userid, epoch, &info).await;
+                (r, info)
+            }
+            .into_actor(self)
+            .map(move |(r, info), act, ctx| {
+                match r {
+                    Ok(()) => {}
+                    Err(StoreError::StreamTaken) => {
+                        return Err(ApiError::param(format!(
+                            "userid '{}' maps to stream name '{}', which another user's room already uses",
+                            act.key.vj(),
+                            info.stream
+                        )))
+                    }
+                    Err(e) => return Err(ApiError::from(e)),
+                }
+                act.info = info;
+                act.counters =
+                    Counters { epoch, online: false, likes: 0, views: 0, seen_at: crate::model::now_unix() };
+                act.members.clear();
+                // The database already holds the empty state of this epoch.
+                act.member_changes.clear();
+                act.changed(ctx);
+                Ok(())
+            }),
+        ))
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Option<PusherInfo>")]
+pub struct GetInfo;
+
+impl Handler<GetInfo> for Room {
+    type Result = Option<PusherInfo>;
+    fn handle(&mut self, _: GetInfo, _: &mut Context<Self>) -> Self::Result {
+        self.exists().then(|| self.pusher_info())
+    }
+}
+
+/// A page of members, newest first; `groupid` must match for live rooms.
+#[derive(Message)]
+#[rtype(result = "Result<(usize, Vec<MemberInfo>), ApiError>")]
+pub struct MemberPage {
+    pub groupid: Option<String>,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+impl Handler<MemberPage> for Room {
+    type Result = Result<(usize, Vec<MemberInfo>), ApiError>;
+    fn handle(&mut self, msg: MemberPage, _: &mut Context<Self>) -> Self::Result {
+        if !self.exists() || msg.groupid.is_some_and(|g| g != self.info.groupid) {
+            return Err(ApiError::not_found(format!(
+                "no such group in the room of '{}'",
+                self.key.vj()
+            )));
+        }
+        Ok((self.members.len(), self.members.page(msg.offset, msg.limit)))
+    }
+}
+
+/// Replaces the descriptive part (a recording's URLs arrived, a screenshot was taken).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetInfo {
+    pub info: RoomInfo,
+}
+
+impl Handler<SetInfo> for Room {
+    type Result = ();
+    fn handle(&mut self, msg: SetInfo, ctx: &mut Context<Self>) {
+        // Always re-announce: a freshly activated room has not been indexed yet.
+        self.info = msg.info;
+        self.changed(ctx);
+    }
+}
+
+/// Hand pending changes to the supervisor now (shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushNow;
+
+impl Handler<FlushNow> for Room {
+    type Result = ();
+    fn handle(&mut self, _: FlushNow, _: &mut Context<Self>) {
+        if self.flush_scheduled || !self.member_changes.is_empty() {
+            self.flush();
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Signature schemes for the Tencent services minilvb talks to: LVB push URLs,
+//! COS v4 upload signatures, IM UserSig v2 and LVB callback signatures.
+//!
+//! Every verifier checks the signature before expiry, so a forged value only
+//! ever learns "mismatch", and no error message carries a key or signature.
+
+pub mod callback;
+pub mod cos;
+pub mod push;
+pub mod usersig;
+
+use subtle::ConstantTimeEq;
+
+/// Constant-time equality. Lengths are public (every signature here has a
+/// fixed length), so a length difference returns `false` straight away.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Why a signature was rejected. Messages never include secret material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    #[error("signature mismatch")]
+    Mismatch,
+    #[error("signature expired")]
+    Expired,
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ct_eq_basics() {
+        assert!(ct_eq(b"", b""));
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+        assert!(!ct_eq(b"", b"a"));
+    }
+
+    #[test]
+    fn huge_inputs_are_rejected_not_panicked() {
+        let huge = "A".repeat(4 << 20);
+        assert!(push::verify(&huge, &huge, &huge, &huge, 0).is_err());
+        assert!(cos::verify(&huge, &huge, 0).is_err());
+        assert!(usersig::verify(&huge, &huge, 0).is_err());
+        assert!(callback::verify(&huge, 0, &huge, 0).is_err());
+    }
+
+    #[test]
+    fn error_messages_are_fixed() {
+        assert_eq!(SignError::Mismatch.to_string(), "signature mismatch");
+        assert_eq!(SignError::Expired.to_string(), "signature expired");
+        assert_eq!(
+            SignError::Malformed("txTime").to_string(),
+            "malformed txTime"
+        );
+    }
+}

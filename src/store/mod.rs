@@ -1,0 +1,63 @@
+//! Storage behind one trait: SQLite (the zero-setup default) and MySQL/MariaDB, both via sqlx.
+
+mod sql;
+
+use crate::model::{RoomInfo, RoomKey, RoomRecord, SnapshotItem};
+use async_trait::async_trait;
+pub use sql::SqlStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database url scheme (expected sqlite: or mysql:)")]
+    Scheme,
+    /// Two userids map to the same stream name (characters outside [A-Za-z0-9_] become '_').
+    #[error("stream name already used by another user")]
+    StreamTaken,
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A recording delivered by a media server; `playurl`/`hls_play_url` may be empty when
+/// this delivery carries the other format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRecording {
+    pub vj: String,
+    pub fileid: String,
+    pub info: RoomInfo,
+    /// Likes and viewers copied from the broadcast.
+    pub likes: u64,
+    pub views: u64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+    async fn ping(&self) -> StoreResult<()>;
+    /// A room with its members of the current epoch.
+    async fn load_room(&self, key: &RoomKey) -> StoreResult<Option<RoomRecord>>;
+    /// Live rooms that are online, without member lists (counts only).
+    async fn online_rooms(&self) -> StoreResult<Vec<RoomRecord>>;
+    /// Recordings that ended at or after `since` and have a play URL, without members.
+    async fn recent_recordings(&self, since: i64) -> StoreResult<Vec<RoomRecord>>;
+    /// Starts broadcast `epoch` of a VJ's room: description replaced, counters zeroed,
+    /// members emptied, in one transaction.
+    async fn begin_broadcast(&self, userid: &str, epoch: i64, info: &RoomInfo) -> StoreResult<()>;
+    /// Writes dirty rooms' counters and member changes in one transaction. Counters of an
+    /// older epoch never overwrite a newer one.
+    async fn write_snapshot(&self, items: &[SnapshotItem]) -> StoreResult<()>;
+    /// The VJ whose current broadcast uses this stream name.
+    async fn room_by_stream(&self, stream: &str) -> StoreResult<Option<String>>;
+    /// Creates a recording, or merges another format's URL into it. Returns the stored record.
+    async fn put_recording(&self, rec: &NewRecording) -> StoreResult<RoomRecord>;
+    async fn set_snapshot_url(&self, key: &RoomKey, url: &str) -> StoreResult<()>;
+}
+
+/// Opens the store named by a database URL.
+pub async fn open(cfg: &crate::config::DatabaseConfig) -> StoreResult<std::sync::Arc<dyn Store>> {
+    Ok(std::sync::Arc::new(SqlStore::connect(cfg).await?))
+}

@@ -1,0 +1,621 @@
+//! The sqlx implementation for SQLite and MySQL/MariaDB. Both speak `?` placeholders; the
+//! few statements whose syntax differs (upserts) are chosen by `Dialect`.
+
+use super::{NewRecording, Store, StoreError, StoreResult};
+use crate::config::DatabaseConfig;
+use crate::model::{Counters, Member, RoomInfo, RoomKey, RoomRecord, SnapshotItem};
+use crate::protocol::types::UserInfo;
+use async_trait::async_trait;
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, Row};
+use std::borrow::Cow;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Mysql,
+}
+
+/// Migrations are compiled in so the binary needs no files beside it.
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "rooms",
+    include_str!("../../migrations/sqlite/0001_rooms.sql"),
+)];
+const MYSQL_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "rooms",
+    include_str!("../../migrations/mysql/0001_rooms.sql"),
+)];
+
+/// Rows per multi-row statement: well under both backends' placeholder limits.
+const ROWS_PER_STATEMENT: usize = 200;
+
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
+    /// Bound on any one operation, so a dead connection answers 500 instead of hanging.
+    op_timeout: Duration,
+}
+
+impl SqlStore {
+    pub async fn connect(cfg: &DatabaseConfig) -> StoreResult<SqlStore> {
+        sqlx::any::install_default_drivers();
+        let mut url = cfg.url.expose().to_string();
+        let dialect = if url.starts_with("sqlite:") {
+            // Create the file on first run: zero setup.
+            if !url.contains("mode=") && !url.contains(":memory:") {
+                url.push(if url.contains('?') { '&' } else { '?' });
+                url.push_str("mode=rwc");
+            }
+            Dialect::Sqlite
+        } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+            if let Some(rest) = url.strip_prefix("mariadb:") {
+                url = format!("mysql:{rest}");
+            }
+            Dialect::Mysql
+        } else {
+            return Err(StoreError::Scheme);
+        };
+        let acquire = Duration::from_secs(cfg.acquire_timeout_secs.max(1));
+        let mut opts = AnyPoolOptions::new()
+            .max_connections(cfg.max_connections)
+            .acquire_timeout(acquire);
+        if dialect == Dialect::Sqlite {
+            opts = opts.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL lets readers run beside the snapshot writer; NORMAL is durable
+                    // across process crashes, which is what the snapshot bound promises.
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA busy_timeout = 5000")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = tokio::time::timeout(acquire * 2, opts.connect(&url))
+            .await
+            .map_err(|_| StoreError::Db(sqlx::Error::PoolTimedOut))??;
+        Ok(SqlStore {
+            pool,
+            dialect,
+            op_timeout: acquire * 2,
+        })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    async fn timed<T>(
+        &self,
+        fut: impl std::future::Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        match tokio::time::timeout(self.op_timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Db(sqlx::Error::PoolTimedOut)),
+        }
+    }
+
+    fn upsert(
+        &self,
+        table: &str,
+        cols: &[&str],
+        keys: &[&str],
+        rows: usize,
+        update: &str,
+    ) -> String {
+        let one = format!("({})", vec!["?"; cols.len()].join(","));
+        let values = vec![one; rows].join(",");
+        let head = format!("INSERT INTO {table} ({}) VALUES {values}", cols.join(","));
+        match self.dialect {
+            Dialect::Sqlite => {
+                format!(
+                    "{head} ON CONFLICT({}) DO UPDATE SET {update}",
+                    keys.join(",")
+                )
+            }
+            Dialect::Mysql => format!("{head} ON DUPLICATE KEY UPDATE {update}"),
+        }
+    }
+
+    /// `new` is the incoming row's column, `old` the stored one, in this dialect.
+    fn new_col(&self, c: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("excluded.{c}"),
+            Dialect::Mysql => format!("VALUES({c})"),
+        }
+    }
+
+    fn insert_ignore(&self) -> (&'static str, &'static str) {
+        match self.dialect {
+            Dialect::Sqlite => ("INSERT", " ON CONFLICT DO NOTHING"),
+            Dialect::Mysql => ("INSERT IGNORE", ""),
+        }
+    }
+
+    /// Counters upsert guarded by epoch: an older broadcast's snapshot is a no-op.
+    fn state_upsert_sql(&self, rows: usize) -> String {
+        let cols = [
+            "vj", "fileid", "epoch", "online", "likes", "views", "seen_at",
+        ];
+        let update = match self.dialect {
+            Dialect::Sqlite => "online=excluded.online, likes=excluded.likes, views=excluded.views, \
+                 seen_at=excluded.seen_at, epoch=excluded.epoch WHERE excluded.epoch >= room_state.epoch"
+                .to_string(),
+            // MySQL assigns left to right: epoch must change last.
+            Dialect::Mysql => ["online", "likes", "views", "seen_at"]
+                .iter()
+                .map(|c| format!("{c}=IF(VALUES(epoch) >= epoch, VALUES({c}), {c})"))
+                .chain(std::iter::once("epoch=GREATEST(epoch, VALUES(epoch))".to_string()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        self.upsert("room_state", &cols, &["vj", "fileid"], rows, &update)
+    }
+
+    fn member_upsert_sql(&self, rows: usize) -> String {
+        let cols = [
+            "vj", "fileid", "userid", "epoch", "seq", "nickname", "headpic",
+        ];
+        let update = match self.dialect {
+            Dialect::Sqlite => {
+                "seq=excluded.seq, nickname=excluded.nickname, headpic=excluded.headpic, \
+                 epoch=excluded.epoch WHERE excluded.epoch >= members.epoch"
+                    .to_string()
+            }
+            Dialect::Mysql => ["seq", "nickname", "headpic"]
+                .iter()
+                .map(|c| format!("{c}=IF(VALUES(epoch) >= epoch, VALUES({c}), {c})"))
+                .chain(std::iter::once(
+                    "epoch=GREATEST(epoch, VALUES(epoch))".to_string(),
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        self.upsert("members", &cols, &["vj", "fileid", "userid"], rows, &update)
+    }
+
+    async fn members(&self, key: &RoomKey, epoch: i64) -> StoreResult<Vec<Member>> {
+        let rows = sqlx::query(
+            "SELECT userid, nickname, headpic, seq FROM members \
+             WHERE vj = ? AND fileid = ? AND epoch = ? ORDER BY seq",
+        )
+        .bind(key.vj())
+        .bind(key.fileid())
+        .bind(epoch)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Member {
+                    userid: r.try_get("userid")?,
+                    nickname: r.try_get("nickname")?,
+                    headpic: r.try_get("headpic")?,
+                    seq: r.try_get("seq")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+}
+
+const INFO_COLS: &str = "r.groupid, r.title, r.nickname, r.headpic, r.frontcover, r.location, \
+    r.stream, r.timestamp, r.playurl, r.hls_play_url, r.snapshot_url";
+const STATE_COLS: &str =
+    "s.epoch AS s_epoch, s.online AS s_online, s.likes AS s_likes, s.views AS s_views, s.seen_at AS s_seen";
+
+fn info_from(r: &AnyRow) -> Result<RoomInfo, sqlx::Error> {
+    Ok(RoomInfo {
+        groupid: r.try_get("groupid")?,
+        title: r.try_get("title")?,
+        userinfo: UserInfo {
+            nickname: r.try_get("nickname")?,
+            headpic: r.try_get("headpic")?,
+            frontcover: r.try_get("frontcover")?,
+            location: r.try_get("location")?,
+        },
+        stream: r.try_get("stream")?,
+        timestamp: r.try_get("timestamp")?,
+        playurl: r.try_get("playurl")?,
+        hls_play_url: r.try_get("hls_play_url")?,
+        snapshot_url: r.try_get("snapshot_url")?,
+    })
+}
+
+/// Counters of the row's own epoch; a state row of another epoch means "nothing yet".
+fn counters_from(r: &AnyRow, epoch: i64) -> Result<Counters, sqlx::Error> {
+    let s_epoch: Option<i64> = r.try_get("s_epoch")?;
+    if s_epoch != Some(epoch) {
+        return Ok(Counters {
+            epoch,
+            online: false,
+            likes: 0,
+            views: 0,
+            seen_at: 0,
+        });
+    }
+    let get =
+        |c: &str| -> Result<i64, sqlx::Error> { Ok(r.try_get::<Option<i64>, _>(c)?.unwrap_or(0)) };
+    Ok(Counters {
+        epoch,
+        online: get("s_online")? != 0,
+        likes: get("s_likes")?.max(0) as u64,
+        views: get("s_views")?.max(0) as u64,
+        seen_at: get("s_seen")?,
+    })
+}
+
+fn bind_info<'q>(
+    q: Query<'q, Any, AnyArguments<'q>>,
+    info: &'q RoomInfo,
+) -> Query<'q, Any, AnyArguments<'q>> {
+    q.bind(&info.groupid)
+        .bind(&info.title)
+        .bind(&info.userinfo.nickname)
+        .bind(&info.userinfo.headpic)
+        .bind(&info.userinfo.frontcover)
+        .bind(&info.userinfo.location)
+        .bind(&info.stream)
+        .bind(info.timestamp)
+        .bind(&info.playurl)
+        .bind(&info.hls_play_url)
+        .bind(&info.snapshot_url)
+}
+
+const INFO_INSERT_COLS: [&str; 11] = [
+    "groupid",
+    "title",
+    "nickname",
+    "headpic",
+    "frontcover",
+    "location",
+    "stream",
+    "timestamp",
+    "playurl",
+    "hls_play_url",
+    "snapshot_url",
+];
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        let list = match self.dialect {
+            Dialect::Sqlite => SQLITE_MIGRATIONS,
+            Dialect::Mysql => MYSQL_MIGRATIONS,
+        };
+        let migrations: Vec<Migration> = list
+            .iter()
+            .map(|(v, d, sql)| {
+                Migration::new(
+                    *v,
+                    Cow::Borrowed(*d),
+                    MigrationType::Simple,
+                    Cow::Borrowed(*sql),
+                    false,
+                )
+            })
+            .collect();
+        let migrator = Migrator {
+            migrations: Cow::Owned(migrations),
+            ignore_missing: false,
+            locking: true,
+            no_tx: false,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.timed(async {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load_room(&self, key: &RoomKey) -> StoreResult<Option<RoomRecord>> {
+        self.timed(async {
+            let row = match key {
+                RoomKey::Live(vj) => {
+                    sqlx::query(&format!(
+                        "SELECT r.epoch, {INFO_COLS}, {STATE_COLS} FROM rooms r \
+                         LEFT JOIN room_state s ON s.vj = r.userid AND s.fileid = '' WHERE r.userid = ?"
+                    ))
+                    .bind(vj)
+                    .fetch_optional(&self.pool)
+                    .await?
+                }
+                RoomKey::Recording { vj, fileid } => {
+                    sqlx::query(&format!(
+                        "SELECT 0 AS epoch, {INFO_COLS}, {STATE_COLS} FROM recordings r \
+                         LEFT JOIN room_state s ON s.vj = r.vj AND s.fileid = r.fileid \
+                         WHERE r.vj = ? AND r.fileid = ?"
+                    ))
+                    .bind(vj)
+                    .bind(fileid)
+                    .fetch_optional(&self.pool)
+                    .await?
+                }
+            };
+            let Some(row) = row else { return Ok(None) };
+            let epoch: i64 = row.try_get("epoch")?;
+            let info = info_from(&row)?;
+            let counters = counters_from(&row, epoch)?;
+            let members = self.members(key, epoch).await?;
+            Ok(Some(RoomRecord {
+                key: key.clone(),
+                info,
+                counters,
+                member_count: members.len() as u64,
+                members,
+            }))
+        })
+        .await
+    }
+
+    async fn online_rooms(&self) -> StoreResult<Vec<RoomRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT r.userid, r.epoch, {INFO_COLS}, {STATE_COLS}, \
+               (SELECT COUNT(*) FROM members m WHERE m.vj = r.userid AND m.fileid = '' \
+                AND m.epoch = r.epoch) AS n \
+             FROM rooms r JOIN room_state s ON s.vj = r.userid AND s.fileid = '' AND s.epoch = r.epoch \
+             WHERE s.online = 1"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let epoch: i64 = r.try_get("epoch")?;
+                Ok(RoomRecord {
+                    key: RoomKey::Live(r.try_get("userid")?),
+                    info: info_from(r)?,
+                    counters: counters_from(r, epoch)?,
+                    members: Vec::new(),
+                    member_count: r.try_get::<i64, _>("n")?.max(0) as u64,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn recent_recordings(&self, since: i64) -> StoreResult<Vec<RoomRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT r.vj, r.fileid, {INFO_COLS}, {STATE_COLS} FROM recordings r \
+             LEFT JOIN room_state s ON s.vj = r.vj AND s.fileid = r.fileid \
+             WHERE r.timestamp >= ? AND (r.playurl <> '' OR r.hls_play_url <> '')"
+        ))
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RoomRecord {
+                    key: RoomKey::Recording {
+                        vj: r.try_get("vj")?,
+                        fileid: r.try_get("fileid")?,
+                    },
+                    info: info_from(r)?,
+                    counters: counters_from(r, 0)?,
+                    members: Vec::new(),
+                    member_count: 0,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn begin_broadcast(&self, userid: &str, epoch: i64, info: &RoomInfo) -> StoreResult<()> {
+        self.timed(async {
+            let mut tx = self.pool.begin().await?;
+            // MySQL's upsert fires on any unique key, so a stream name owned by another
+            // user must be refused before it, not left to the index.
+            let owner = sqlx::query("SELECT userid FROM rooms WHERE stream = ? AND userid <> ?")
+                .bind(&info.stream)
+                .bind(userid)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if owner.is_some() {
+                return Err(StoreError::StreamTaken);
+            }
+            let mut cols = vec!["userid", "epoch"];
+            cols.extend(INFO_INSERT_COLS);
+            let update = std::iter::once("epoch")
+                .chain(INFO_INSERT_COLS)
+                .map(|c| format!("{c}={}", self.new_col(c)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = self.upsert("rooms", &cols, &["userid"], 1, &update);
+            let q = sqlx::query(&sql).bind(userid).bind(epoch);
+            bind_info(q, info).execute(&mut *tx).await?;
+            let now = crate::model::now_unix();
+            sqlx::query(&self.state_upsert_sql(1))
+                .bind(userid)
+                .bind("")
+                .bind(epoch)
+                .bind(0i64)
+                .bind(0i64)
+                .bind(0i64)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM members WHERE vj = ? AND fileid = ''")
+                .bind(userid)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::Db(ref d) if is_unique_violation(d) => StoreError::StreamTaken,
+            other => other,
+        })
+    }
+
+    async fn write_snapshot(&self, items: &[SnapshotItem]) -> StoreResult<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        self.timed(async {
+            let mut tx = self.pool.begin().await?;
+            for chunk in items.chunks(ROWS_PER_STATEMENT) {
+                let sql = self.state_upsert_sql(chunk.len());
+                let mut q = sqlx::query(&sql);
+                for it in chunk {
+                    let c = &it.counters;
+                    q = q
+                        .bind(it.key.vj())
+                        .bind(it.key.fileid())
+                        .bind(c.epoch)
+                        .bind(c.online as i64)
+                        .bind(c.likes.min(i64::MAX as u64) as i64)
+                        .bind(c.views.min(i64::MAX as u64) as i64)
+                        .bind(c.seen_at);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            let upserts: Vec<(&SnapshotItem, &Member)> = items
+                .iter()
+                .flat_map(|it| it.upserts.iter().map(move |m| (it, m)))
+                .collect();
+            for chunk in upserts.chunks(ROWS_PER_STATEMENT) {
+                let sql = self.member_upsert_sql(chunk.len());
+                let mut q = sqlx::query(&sql);
+                for (it, m) in chunk {
+                    q = q
+                        .bind(it.key.vj())
+                        .bind(it.key.fileid())
+                        .bind(&m.userid)
+                        .bind(it.counters.epoch)
+                        .bind(m.seq)
+                        .bind(&m.nickname)
+                        .bind(&m.headpic);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            let deletes: Vec<(&SnapshotItem, &String)> = items
+                .iter()
+                .flat_map(|it| it.deletes.iter().map(move |u| (it, u)))
+                .collect();
+            for chunk in deletes.chunks(ROWS_PER_STATEMENT) {
+                let tuples = vec!["(?,?,?,?)"; chunk.len()].join(",");
+                let sql =
+                    format!("DELETE FROM members WHERE (vj, fileid, userid, epoch) IN ({tuples})");
+                let mut q = sqlx::query(&sql);
+                for (it, u) in chunk {
+                    q = q
+                        .bind(it.key.vj())
+                        .bind(it.key.fileid())
+                        .bind(u.as_str())
+                        .bind(it.counters.epoch);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn room_by_stream(&self, stream: &str) -> StoreResult<Option<String>> {
+        self.timed(async {
+            let row = sqlx::query("SELECT userid FROM rooms WHERE stream = ?")
+                .bind(stream)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(match row {
+                Some(r) => Some(r.try_get("userid")?),
+                None => None,
+            })
+        })
+        .await
+    }
+
+    async fn put_recording(&self, rec: &NewRecording) -> StoreResult<RoomRecord> {
+        let key = RoomKey::Recording {
+            vj: rec.vj.clone(),
+            fileid: rec.fileid.clone(),
+        };
+        self.timed(async {
+            let mut tx = self.pool.begin().await?;
+            let mut cols = vec!["vj", "fileid"];
+            cols.extend(INFO_INSERT_COLS);
+            // A retried or second-format delivery only fills in a URL that was empty.
+            let update = ["playurl", "hls_play_url"]
+                .iter()
+                .map(|c| {
+                    let new = self.new_col(c);
+                    match self.dialect {
+                        Dialect::Sqlite => {
+                            format!("{c}=CASE WHEN {new} <> '' THEN {new} ELSE recordings.{c} END")
+                        }
+                        Dialect::Mysql => format!("{c}=IF({new} <> '', {new}, {c})"),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = self.upsert("recordings", &cols, &["vj", "fileid"], 1, &update);
+            let q = sqlx::query(&sql).bind(&rec.vj).bind(&rec.fileid);
+            bind_info(q, &rec.info).execute(&mut *tx).await?;
+            let (ins, tail) = self.insert_ignore();
+            sqlx::query(&format!(
+                "{ins} INTO room_state (vj, fileid, epoch, online, likes, views, seen_at) \
+                 VALUES (?, ?, 0, 0, ?, ?, ?){tail}"
+            ))
+            .bind(&rec.vj)
+            .bind(&rec.fileid)
+            .bind(rec.likes.min(i64::MAX as u64) as i64)
+            .bind(rec.views.min(i64::MAX as u64) as i64)
+            .bind(crate::model::now_unix())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await?;
+        self.load_room(&key)
+            .await?
+            .ok_or(StoreError::Db(sqlx::Error::RowNotFound))
+    }
+
+    async fn set_snapshot_url(&self, key: &RoomKey, url: &str) -> StoreResult<()> {
+        self.timed(async {
+            match key {
+                RoomKey::Live(vj) => {
+                    sqlx::query("UPDATE rooms SET snapshot_url = ? WHERE userid = ?")
+                        .bind(url)
+                        .bind(vj)
+                        .execute(&self.pool)
+                        .await?
+                }
+                RoomKey::Recording { vj, fileid } => {
+                    sqlx::query(
+                        "UPDATE recordings SET snapshot_url = ? WHERE vj = ? AND fileid = ?",
+                    )
+                    .bind(url)
+                    .bind(vj)
+                    .bind(fileid)
+                    .execute(&self.pool)
+                    .await?
+                }
+            };
+            Ok(())
+        })
+        .await
+    }
+}

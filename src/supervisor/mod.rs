@@ -1,0 +1,409 @@
+//! The supervisor actor: the sorted list index behind FetchList, and the snapshot writer
+//! that persists dirty rooms in batches, retrying with back-off while the database is down.
+
+pub mod index;
+mod registry;
+
+use crate::config::ListOrder;
+use crate::model::{now_unix, Member, RoomKey, RoomRecord, SnapshotItem};
+use crate::protocol::request::ListFlag;
+use crate::protocol::types::PusherInfo;
+use crate::store::Store;
+use actix::prelude::*;
+use index::OrderIndex;
+pub use registry::Registry;
+use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// A room's list item: its sort fields and its JSON, encoded once per change.
+#[derive(Debug, Clone)]
+pub struct ListEntry {
+    pub viewers: u64,
+    pub timestamp: i64,
+    pub json: Arc<str>,
+}
+
+impl ListEntry {
+    pub fn new(info: &PusherInfo) -> Self {
+        ListEntry {
+            viewers: info.viewercount,
+            timestamp: info.timestamp,
+            json: serde_json::to_string(info).unwrap_or_default().into(),
+        }
+    }
+}
+
+type LiveKey = (Reverse<u64>, Reverse<i64>, String);
+type VodKey = (Reverse<i64>, String, String);
+
+/// Observable persistence health, shared with `/readyz` and metrics.
+#[derive(Default)]
+pub struct Health {
+    pub degraded: AtomicBool,
+    pub pending_rooms: AtomicUsize,
+    pub snapshots_ok: AtomicU64,
+    pub snapshot_failures: AtomicU64,
+    pub rows_written: AtomicU64,
+    pub live_rooms: AtomicUsize,
+}
+
+/// Pending changes of one room: counters and member upserts/deletes merged across ticks.
+struct Pending {
+    item: SnapshotItem,
+    members: HashMap<String, Option<Member>>,
+}
+
+impl Pending {
+    fn from_item(mut item: SnapshotItem) -> Self {
+        let mut members = HashMap::new();
+        for m in item.upserts.drain(..) {
+            members.insert(m.userid.clone(), Some(m));
+        }
+        for d in item.deletes.drain(..) {
+            members.insert(d, None);
+        }
+        Pending { item, members }
+    }
+
+    /// Folds a newer change in: a newer epoch replaces everything older.
+    fn merge_newer(&mut self, newer: Pending) {
+        if newer.item.counters.epoch > self.item.counters.epoch {
+            *self = newer;
+            return;
+        }
+        if newer.item.counters.epoch < self.item.counters.epoch {
+            return;
+        }
+        self.item.counters = newer.item.counters;
+        self.members.extend(newer.members);
+    }
+
+    fn into_item(mut self) -> SnapshotItem {
+        for (id, m) in self.members {
+            match m {
+                Some(m) => self.item.upserts.push(m),
+                None => self.item.deletes.push(id),
+            }
+        }
+        self.item
+    }
+}
+
+pub struct SupervisorConfig {
+    pub order: ListOrder,
+    pub snapshot_interval: Duration,
+    pub max_backoff: Duration,
+    pub recording_days: u64,
+}
+
+pub struct Supervisor {
+    cfg: SupervisorConfig,
+    store: Arc<dyn Store>,
+    health: Arc<Health>,
+    live: OrderIndex<LiveKey>,
+    live_keys: HashMap<String, (LiveKey, Arc<str>)>,
+    vod: OrderIndex<VodKey>,
+    vod_keys: HashMap<(String, String), (VodKey, Arc<str>)>,
+    pending: HashMap<RoomKey, Pending>,
+    writing: bool,
+    failures: u32,
+    next_try: Instant,
+    flush_waiters: Vec<oneshot::Sender<bool>>,
+}
+
+impl Supervisor {
+    pub fn new(cfg: SupervisorConfig, store: Arc<dyn Store>, health: Arc<Health>) -> Self {
+        Supervisor {
+            cfg,
+            store,
+            health,
+            live: OrderIndex::new(),
+            live_keys: HashMap::new(),
+            vod: OrderIndex::new(),
+            vod_keys: HashMap::new(),
+            pending: HashMap::new(),
+            writing: false,
+            failures: 0,
+            next_try: Instant::now(),
+            flush_waiters: Vec::new(),
+        }
+    }
+
+    /// Fills the index from rows loaded at start-up.
+    pub fn seed(&mut self, live: Vec<RoomRecord>, recordings: Vec<RoomRecord>) {
+        for r in live.into_iter().chain(recordings) {
+            let viewers = if r.key.is_live() {
+                r.member_count
+            } else {
+                r.counters.views
+            };
+            let info = crate::room::pusher_info_of(&r.key, &r.info, &r.counters, viewers);
+            self.set_entry(&r.key, Some(ListEntry::new(&info)));
+        }
+    }
+
+    fn set_entry(&mut self, key: &RoomKey, entry: Option<ListEntry>) {
+        match key {
+            RoomKey::Live(vj) => {
+                if let Some((old, _)) = self.live_keys.remove(vj) {
+                    self.live.remove(&old);
+                }
+                if let Some(e) = entry {
+                    let viewers = match self.cfg.order {
+                        ListOrder::Popular => e.viewers,
+                        ListOrder::Newest => 0,
+                    };
+                    let k = (Reverse(viewers), Reverse(e.timestamp), vj.clone());
+                    self.live.insert(k.clone());
+                    self.live_keys.insert(vj.clone(), (k, e.json));
+                }
+                self.health
+                    .live_rooms
+                    .store(self.live.len(), Ordering::Relaxed);
+            }
+            RoomKey::Recording { vj, fileid } => {
+                let id = (vj.clone(), fileid.clone());
+                if let Some((old, _)) = self.vod_keys.remove(&id) {
+                    self.vod.remove(&old);
+                }
+                if let Some(e) = entry {
+                    let k = (Reverse(e.timestamp), vj.clone(), fileid.clone());
+                    self.vod.insert(k.clone());
+                    self.vod_keys.insert(id, (k, e.json));
+                }
+            }
+        }
+    }
+
+    fn vod_cutoff(&self) -> i64 {
+        now_unix() - (self.cfg.recording_days as i64) * 86_400
+    }
+
+    /// Recordings at or after the cutoff sort first; their count is the rank of the cutoff.
+    fn vod_listed(&self) -> usize {
+        let cutoff = self.vod_cutoff();
+        self.vod
+            .rank(&(Reverse(cutoff - 1), String::new(), String::new()))
+    }
+
+    /// Old recordings leave memory (they stay in the database).
+    fn prune_recordings(&mut self) {
+        let keep = self.vod_listed();
+        while self.vod.len() > keep {
+            let Some(last) = self
+                .vod
+                .page(self.vod.len() - 1, 1)
+                .first()
+                .map(|k| (*k).clone())
+            else {
+                break;
+            };
+            self.vod.remove(&last);
+            self.vod_keys.remove(&(last.1, last.2));
+        }
+    }
+
+    fn live_page(&self, offset: usize, limit: usize) -> Vec<Arc<str>> {
+        self.live
+            .page(offset, limit)
+            .into_iter()
+            .filter_map(|k| self.live_keys.get(&k.2).map(|(_, j)| j.clone()))
+            .collect()
+    }
+
+    fn vod_page(&self, offset: usize, limit: usize) -> Vec<Arc<str>> {
+        self.vod
+            .page(offset, limit)
+            .into_iter()
+            .filter_map(|k| {
+                self.vod_keys
+                    .get(&(k.1.clone(), k.2.clone()))
+                    .map(|(_, j)| j.clone())
+            })
+            .collect()
+    }
+
+    fn try_write(&mut self, ctx: &mut Context<Self>) {
+        if self.writing || Instant::now() < self.next_try {
+            return;
+        }
+        if self.pending.is_empty() {
+            for w in self.flush_waiters.drain(..) {
+                let _ = w.send(true);
+            }
+            return;
+        }
+        let batch: Vec<(RoomKey, Pending)> = self.pending.drain().collect();
+        self.health.pending_rooms.store(0, Ordering::Relaxed);
+        let items: Vec<SnapshotItem> = batch.into_iter().map(|(_, p)| p.into_item()).collect();
+        let rows = items
+            .iter()
+            .map(|i| 1 + i.upserts.len() + i.deletes.len())
+            .sum::<usize>();
+        self.writing = true;
+        let store = self.store.clone();
+        let started = Instant::now();
+        ctx.spawn(
+            async move {
+                let r = store.write_snapshot(&items).await;
+                (r, items)
+            }
+            .into_actor(self)
+            .map(move |(r, items), act, ctx| {
+                act.writing = false;
+                match r {
+                    Ok(()) => {
+                        act.failures = 0;
+                        act.health.degraded.store(false, Ordering::Relaxed);
+                        act.health.snapshots_ok.fetch_add(1, Ordering::Relaxed);
+                        act.health.rows_written.fetch_add(rows as u64, Ordering::Relaxed);
+                        tracing::debug!(rooms = items.len(), rows, elapsed_ms = started.elapsed().as_millis() as u64, "snapshot written");
+                    }
+                    Err(e) => {
+                        act.failures = act.failures.saturating_add(1);
+                        act.health.degraded.store(true, Ordering::Relaxed);
+                        act.health.snapshot_failures.fetch_add(1, Ordering::Relaxed);
+                        let backoff = Duration::from_millis(100u64 << act.failures.min(10))
+                            .min(act.cfg.max_backoff);
+                        act.next_try = Instant::now() + backoff;
+                        tracing::warn!(error = %e, rooms = items.len(), retry_in_ms = backoff.as_millis() as u64,
+                            "snapshot failed; keeping dirty rooms for retry");
+                        // Put the batch back under anything newer that arrived meanwhile.
+                        for item in items {
+                            let key = item.key.clone();
+                            let mut old = Pending::from_item(item);
+                            if let Some(newer) = act.pending.remove(&key) {
+                                old.merge_newer(newer);
+                            }
+                            act.pending.insert(key, old);
+                        }
+                        act.health.pending_rooms.store(act.pending.len(), Ordering::Relaxed);
+                    }
+                }
+                if !act.flush_waiters.is_empty() {
+                    // Shutting down: keep writing without waiting for the next tick.
+                    let delay = act.next_try.saturating_duration_since(Instant::now());
+                    ctx.run_later(delay, |act, ctx| act.try_write(ctx));
+                }
+            }),
+        );
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Rooms hand over at most one change per tick each, so this mailbox is bounded by
+        // the number of rooms; requests (FetchList) wait when it is full.
+        ctx.set_mailbox_capacity(4096);
+        ctx.run_interval(self.cfg.snapshot_interval, |act, ctx| act.try_write(ctx));
+        ctx.run_interval(Duration::from_secs(60), |act, _| act.prune_recordings());
+    }
+}
+
+/// A room's state after changes: its list entry (None: not listed) and its snapshot.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RoomChanged {
+    pub key: RoomKey,
+    pub entry: Option<ListEntry>,
+    pub snapshot: SnapshotItem,
+}
+
+impl Handler<RoomChanged> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: RoomChanged, _: &mut Context<Self>) {
+        let current_epoch = self.pending.get(&msg.key).map(|p| p.item.counters.epoch);
+        // An older broadcast's late change must not touch the index of a newer one.
+        if current_epoch.is_none_or(|e| msg.snapshot.counters.epoch >= e) {
+            self.set_entry(&msg.key, msg.entry);
+        }
+        let newer = Pending::from_item(msg.snapshot);
+        match self.pending.get_mut(&msg.key) {
+            Some(p) => p.merge_newer(newer),
+            None => {
+                self.pending.insert(msg.key, newer);
+            }
+        }
+        self.health
+            .pending_rooms
+            .store(self.pending.len(), Ordering::Relaxed);
+    }
+}
+
+pub struct ListPage {
+    pub total: usize,
+    pub items: Vec<Arc<str>>,
+}
+
+#[derive(Message)]
+#[rtype(result = "ListPage")]
+pub struct FetchList {
+    pub flag: ListFlag,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+impl Handler<FetchList> for Supervisor {
+    type Result = MessageResult<FetchList>;
+    fn handle(&mut self, msg: FetchList, _: &mut Context<Self>) -> Self::Result {
+        let (off, lim) = (msg.offset, msg.limit);
+        let page = match msg.flag {
+            ListFlag::Live => ListPage {
+                total: self.live.len(),
+                items: self.live_page(off, lim),
+            },
+            ListFlag::Recordings => {
+                // Recordings past the cutoff may linger until pruned: never page into them.
+                let n = self.vod_listed();
+                ListPage {
+                    total: n,
+                    items: self.vod_page(off, lim.min(n.saturating_sub(off))),
+                }
+            }
+            ListFlag::Both => {
+                let live_n = self.live.len();
+                let vod_n = self.vod_listed();
+                let mut items = self.live_page(off, lim);
+                if items.len() < lim {
+                    let voff = off.saturating_sub(live_n);
+                    let vlim = (lim - items.len()).min(vod_n.saturating_sub(voff));
+                    items.extend(self.vod_page(voff, vlim));
+                }
+                ListPage {
+                    total: live_n + vod_n,
+                    items,
+                }
+            }
+        };
+        MessageResult(page)
+    }
+}
+
+/// Writes every pending change now; answers true when all is in the database, false when
+/// the deadline passed first.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct FlushAll {
+    pub deadline: Duration,
+}
+
+impl Handler<FlushAll> for Supervisor {
+    type Result = ResponseFuture<bool>;
+    fn handle(&mut self, msg: FlushAll, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.flush_waiters.push(tx);
+        self.next_try = Instant::now();
+        self.try_write(ctx);
+        Box::pin(async move {
+            tokio::time::timeout(msg.deadline, rx)
+                .await
+                .is_ok_and(|r| r.unwrap_or(false))
+        })
+    }
+}

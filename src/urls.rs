@@ -1,0 +1,60 @@
+//! Push and play URLs of a stream, from the configured hosts and app name.
+
+use crate::config::LiveConfig;
+use crate::sign;
+
+pub struct Urls<'a> {
+    cfg: &'a LiveConfig,
+}
+
+impl<'a> Urls<'a> {
+    pub fn new(cfg: &'a LiveConfig) -> Self {
+        Urls { cfg }
+    }
+
+    fn host(&self, template: &str) -> String {
+        template.replace("{bizid}", &self.cfg.bizid)
+    }
+
+    /// `rtmp://{push_host}/{app}/{stream}?bizid=..&txSecret=..&txTime=..`
+    pub fn push(&self, stream: &str, expiry: u64, key: &str) -> String {
+        let tx_time = sign::push::tx_time(expiry);
+        let secret = sign::push::tx_secret(key, stream, &tx_time);
+        format!(
+            "rtmp://{}/{}/{}?bizid={}&txSecret={}&txTime={}",
+            self.host(&self.cfg.push_host),
+            self.cfg.app_name,
+            stream,
+            self.cfg.bizid,
+            secret,
+            tx_time
+        )
+    }
+
+    pub fn rtmp(&self, stream: &str) -> String {
+        format!(
+            "rtmp://{}/{}/{}",
+            self.host(&self.cfg.play_host),
+            self.cfg.app_name,
+            stream
+        )
+    }
+
+    pub fn flv(&self, stream: &str) -> String {
+        format!(
+            "{}/{}/{}.flv",
+            self.host(&self.cfg.http_play_base),
+            self.cfg.app_name,
+            stream
+        )
+    }
+
+    pub fn hls(&self, stream: &str) -> String {
+        format!(
+            "{}/{}/{}.m3u8",
+            self.host(&self.cfg.http_play_base),
+            self.cfg.app_name,
+            stream
+        )
+    }
+}

@@ -1,0 +1,272 @@
+//! Test harness: every test gets a real server on port 0, built by the same factory as
+//! `main`, over its own fresh database (SQLite always; MariaDB when MINILVB_TEST_MYSQL_URL
+//! is set), and a real HTTP client.
+#![allow(dead_code)]
+
+use actix_web::dev::ServerHandle;
+use minilvb::config::{AuthMode, Secret};
+use minilvb::{AppState, Application, Config};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub const PUSH_KEY: &str = "e12c46f2612d5106e2034781ab261ca3";
+pub const API_KEY: &str = "test-api-key-0123456789";
+pub const BIZID: &str = "2519";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Mysql,
+}
+
+/// A database that exists for one test only.
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    name: String,
+    admin_url: Option<String>,
+    dir: Option<PathBuf>,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn unique() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos % 1_000_000_000
+    )
+}
+
+impl TestDb {
+    /// `None` when the backend is not available here (MariaDB without the variable).
+    pub async fn new(backend: Backend) -> Option<TestDb> {
+        let name = format!("minilvb_t_{}", unique());
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(&name);
+                std::fs::create_dir_all(&dir).unwrap();
+                let url = format!("sqlite://{}/test.db?mode=rwc", dir.display());
+                Some(TestDb {
+                    backend,
+                    url,
+                    name,
+                    admin_url: None,
+                    dir: Some(dir),
+                })
+            }
+            Backend::Mysql => {
+                let admin = std::env::var("MINILVB_TEST_MYSQL_URL").ok()?;
+                let admin = admin.trim_end_matches('/').to_string();
+                sqlx::any::install_default_drivers();
+                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+                    .await
+                    .unwrap();
+                sqlx::query(&format!(
+                    "CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+                ))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+                let url = format!("{admin}/{name}");
+                Some(TestDb {
+                    backend,
+                    url,
+                    name,
+                    admin_url: Some(admin),
+                    dir: None,
+                })
+            }
+        }
+    }
+
+    pub async fn drop_db(&self) {
+        if let Some(admin) = &self.admin_url {
+            if let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(admin).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {}", self.name))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+pub fn test_config(db: &TestDb) -> Config {
+    let mut c = Config::default();
+    c.server.bind = "127.0.0.1:0".into();
+    c.server.workers = 2;
+    c.server.shutdown_timeout_secs = 5;
+    c.database.url = Secret::new(db.url.clone());
+    c.database.snapshot_interval_ms = 100;
+    c.database.max_connections = 4;
+    c.list.index_tick_ms = 10;
+    c.live.bizid = BIZID.into();
+    c.live.push_key = Secret::new(PUSH_KEY);
+    c.live.api_key = Secret::new(API_KEY);
+    c.cos.appid = "1252033264".into();
+    c.cos.bucket = "bucket".into();
+    c.cos.secret_id = "AKIDtest".into();
+    c.cos.secret_key = Secret::new("cos-secret-key");
+    c.im.sdkappid = 1400000000;
+    c.im.secret_key =
+        Secret::new("5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e");
+    c.auth.mode = AuthMode::Off;
+    c
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub state: actix_web::web::Data<AppState>,
+    handle: ServerHandle,
+    join: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+pub async fn spawn_app(config: Config) -> TestApp {
+    let app = Application::build(config).await.expect("app builds");
+    let port = app.port();
+    let handle = app.handle();
+    let state = app.state();
+    let join = actix_rt::spawn(app.run_until_stopped());
+    TestApp {
+        base: format!("http://127.0.0.1:{port}"),
+        port,
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap(),
+        state,
+        handle,
+        join,
+    }
+}
+
+impl TestApp {
+    /// POSTs a body to /interface.php; asserts HTTP 200 and JSON; returns the envelope.
+    pub async fn call(&self, body: Value) -> Value {
+        let resp = self
+            .client
+            .post(format!("{}/interface.php", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "body {body}");
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let v: Value = resp.json().await.unwrap();
+        assert!(v["returnValue"].is_i64(), "{v}");
+        assert!(v["returnMsg"].is_string(), "{v}");
+        assert!(v["returnData"].is_object(), "{v}");
+        v
+    }
+
+    /// Asserts success and returns `returnData`.
+    pub async fn ok(&self, body: Value) -> Value {
+        let v = self.call(body.clone()).await;
+        assert_eq!(v["returnValue"], 0, "request {body} answered {v}");
+        assert_eq!(v["returnMsg"], "return successfully!");
+        v["returnData"].clone()
+    }
+
+    /// Asserts failure with `code`; returns the message.
+    pub async fn err(&self, body: Value, code: i64) -> String {
+        let v = self.call(body.clone()).await;
+        assert_eq!(v["returnValue"], code, "request {body} answered {v}");
+        assert_eq!(v["returnData"], json!({}), "{v}");
+        v["returnMsg"].as_str().unwrap().to_string()
+    }
+
+    pub async fn raw(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(format!("{}/interface.php", self.base))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Starts a broadcast for `userid` (group `g_{userid}`) and returns the push URL.
+    pub async fn broadcast(&self, userid: &str) -> String {
+        let d = self
+            .ok(json!({"Action":"RequestLVBAddr","userid":userid,"groupid":format!("g_{userid}"),
+                "title":format!("title of {userid}"),"userinfo":{"nickname":format!("nick {userid}")}}))
+            .await;
+        d["pushurl"].as_str().unwrap().to_string()
+    }
+
+    pub async fn go_live(&self, userid: &str) {
+        self.broadcast(userid).await;
+        self.ok(json!({"Action":"ChangeStatus","userid":userid,"status":0}))
+            .await;
+    }
+
+    pub async fn enter(&self, viewer: &str, vj: &str) {
+        self.ok(json!({"Action":"EnterGroup","userid":viewer,"liveuserid":vj,"groupid":format!("g_{vj}"),"flag":0,"nickname":viewer}))
+            .await;
+    }
+
+    pub async fn info(&self, vj: &str) -> Value {
+        self.ok(json!({"Action":"GetUserInfo","userid":vj,"type":0}))
+            .await
+    }
+
+    /// Waits until the list index reflects recent changes (one index tick and a margin).
+    pub async fn settle(&self) {
+        tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    }
+
+    /// Graceful stop: drains, flushes everything, and returns once the server is gone.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        self.join.await.unwrap().expect("graceful stop flushes");
+    }
+}
+
+/// Declares one test per backend: `name::sqlite` and `name::mysql` (the latter passes
+/// trivially, saying so, when MariaDB is not configured).
+#[macro_export]
+macro_rules! db_test {
+    ($name:ident, |$db:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            async fn run($db: &$crate::common::TestDb) $body
+
+            async fn with(backend: $crate::common::Backend) {
+                use futures_util::FutureExt;
+                let Some(db) = $crate::common::TestDb::new(backend).await else {
+                    eprintln!("skipped: MINILVB_TEST_MYSQL_URL is not set");
+                    return;
+                };
+                let r = std::panic::AssertUnwindSafe(run(&db)).catch_unwind().await;
+                db.drop_db().await;
+                if let Err(p) = r {
+                    std::panic::resume_unwind(p);
+                }
+            }
+
+            #[actix_rt::test]
+            async fn sqlite() {
+                with($crate::common::Backend::Sqlite).await
+            }
+
+            #[actix_rt::test]
+            async fn mysql() {
+                with($crate::common::Backend::Mysql).await
+            }
+        }
+    };
+}
