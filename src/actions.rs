@@ -9,8 +9,16 @@ use crate::room::{Enter, GetInfo, Like, MemberPage, NewBroadcast, Quit, SetStatu
 use crate::sign;
 use crate::supervisor::FetchList;
 
+/// Who is calling: the bearer token (header or body field) and the client address.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub token: Option<String>,
+    pub peer: Option<std::net::IpAddr>,
+}
+
 /// Runs one request. Returns the `returnData` object as JSON text.
-pub async fn run(state: &AppState, req: Request) -> Result<String, ApiError> {
+pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<String, ApiError> {
+    crate::accounts::authorize(state, &req, caller).await?;
     match req {
         Request::RequestLvbAddr {
             userid,
@@ -180,7 +188,7 @@ pub async fn run(state: &AppState, req: Request) -> Result<String, ApiError> {
             json(&info)
         }
         Request::Register { .. } | Request::Login { .. } | Request::Refresh { .. } => {
-            crate::accounts::run(state, req).await
+            crate::accounts::run(state, req, caller).await
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `POST /interface.php` and `POST /`: the Action protocol.
 
+use crate::actions::Caller;
 use crate::app::AppState;
 use crate::protocol::{envelope, ApiError, Request};
 use actix_web::http::{header, StatusCode};
@@ -15,14 +16,26 @@ pub async fn interface(
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let (request, _token) = match Request::parse(&body, &state.config.limits) {
+    let (request, body_token) = match Request::parse(&body, &state.config.limits) {
         Ok(r) => r,
         Err(e) => return envelope::error(&e),
     };
-    match crate::actions::run(&state, request).await {
+    let caller = Caller {
+        token: bearer(&req).or(body_token),
+        peer: req.peer_addr().map(|a| a.ip()),
+    };
+    match crate::actions::run(&state, request, &caller).await {
         Ok(data) => envelope::ok_raw(&data),
         Err(e) => envelope::error(&e),
     }
+}
+
+/// `Authorization: Bearer <token>`, if present.
+fn bearer(req: &HttpRequest) -> Option<String> {
+    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.trim().split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
+        .then(|| token.trim().to_string())
 }
 
 pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
