@@ -92,6 +92,15 @@ impl SqlStore {
         })
     }
 
+    /// SQLite: take the write lock up front. A deferred transaction that reads first and
+    /// then writes cannot wait for the lock (SQLITE_BUSY), so every writer starts IMMEDIATE.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
+        match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Mysql => self.pool.begin().await,
+        }
+    }
+
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }
@@ -421,7 +430,7 @@ impl Store for SqlStore {
 
     async fn begin_broadcast(&self, userid: &str, epoch: i64, info: &RoomInfo) -> StoreResult<()> {
         self.timed(async {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             // MySQL's upsert fires on any unique key, so a stream name owned by another
             // user must be refused before it, not left to the index.
             let owner = sqlx::query("SELECT userid FROM rooms WHERE stream = ? AND userid <> ?")
@@ -472,7 +481,7 @@ impl Store for SqlStore {
             return Ok(());
         }
         self.timed(async {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             for chunk in items.chunks(ROWS_PER_STATEMENT) {
                 let sql = self.state_upsert_sql(chunk.len());
                 let mut q = sqlx::query(&sql);
@@ -552,7 +561,7 @@ impl Store for SqlStore {
             fileid: rec.fileid.clone(),
         };
         self.timed(async {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             let mut cols = vec!["vj", "fileid"];
             cols.extend(INFO_INSERT_COLS);
             // A retried or second-format delivery only fills in a URL that was empty.
