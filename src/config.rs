@@ -319,7 +319,9 @@ impl Config {
                 continue;
             };
             // Variables the CLI reads for itself are not configuration keys.
-            if matches!(rest, "CONFIG" | "LOG" | "LOG_FORMAT" | "LOG_DIR") {
+            if matches!(rest, "CONFIG" | "LOG" | "LOG_FORMAT" | "LOG_DIR")
+                || rest.starts_with("TEST_")
+            {
                 continue;
             }
             let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();

