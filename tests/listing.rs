@@ -7,8 +7,13 @@ use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 
 async fn page(app: &TestApp, flag: i64, pageno: usize, pagesize: usize) -> (u64, Vec<Value>) {
-    let d = app.ok(json!({"Action":"FetchList","flag":flag,"pageno":pageno,"pagesize":pagesize})).await;
-    (d["totalcount"].as_u64().unwrap(), d["pusherlist"].as_array().unwrap().clone())
+    let d = app
+        .ok(json!({"Action":"FetchList","flag":flag,"pageno":pageno,"pagesize":pagesize}))
+        .await;
+    (
+        d["totalcount"].as_u64().unwrap(),
+        d["pusherlist"].as_array().unwrap().clone(),
+    )
 }
 
 async fn all_pages(app: &TestApp, flag: i64, pagesize: usize) -> (u64, Vec<Value>) {
@@ -28,7 +33,10 @@ async fn all_pages(app: &TestApp, flag: i64, pagesize: usize) -> (u64, Vec<Value
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 async fn add_recording(app: &TestApp, vj: &str, fileid: &str, ended: i64) {
@@ -70,20 +78,30 @@ db_test!(fetch_list_pages_hundreds_of_rooms, |db| {
         let (total, items) = all_pages(&app, 1, pagesize).await;
         assert_eq!(total, n as u64);
         assert_eq!(items.len(), n, "pagesize {pagesize}: every item once");
-        let ids: HashSet<_> = items.iter().map(|i| i["userid"].as_str().unwrap().to_string()).collect();
+        let ids: HashSet<_> = items
+            .iter()
+            .map(|i| i["userid"].as_str().unwrap().to_string())
+            .collect();
         assert_eq!(ids.len(), n, "no item twice");
         // Ordered by viewercount desc, then timestamp desc, then userid.
         let keys: Vec<(i64, i64, String)> = items
             .iter()
             .map(|i| {
-                (-i["viewercount"].as_i64().unwrap(), -i["timestamp"].as_i64().unwrap(), i["userid"].as_str().unwrap().into())
+                (
+                    -i["viewercount"].as_i64().unwrap(),
+                    -i["timestamp"].as_i64().unwrap(),
+                    i["userid"].as_str().unwrap().into(),
+                )
             })
             .collect();
         let mut sorted = keys.clone();
         sorted.sort();
         assert_eq!(keys, sorted);
         for i in &items {
-            assert_eq!(i["viewercount"].as_u64().unwrap() as usize, viewers[i["userid"].as_str().unwrap()]);
+            assert_eq!(
+                i["viewercount"].as_u64().unwrap() as usize,
+                viewers[i["userid"].as_str().unwrap()]
+            );
             assert_eq!(i["status"], "1");
         }
     }
@@ -92,10 +110,13 @@ db_test!(fetch_list_pages_hundreds_of_rooms, |db| {
     assert_eq!((total, items.len()), (n as u64, 0));
     let (_, items) = page(&app, 1, 0, 0).await;
     assert_eq!(items.len(), 1);
-    let d = app.ok(json!({"Action":"FetchList","flag":1,"pageno":-5,"pagesize":100000})).await;
+    let d = app
+        .ok(json!({"Action":"FetchList","flag":1,"pageno":-5,"pagesize":100000}))
+        .await;
     assert_eq!(d["pusherlist"].as_array().unwrap().len(), 100);
     // Going offline removes a room from the list.
-    app.ok(json!({"Action":"ChangeStatus","userid":"vj000","status":1})).await;
+    app.ok(json!({"Action":"ChangeStatus","userid":"vj000","status":1}))
+        .await;
     app.settle().await;
     assert_eq!(page(&app, 1, 1, 1).await.0, n as u64 - 1);
     app.stop().await;
@@ -108,7 +129,13 @@ db_test!(flag_3_splices_live_then_recordings, |db| {
     }
     let t = now();
     for i in 0..8 {
-        add_recording(&app, &format!("vj{}", i % 3), &format!("file{i}"), t - 100 * i).await;
+        add_recording(
+            &app,
+            &format!("vj{}", i % 3),
+            &format!("file{i}"),
+            t - 100 * i,
+        )
+        .await;
     }
     // Too old: stays in the database but out of the list.
     add_recording(&app, "vj0", "ancient", t - 8 * 86_400).await;
@@ -116,7 +143,11 @@ db_test!(flag_3_splices_live_then_recordings, |db| {
     let (total, recs) = all_pages(&app, 2, 3).await;
     assert_eq!(total, 8);
     let files: Vec<&str> = recs.iter().map(|r| r["fileid"].as_str().unwrap()).collect();
-    assert_eq!(files, (0..8).map(|i| format!("file{i}")).collect::<Vec<_>>(), "newest first");
+    assert_eq!(
+        files,
+        (0..8).map(|i| format!("file{i}")).collect::<Vec<_>>(),
+        "newest first"
+    );
     for r in &recs {
         assert_eq!(r["type"], 1);
         assert_eq!(r["groupid"], "");
@@ -191,7 +222,10 @@ db_test!(concurrent_enter_quit_like_match_a_sequential_model, |db| {
         likes += l;
     }
     let info = app.info("hot").await;
-    assert_eq!(info["viewercount"].as_u64().unwrap() as usize, members.len());
+    assert_eq!(
+        info["viewercount"].as_u64().unwrap() as usize,
+        members.len()
+    );
     assert_eq!(info["likecount"].as_i64().unwrap(), likes);
     let d = app.ok(json!({"Action":"FetchGroupMemberList","liveuserid":"hot","groupid":"g_hot","pagesize":100})).await;
     let mut got: HashSet<String> = HashSet::new();
@@ -210,6 +244,13 @@ db_test!(concurrent_enter_quit_like_match_a_sequential_model, |db| {
     assert_eq!(got, members);
     app.settle().await;
     let list = app.ok(json!({"Action":"FetchList","flag":1})).await;
-    assert_eq!(list["pusherlist"][0]["viewercount"].as_u64().unwrap() as usize, members.len());
-    std::sync::Arc::try_unwrap(app).ok().expect("all tasks done").stop().await;
+    assert_eq!(
+        list["pusherlist"][0]["viewercount"].as_u64().unwrap() as usize,
+        members.len()
+    );
+    std::sync::Arc::try_unwrap(app)
+        .ok()
+        .expect("all tasks done")
+        .stop()
+        .await;
 });
