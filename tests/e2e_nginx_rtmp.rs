@@ -1,0 +1,213 @@
+//! End to end with real parts: nginx with the RTMP module calls minilvb back, ffmpeg pushes
+//! a generated test pattern to the signed push URL, nginx records it, and the recording
+//! becomes playable through FetchList.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const NGINX: &str = "/usr/sbin/nginx";
+const RTMP_MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
+const FFMPEG: &str = "/usr/bin/ffmpeg";
+
+/// Kills the process when dropped, so nothing outlives a failing test.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn tools_present() -> bool {
+    let present = [NGINX, RTMP_MODULE, FFMPEG].iter().all(|p| Path::new(p).exists());
+    if !present && std::env::var_os("CI").is_some() {
+        panic!("nginx, its RTMP module and ffmpeg must be installed in CI (.ci/run installs them)");
+    }
+    present
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+fn write_nginx_conf(dir: &Path, rtmp: u16, http: u16, app_port: u16) -> PathBuf {
+    let d = dir.display();
+    let cb = format!("http://127.0.0.1:{app_port}/callback/nginx-rtmp");
+    let user = if is_root() { "user root;" } else { "" };
+    let conf = format!(
+        r#"load_module {RTMP_MODULE};
+{user}
+daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 64; }}
+rtmp {{
+    server {{
+        listen 127.0.0.1:{rtmp};
+        application live {{
+            live on;
+            record all;
+            record_path {d}/rec;
+            record_unique on;
+            on_publish {cb};
+            on_publish_done {cb};
+            on_record_done {cb};
+        }}
+    }}
+}}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    server {{
+        listen 127.0.0.1:{http};
+        location /recordings/ {{ alias {d}/rec/; }}
+    }}
+}}
+"#
+    );
+    std::fs::create_dir_all(dir.join("rec")).unwrap();
+    std::fs::create_dir_all(dir.join("tmp")).unwrap();
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    path
+}
+
+fn ffmpeg_push(url: &str, seconds: u32) -> Reaped {
+    Reaped(
+        Command::new(FFMPEG)
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=15"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            .args(["-t", &seconds.to_string()])
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p", "-g", "15"])
+            .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ffmpeg starts"),
+    )
+}
+
+async fn wait_exit(child: &mut Reaped, limit: Duration) -> std::process::ExitStatus {
+    let t = Instant::now();
+    loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            return s;
+        }
+        assert!(t.elapsed() < limit, "process still running after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t = Instant::now();
+    while !check().await {
+        assert!(t.elapsed() < limit, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn listed_live(app: &TestApp, vj: &str) -> bool {
+    let d = app.ok(json!({"Action":"FetchList","flag":1,"pagesize":100})).await;
+    d["pusherlist"].as_array().unwrap().iter().any(|p| p["userid"] == vj && p["status"] == "1")
+}
+
+#[actix_rt::test]
+async fn a_real_stream_goes_live_is_recorded_and_plays_back() {
+    if !tools_present() {
+        eprintln!("skipped: nginx with the RTMP module and ffmpeg are not installed (CI installs them)");
+        return;
+    }
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("minilvb_e2e_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (rtmp, http) = (free_port(), free_port());
+    let mut cfg = test_config(&db);
+    cfg.live.push_host = format!("127.0.0.1:{rtmp}");
+    cfg.live.play_host = format!("127.0.0.1:{rtmp}");
+    cfg.live.http_play_base = format!("http://127.0.0.1:{http}");
+    cfg.media.recordings_base_url = format!("http://127.0.0.1:{http}/recordings");
+    let app = spawn_app(cfg).await;
+    let conf = write_nginx_conf(&dir, rtmp, http, app.port);
+    let _nginx = Reaped(
+        Command::new(NGINX)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts"),
+    );
+    eventually("nginx listens", Duration::from_secs(10), || async {
+        std::net::TcpStream::connect(("127.0.0.1", rtmp)).is_ok()
+    })
+    .await;
+
+    let push = app.broadcast("e2evj").await;
+    assert!(push.starts_with(&format!("rtmp://127.0.0.1:{rtmp}/live/{BIZID}_e2evj?")), "{push}");
+    let mut ff = ffmpeg_push(&push, 4);
+    eventually("room online in FetchList while the stream runs", Duration::from_secs(4), || listed_live(&app, "e2evj")).await;
+    let status = wait_exit(&mut ff, Duration::from_secs(30)).await;
+    assert!(status.success(), "ffmpeg push failed: {status}");
+    eventually("room offline after the stream stops", Duration::from_secs(10), || async {
+        app.info("e2evj").await["status"] == "0"
+    })
+    .await;
+    let t = Instant::now();
+    let recording: Value = loop {
+        let d = app.ok(json!({"Action":"FetchList","flag":2})).await;
+        if let Some(r) = d["pusherlist"].as_array().unwrap().iter().find(|p| p["userid"] == "e2evj") {
+            break r.clone();
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "timed out waiting for the recording to be listed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(recording["type"], 1);
+    assert_eq!(recording["title"], "title of e2evj");
+    let url = recording["playurl"].as_str().unwrap();
+    assert!(url.starts_with(&format!("http://127.0.0.1:{http}/recordings/{BIZID}_e2evj")), "{url}");
+    let body = app.client.get(url).send().await.unwrap();
+    assert_eq!(body.status(), 200);
+    let bytes = body.bytes().await.unwrap();
+    assert!(bytes.len() > 10_000 && bytes.starts_with(b"FLV"), "the recording is a real FLV file ({} bytes)", bytes.len());
+
+    // A tampered txSecret: minilvb says no, so nginx refuses the push.
+    let (head, query) = push.split_once("txSecret=").unwrap();
+    let flipped = if query.starts_with('0') { "1" } else { "0" };
+    let tampered = format!("{head}txSecret={flipped}{}", &query[1..]);
+    let mut bad = ffmpeg_push(&tampered, 3);
+    let status = wait_exit(&mut bad, Duration::from_secs(20)).await;
+    assert!(!status.success(), "nginx must refuse a tampered push");
+    assert_eq!(app.info("e2evj").await["status"], "0");
+    assert!(!listed_live(&app, "e2evj").await);
+
+    app.stop().await;
+    drop(_nginx);
+    let _ = std::fs::remove_dir_all(&dir);
+    db.drop_db().await;
+}
