@@ -18,12 +18,16 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub supervisor: Addr<Supervisor>,
     pub health: Arc<Health>,
+    /// Register, Login, Refresh and token checks, over the account tables of the same database.
+    pub accounts: Arc<crate::accounts::Accounts>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("storage: {0}")]
     Store(#[from] StoreError),
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -46,7 +50,10 @@ impl Application {
         for w in config.warnings() {
             tracing::warn!("{w}");
         }
-        let store = crate::store::open(&config.database).await?;
+        // One SQL store serves both traits: rooms and accounts share the database.
+        let sql = Arc::new(crate::store::SqlStore::connect(&config.database).await?);
+        let store: Arc<dyn Store> = sql.clone();
+        let accounts = Arc::new(crate::accounts::Accounts::new(&config, sql)?);
         if config.database.migrate_on_start {
             store.migrate().await?;
         }
@@ -85,6 +92,11 @@ impl Application {
             supervisor: supervisor.clone(),
             index_tick: Duration::from_millis(config.list.index_tick_ms),
             max_members: config.limits.max_members_per_room,
+            max_rooms: config.limits.max_rooms,
+            rooms: Arc::new(dashmap::DashMap::new()),
+            ws_coalesce: Duration::from_millis(config.ws.coalesce_ms),
+            max_subscribers: config.ws.max_per_room,
+            idle_stop: Duration::from_secs(config.server.room_idle_secs),
         });
         let registry = Arc::new(Registry::new(
             arbiters.iter().map(|a| a.handle()).collect(),
@@ -107,7 +119,9 @@ impl Application {
             registry,
             supervisor,
             health,
+            accounts,
         });
+        spawn_stale_sweep(state.clone());
         let data = state.clone();
         let server = HttpServer::new(move || {
             App::new()
@@ -167,6 +181,40 @@ impl Application {
             ))
         }
     }
+}
+
+/// Applies the stale-stream rule: rooms listed online with no sign of life for
+/// `live.stale_after_secs` are asked to check themselves (they decide in their mailbox).
+fn spawn_stale_sweep(state: web::Data<AppState>) {
+    let stale = state.config.live.stale_after_secs as i64;
+    if stale <= 0 {
+        return;
+    }
+    let period = Duration::from_secs((stale as u64 / 4).clamp(1, 30));
+    actix::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            let before = crate::model::now_unix() - stale;
+            let Ok(ids) = state
+                .supervisor
+                .send(crate::supervisor::StaleLive {
+                    before,
+                    limit: 10_000,
+                })
+                .await
+            else {
+                break; // the supervisor is gone: shutting down
+            };
+            for vj in ids {
+                if let Ok(Some(room)) = state.registry.get(&crate::model::RoomKey::Live(vj)).await {
+                    let _ = room
+                        .send(crate::room::CheckStale { stale_after: stale })
+                        .await;
+                }
+            }
+        }
+    });
 }
 
 /// Rooms hand their pending changes to the supervisor, which writes them all.

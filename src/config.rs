@@ -48,7 +48,48 @@ pub struct Config {
     pub list: ListConfig,
     pub limits: LimitsConfig,
     pub auth: AuthConfig,
-    pub record: RecordConfig,
+    pub media: MediaConfig,
+    pub ws: WsConfig,
+}
+
+/// The realtime room channel (`GET /ws/room/{liveuserid}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsConfig {
+    /// A subscriber gets at most one `count` (and one batch of member events) per window.
+    pub coalesce_ms: u64,
+    /// Frames queued per connection; a subscriber whose queue is full is disconnected.
+    pub send_queue: usize,
+    /// WebSocket connections this server accepts in total.
+    pub max_connections: usize,
+    /// Subscribers one room accepts.
+    pub max_per_room: usize,
+    /// Largest frame a client may send.
+    pub max_frame_bytes: usize,
+    /// The server pings this often...
+    pub ping_interval_secs: u64,
+    /// ...and drops a client it has not heard from for this long.
+    pub timeout_secs: u64,
+    /// Likes one connection may send per second; more are ignored with an error event.
+    pub likes_per_sec: u32,
+    /// Malformed frames tolerated before the connection is closed.
+    pub max_errors: u32,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            coalesce_ms: 100,
+            send_queue: 64,
+            max_connections: 50_000,
+            max_per_room: 20_000,
+            max_frame_bytes: 4096,
+            ping_interval_secs: 10,
+            timeout_secs: 30,
+            likes_per_sec: 10,
+            max_errors: 5,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -60,6 +101,9 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Seconds to wait for in-flight requests on shutdown.
     pub shutdown_timeout_secs: u64,
+    /// An idle room (offline, no members, no subscribers) frees its memory after this many
+    /// seconds; its state stays in the database.
+    pub room_idle_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -74,8 +118,6 @@ pub struct DatabaseConfig {
     pub acquire_timeout_secs: u64,
     /// Milliseconds between snapshots of dirty rooms.
     pub snapshot_interval_ms: u64,
-    /// Most rooms written in one batched statement.
-    pub snapshot_batch: usize,
     /// Longest back-off between retries while the database is down.
     pub max_backoff_ms: u64,
 }
@@ -96,6 +138,9 @@ pub struct LiveConfig {
     pub app_name: String,
     /// Push URL validity in seconds.
     pub url_validity_secs: u64,
+    /// An online room with no sign of life (ChangeStatus, a media-server event) for this
+    /// many seconds goes offline; 0 disables the rule.
+    pub stale_after_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -146,7 +191,7 @@ pub struct LimitsConfig {
     pub max_name_len: usize,
     /// Members one room may hold; EnterGroup beyond it answers 602.
     pub max_members_per_room: usize,
-    /// Rooms (live and recording) this server will hold.
+    /// Rooms (live and recording) this server holds active at once.
     pub max_rooms: usize,
 }
 
@@ -157,17 +202,79 @@ pub enum AuthMode {
     Off,
 }
 
+/// Accounts and access control (`[auth]`). Durations are seconds.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
+    /// `required` (default): actions on behalf of a user need that user's token.
+    /// `off`: the legacy open protocol, any client may act as any userid.
     pub mode: AuthMode,
+    /// Lifetime of an access token (Login/Refresh answer it as `expires`).
+    pub token_ttl_secs: u64,
+    /// Lifetime of a refresh token; each Refresh issues a new one with a fresh lifetime.
+    pub refresh_ttl_secs: u64,
+    /// Register attempts one client address (an IPv6 /64) may make per window; 0 = no limit.
+    pub register_per_addr: u32,
+    pub register_window_secs: u64,
+    /// Login attempts with a wrong password one userid may take per window before Login
+    /// answers 429 for it; 0 = no limit.
+    pub login_failures_per_user: u32,
+    pub login_window_secs: u64,
+    /// Most addresses, and most userids, each throttle remembers; the oldest is forgotten
+    /// first. Bounds the throttles' memory.
+    pub throttle_capacity: usize,
+    /// argon2id memory cost in KiB, for new password hashes (stored hashes carry their own).
+    pub argon2_m_cost_kib: u32,
+    /// argon2id passes.
+    pub argon2_t_cost: u32,
+    /// argon2id lanes.
+    pub argon2_p_cost: u32,
+    /// Password hashes computed at once (each holds `argon2_m_cost_kib` of memory);
+    /// 0 = one per core.
+    pub max_concurrent_hashes: usize,
 }
 
+impl AuthConfig {
+    /// Largest argon2 memory cost accepted (1 GiB), in config and in stored hashes.
+    pub const MAX_M_COST_KIB: u32 = 1 << 20;
+    /// Largest argon2 pass count accepted.
+    pub const MAX_T_COST: u32 = 64;
+    /// Largest argon2 lane count accepted.
+    pub const MAX_P_COST: u32 = 64;
+
+    /// The argon2id parameters for new hashes, checked.
+    pub fn argon2_params(&self) -> Result<argon2::Params, ConfigError> {
+        let (m, t, p) = (
+            self.argon2_m_cost_kib,
+            self.argon2_t_cost,
+            self.argon2_p_cost,
+        );
+        if m > Self::MAX_M_COST_KIB || t > Self::MAX_T_COST || p > Self::MAX_P_COST {
+            return Err(ConfigError::Invalid(format!(
+                "auth.argon2_* too large: at most m_cost {} KiB, t_cost {}, p_cost {}",
+                Self::MAX_M_COST_KIB,
+                Self::MAX_T_COST,
+                Self::MAX_P_COST
+            )));
+        }
+        argon2::Params::new(m, t, p, None).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "auth.argon2_m_cost_kib/t_cost/p_cost are not valid argon2 parameters: {e} \
+                 (t_cost >= 1, p_cost >= 1, m_cost_kib >= 8 * p_cost)"
+            ))
+        })
+    }
+}
+
+/// Self-hosted media servers (nginx-rtmp, SRS).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RecordConfig {
-    /// Base URL under which self-hosted recordings are served.
-    pub base_url: String,
+pub struct MediaConfig {
+    /// Base URL under which the media server's recordings directory is served; a recorded
+    /// file `x.flv` plays at `{recordings_base_url}/x.flv`.
+    pub recordings_base_url: String,
+    /// Client addresses allowed to call the nginx-rtmp and SRS hooks (they cannot sign).
+    pub trusted_addrs: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -176,6 +283,7 @@ impl Default for ServerConfig {
             bind: "127.0.0.1:8080".into(),
             workers: 0,
             shutdown_timeout_secs: 10,
+            room_idle_secs: 60,
         }
     }
 }
@@ -188,7 +296,6 @@ impl Default for DatabaseConfig {
             max_connections: 8,
             acquire_timeout_secs: 3,
             snapshot_interval_ms: 1000,
-            snapshot_batch: 500,
             max_backoff_ms: 10_000,
         }
     }
@@ -205,6 +312,7 @@ impl Default for LiveConfig {
             http_play_base: "http://{bizid}.liveplay.myqcloud.com".into(),
             app_name: "live".into(),
             url_validity_secs: 86_400,
+            stale_after_secs: 600,
         }
     }
 }
@@ -260,14 +368,27 @@ impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             mode: AuthMode::Required,
+            token_ttl_secs: 7200,
+            refresh_ttl_secs: 30 * 86_400,
+            register_per_addr: 5,
+            register_window_secs: 3600,
+            login_failures_per_user: 10,
+            login_window_secs: 900,
+            throttle_capacity: 100_000,
+            // About 5.5 ms per hash on an idle core in release; see src/accounts/passwords.rs.
+            argon2_m_cost_kib: 8192,
+            argon2_t_cost: 2,
+            argon2_p_cost: 1,
+            max_concurrent_hashes: 0,
         }
     }
 }
 
-impl Default for RecordConfig {
+impl Default for MediaConfig {
     fn default() -> Self {
-        RecordConfig {
-            base_url: "http://127.0.0.1:8081/recordings".into(),
+        MediaConfig {
+            recordings_base_url: "http://127.0.0.1:8081/recordings".into(),
+            trusted_addrs: vec!["127.0.0.1".into(), "::1".into()],
         }
     }
 }
@@ -359,9 +480,17 @@ impl Config {
         if self.database.max_connections == 0 {
             return bad("database.max_connections must be positive");
         }
-        if self.database.snapshot_batch == 0 {
-            return bad("database.snapshot_batch must be positive");
+        let a = &self.auth;
+        if a.token_ttl_secs == 0 || a.refresh_ttl_secs == 0 {
+            return bad("auth.token_ttl_secs and auth.refresh_ttl_secs must be positive");
         }
+        if a.register_window_secs == 0 || a.login_window_secs == 0 {
+            return bad("auth.register_window_secs and auth.login_window_secs must be positive");
+        }
+        if a.throttle_capacity == 0 {
+            return bad("auth.throttle_capacity must be positive");
+        }
+        a.argon2_params()?;
         Ok(())
     }
 
@@ -413,7 +542,16 @@ fn set_path(table: &mut toml::Table, path: &[String], value: &str) {
         cur = entry.as_table_mut().expect("just made a table");
     }
     let leaf = path[path.len() - 1].clone();
-    let typed = if STRING_KEYS.contains(&leaf.as_str()) {
+    let typed = if LIST_KEYS.contains(&leaf.as_str()) {
+        toml::Value::Array(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|v| toml::Value::String(v.into()))
+                .collect(),
+        )
+    } else if STRING_KEYS.contains(&leaf.as_str()) {
         toml::Value::String(value.to_string())
     } else if let Ok(i) = value.parse::<i64>() {
         toml::Value::Integer(i)
@@ -424,6 +562,9 @@ fn set_path(table: &mut toml::Table, path: &[String], value: &str) {
     };
     cur.insert(leaf, typed);
 }
+
+/// Keys whose values are comma-separated lists in the environment.
+const LIST_KEYS: &[&str] = &["trusted_addrs"];
 
 /// Keys whose values are strings even when they look like numbers.
 const STRING_KEYS: &[&str] = &[
@@ -490,5 +631,33 @@ mod tests {
     fn unknown_keys_are_errors() {
         let e = Config::load_from(None, &env(&[("MINILVB_LIVE__NOPE", "1")])).unwrap_err();
         assert!(e.to_string().contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn auth_keys_load_and_are_checked() {
+        let c = Config::load_from(
+            None,
+            &env(&[
+                ("MINILVB_AUTH__MODE", "off"),
+                ("MINILVB_AUTH__TOKEN_TTL_SECS", "60"),
+                ("MINILVB_AUTH__ARGON2_M_COST_KIB", "4096"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.auth.mode, AuthMode::Off);
+        assert_eq!(c.auth.token_ttl_secs, 60);
+        assert_eq!(c.auth.argon2_params().unwrap().m_cost(), 4096);
+        assert!(AuthConfig::default().argon2_params().is_ok());
+        for (k, v) in [
+            ("MINILVB_AUTH__ARGON2_T_COST", "0"),
+            ("MINILVB_AUTH__ARGON2_M_COST_KIB", "4"),
+            ("MINILVB_AUTH__ARGON2_M_COST_KIB", "4294967295"),
+            ("MINILVB_AUTH__LOGIN_WINDOW_SECS", "0"),
+            ("MINILVB_AUTH__TOKEN_TTL_SECS", "0"),
+            ("MINILVB_AUTH__THROTTLE_CAPACITY", "0"),
+        ] {
+            let e = Config::load_from(None, &env(&[(k, v)])).unwrap_err();
+            assert!(e.to_string().contains("auth."), "{k}={v}: {e}");
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! Storage behind one trait: SQLite (the zero-setup default) and MySQL/MariaDB, both via sqlx.
 
+mod accounts;
 mod sql;
 
 use crate::model::{RoomInfo, RoomKey, RoomRecord, SnapshotItem};
+pub use accounts::{AccountStore, NewToken, TokenKind, TokenRecord, TokenState};
 use async_trait::async_trait;
 pub use sql::SqlStore;
 

@@ -20,22 +20,36 @@ pub enum Dialect {
 }
 
 /// Migrations are compiled in so the binary needs no files beside it.
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "rooms",
-    include_str!("../../migrations/sqlite/0001_rooms.sql"),
-)];
-const MYSQL_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "rooms",
-    include_str!("../../migrations/mysql/0001_rooms.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "rooms",
+        include_str!("../../migrations/sqlite/0001_rooms.sql"),
+    ),
+    (
+        2,
+        "accounts",
+        include_str!("../../migrations/sqlite/0002_accounts.sql"),
+    ),
+];
+const MYSQL_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "rooms",
+        include_str!("../../migrations/mysql/0001_rooms.sql"),
+    ),
+    (
+        2,
+        "accounts",
+        include_str!("../../migrations/mysql/0002_accounts.sql"),
+    ),
+];
 
 /// Rows per multi-row statement: well under both backends' placeholder limits.
 const ROWS_PER_STATEMENT: usize = 200;
 
 pub struct SqlStore {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     dialect: Dialect,
     /// Bound on any one operation, so a dead connection answers 500 instead of hanging.
     op_timeout: Duration,
@@ -94,7 +108,7 @@ impl SqlStore {
 
     /// SQLite: take the write lock up front. A deferred transaction that reads first and
     /// then writes cannot wait for the lock (SQLITE_BUSY), so every writer starts IMMEDIATE.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
         match self.dialect {
             Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Dialect::Mysql => self.pool.begin().await,
@@ -105,7 +119,7 @@ impl SqlStore {
         self.dialect
     }
 
-    async fn timed<T>(
+    pub(crate) async fn timed<T>(
         &self,
         fut: impl std::future::Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {

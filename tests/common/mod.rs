@@ -87,6 +87,11 @@ impl TestDb {
     }
 
     pub async fn drop_db(&self) {
+        // Keep the database for a post-mortem when asked.
+        if std::env::var_os("MINILVB_TEST_KEEP_DB").is_some() {
+            eprintln!("kept database {}", self.url);
+            return;
+        }
         if let Some(admin) = &self.admin_url {
             if let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(admin).await {
                 let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {}", self.name))
@@ -269,4 +274,84 @@ macro_rules! db_test {
             }
         }
     };
+}
+
+/// The real `minilvb` binary as a child process, on a port it chose itself (port 0, read
+/// back from its JSON log), logging to a file that stays behind as a test artefact.
+/// Killed (SIGKILL) when dropped, so nothing outlives a failing test.
+pub struct ChildServer {
+    child: std::process::Child,
+    pub port: u16,
+    pub base: String,
+    pub log: PathBuf,
+}
+
+impl ChildServer {
+    pub async fn start(envs: &[(&str, String)]) -> ChildServer {
+        let log = std::env::temp_dir().join(format!("minilvb_child_{}.log", unique()));
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_minilvb"));
+        cmd.env_remove("MINILVB_TEST_MYSQL_URL")
+            .env("MINILVB_BIND", "127.0.0.1:0")
+            .env("MINILVB_LOG_FORMAT", "json")
+            .env("MINILVB_LOG", "info")
+            .env("NO_COLOR", "1");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("the minilvb binary starts");
+        let mut server = ChildServer {
+            child,
+            port: 0,
+            base: String::new(),
+            log,
+        };
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(port) = server.listening_port() {
+                server.port = port;
+                server.base = format!("http://127.0.0.1:{port}");
+                return server;
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!(
+                    "minilvb exited ({status}) before listening; log:\n{}",
+                    server.log_text()
+                );
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "minilvb never listened"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    fn listening_port(&self) -> Option<u16> {
+        self.log_text().lines().find_map(|line| {
+            let v: Value = serde_json::from_str(line).ok()?;
+            (v["fields"]["message"] == "minilvb listening")
+                .then(|| v["fields"]["port"].as_u64())?
+                .map(|p| p as u16)
+        })
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no shutdown hook runs.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

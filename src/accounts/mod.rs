@@ -1,0 +1,423 @@
+//! Accounts: Register, Login, Refresh, and who may act as whom (PROTOCOL.md section 2).
+//!
+//! - Passwords: argon2id PHC strings, hashed off the async executor (`passwords`).
+//! - Tokens: 256 random bits, stored only as SHA-256 hashes, with expiry (`tokens`). Login
+//!   starts a token *family*; Refresh rotates the refresh token inside it, and presenting a
+//!   rotated refresh token again revokes the whole family (it can only mean the token leaked).
+//!   A rotation leaves the previous access token valid until it expires, so requests already
+//!   in flight do not fail.
+//! - Throttles: Register per client address, failed Logins per userid (`throttle`).
+//! - Login and Refresh answer an IM UserSig v2 for the user when `im.sdkappid` and
+//!   `im.secret_key` are set; otherwise `im.usersig` is `""` (and `im.sdkappid` 0).
+//!
+//! Passwords and tokens are never logged and never put in error messages.
+
+pub mod passwords;
+pub mod throttle;
+pub mod tokens;
+
+use crate::actions::Caller;
+use crate::app::AppState;
+use crate::config::{AuthMode, Config, ConfigError, ImConfig};
+use crate::model::now_unix;
+use crate::protocol::{ApiError, Code, Request};
+use crate::sign::{ct_eq, usersig};
+use crate::store::{AccountStore, NewToken, TokenKind, TokenState};
+use passwords::Hasher;
+use serde::Serialize;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use throttle::Throttle;
+
+/// Exactly the protocol's text for a throttled Register.
+pub const REGISTER_REJECTED: &str = "Registration operation is rejected for security reason";
+
+/// Expired tokens are deleted at most this often (seconds), by whichever Login comes next.
+const PURGE_EVERY: i64 = 600;
+
+/// The accounts service: storage, hashing and throttles of one running app.
+pub struct Accounts {
+    store: Arc<dyn AccountStore>,
+    mode: AuthMode,
+    token_ttl: i64,
+    refresh_ttl: i64,
+    im: ImConfig,
+    hasher: Hasher,
+    register_throttle: Throttle<IpAddr>,
+    login_throttle: Throttle<String>,
+    next_purge: AtomicI64,
+}
+
+/// The answer of Login and Refresh.
+#[derive(Serialize)]
+struct TokenSet<'a> {
+    token: String,
+    refresh_token: String,
+    expires: i64,
+    im: Im<'a>,
+}
+
+#[derive(Serialize)]
+struct Im<'a> {
+    sdkappid: u64,
+    userid: &'a str,
+    usersig: String,
+}
+
+fn secs(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Accounts {
+    pub fn new(config: &Config, store: Arc<dyn AccountStore>) -> Result<Accounts, ConfigError> {
+        let a = &config.auth;
+        let window = |s: u64| Duration::from_secs(s.max(1));
+        Ok(Accounts {
+            store,
+            mode: a.mode,
+            token_ttl: secs(a.token_ttl_secs.max(1)),
+            refresh_ttl: secs(a.refresh_ttl_secs.max(1)),
+            im: config.im.clone(),
+            hasher: Hasher::new(a.argon2_params()?, a.max_concurrent_hashes),
+            register_throttle: Throttle::new(
+                a.register_per_addr,
+                window(a.register_window_secs),
+                a.throttle_capacity,
+            ),
+            login_throttle: Throttle::new(
+                a.login_failures_per_user,
+                window(a.login_window_secs),
+                a.throttle_capacity,
+            ),
+            next_purge: AtomicI64::new(0),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn AccountStore> {
+        &self.store
+    }
+
+    /// The userid a valid (known, unexpired, unrevoked) access token belongs to.
+    pub async fn user_of(&self, token: &str) -> Result<Option<String>, ApiError> {
+        if !tokens::well_formed(token) {
+            return Ok(None);
+        }
+        let hash = tokens::hash(token);
+        let Some(rec) = self.store.find_token(&hash).await? else {
+            return Ok(None);
+        };
+        // The row was found by its hash; comparing again here keeps the one comparison this
+        // code makes constant-time whatever the database's collation does.
+        let valid = ct_eq(rec.hash.as_bytes(), hash.as_bytes())
+            && rec.kind == TokenKind::Access
+            && rec.state == TokenState::Active
+            && rec.expires_at > now_unix();
+        Ok(valid.then_some(rec.userid))
+    }
+
+    async fn register(
+        &self,
+        userid: String,
+        password: String,
+        peer: Option<IpAddr>,
+    ) -> Result<String, ApiError> {
+        if !passwords::valid_userid(&userid) {
+            return Err(ApiError::new(
+                Code::BadUserName,
+                "field 'userid' must be 4 to 24 letters, digits or '_', starting with a letter",
+            ));
+        }
+        if !passwords::valid_password(&password) {
+            return Err(ApiError::new(
+                Code::BadPassword,
+                "field 'password' must be 8 to 64 printable ASCII characters",
+            ));
+        }
+        let addr = throttle_addr(peer);
+        if self.register_throttle.hit(&addr).is_err() {
+            tracing::info!(addr = %addr, "registration throttled");
+            return Err(ApiError::new(Code::TooManyRequests, REGISTER_REJECTED));
+        }
+        let exists = || {
+            ApiError::new(
+                Code::UserExists,
+                format!("userid '{userid}' already exists"),
+            )
+        };
+        // Cheap check first, so a taken name costs no hash; the insert stays authoritative.
+        if self.store.user_exists(&userid).await? {
+            return Err(exists());
+        }
+        let phc = self.hasher.hash(password).await?;
+        if !self.store.create_user(&userid, &phc, now_unix()).await? {
+            return Err(exists());
+        }
+        tracing::info!(userid = %userid, "user registered");
+        Ok(crate::actions::EMPTY.into())
+    }
+
+    async fn login(&self, userid: String, password: String) -> Result<String, ApiError> {
+        let unknown = || {
+            ApiError::new(
+                Code::NoSuchUser,
+                format!("userid '{userid}' is not registered"),
+            )
+        };
+        if !passwords::valid_userid(&userid) {
+            return Err(unknown());
+        }
+        let Some(phc) = self.store.password_hash(&userid).await? else {
+            return Err(unknown());
+        };
+        // Every attempt takes a slot up front (so parallel guesses cannot slip past the
+        // limit); a correct password gives it back.
+        if let Err(wait) = self.login_throttle.hit(&userid) {
+            tracing::info!(userid = %userid, "login throttled");
+            return Err(ApiError::new(
+                Code::TooManyRequests,
+                format!(
+                    "too many failed logins for userid '{userid}'; retry in {} seconds",
+                    wait.as_secs().max(1)
+                ),
+            ));
+        }
+        // A password outside the rules cannot match: no need to hash it.
+        let ok = if passwords::valid_password(&password) {
+            match self.hasher.verify(password, phc).await {
+                Ok(ok) => ok,
+                Err(e) => {
+                    self.login_throttle.refund(&userid);
+                    return Err(e);
+                }
+            }
+        } else {
+            false
+        };
+        if !ok {
+            tracing::info!(userid = %userid, "login failed: wrong password");
+            return Err(ApiError::new(Code::WrongPassword, "wrong password"));
+        }
+        self.login_throttle.refund(&userid);
+        let now = now_unix();
+        self.purge_now_and_then(now).await;
+        let answer = self.issue(&userid, &tokens::family(), now, None).await?;
+        tracing::info!(userid = %userid, "user logged in");
+        Ok(answer)
+    }
+
+    async fn refresh(&self, userid: String, refresh_token: String) -> Result<String, ApiError> {
+        let refused = || {
+            ApiError::auth(
+                "refresh_token is unknown, expired, revoked or not this userid's; Login again",
+            )
+        };
+        if !tokens::well_formed(&refresh_token) {
+            return Err(refused());
+        }
+        let hash = tokens::hash(&refresh_token);
+        let Some(rec) = self.store.find_token(&hash).await? else {
+            return Err(refused());
+        };
+        if !ct_eq(rec.hash.as_bytes(), hash.as_bytes()) || rec.kind != TokenKind::Refresh {
+            return Err(refused());
+        }
+        match rec.state {
+            // Whoever holds a rotated token (thief or victim), the family is compromised.
+            TokenState::Used => return Err(self.reused(&rec.userid, &rec.family).await),
+            TokenState::Revoked => return Err(refused()),
+            TokenState::Active => {}
+        }
+        let now = now_unix();
+        if rec.userid != userid || rec.expires_at <= now {
+            return Err(refused());
+        }
+        let answer = self.issue(&userid, &rec.family, now, Some(&hash)).await?;
+        tracing::info!(userid = %userid, "tokens refreshed");
+        Ok(answer)
+    }
+
+    async fn reused(&self, userid: &str, family: &str) -> ApiError {
+        match self.store.revoke_family(family).await {
+            Ok(n) => tracing::warn!(
+                userid = %userid,
+                family = %family,
+                revoked = n,
+                "a rotated refresh token was presented again: every token of its login is revoked"
+            ),
+            Err(e) => return ApiError::from(e),
+        }
+        ApiError::auth(
+            "refresh_token was already used; every token of this login is revoked, Login again",
+        )
+    }
+
+    /// Makes and stores a new access and refresh token; with `rotating`, atomically marks
+    /// that refresh token used. Returns the Login/Refresh answer.
+    async fn issue(
+        &self,
+        userid: &str,
+        family: &str,
+        now: i64,
+        rotating: Option<&str>,
+    ) -> Result<String, ApiError> {
+        let token = tokens::generate();
+        let refresh_token = tokens::generate();
+        let new = [
+            NewToken {
+                hash: tokens::hash(&token),
+                userid: userid.to_string(),
+                kind: TokenKind::Access,
+                family: family.to_string(),
+                expires_at: now.saturating_add(self.token_ttl),
+            },
+            NewToken {
+                hash: tokens::hash(&refresh_token),
+                userid: userid.to_string(),
+                kind: TokenKind::Refresh,
+                family: family.to_string(),
+                expires_at: now.saturating_add(self.refresh_ttl),
+            },
+        ];
+        match rotating {
+            None => self.store.insert_tokens(&new, now).await?,
+            Some(used) => {
+                if !self.store.rotate(used, &new, now).await? {
+                    // Another request exchanged it between our read and this write.
+                    return Err(self.reused(userid, family).await);
+                }
+            }
+        }
+        let answer = TokenSet {
+            token,
+            refresh_token,
+            expires: self.token_ttl,
+            im: Im {
+                sdkappid: self.im.sdkappid,
+                userid,
+                usersig: self.usersig(userid, now),
+            },
+        };
+        serde_json::to_string(&answer).map_err(|e| ApiError::storage(&e))
+    }
+
+    fn usersig(&self, userid: &str, now: i64) -> String {
+        let im = &self.im;
+        if im.sdkappid == 0 || im.secret_key.is_empty() {
+            return String::new();
+        }
+        usersig::gen(
+            im.secret_key.expose(),
+            userid,
+            im.sdkappid,
+            now,
+            im.expire_secs,
+        )
+    }
+
+    /// Deletes expired tokens, at most every `PURGE_EVERY` seconds, so the table holds live
+    /// sessions only. A failure is logged and retried next time; it never fails a Login.
+    async fn purge_now_and_then(&self, now: i64) {
+        let due = self.next_purge.load(Ordering::Relaxed);
+        if now < due
+            || self
+                .next_purge
+                .compare_exchange(due, now + PURGE_EVERY, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        match self.store.purge_expired(now).await {
+            Ok(n) if n > 0 => tracing::debug!(deleted = n, "expired tokens purged"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "purging expired tokens failed"),
+        }
+    }
+}
+
+/// The throttling key of a client address: IPv4 as is, IPv6 by its /64 (one host usually
+/// owns a whole /64, so per-address limits would be free to dodge).
+fn throttle_addr(peer: Option<IpAddr>) -> IpAddr {
+    match peer.map(|ip| ip.to_canonical()) {
+        Some(IpAddr::V6(v6)) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
+        Some(v4) => v4,
+        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    }
+}
+
+/// Checks that the caller may run `req` (PROTOCOL.md section 2, "Clients send the token").
+pub async fn authorize(state: &AppState, req: &Request, caller: &Caller) -> Result<(), ApiError> {
+    let accounts = &state.accounts;
+    if accounts.mode == AuthMode::Off {
+        return Ok(());
+    }
+    let owner = match req {
+        Request::RequestLvbAddr { userid, .. }
+        | Request::ChangeStatus { userid, .. }
+        | Request::EnterGroup { userid, .. }
+        | Request::QuitGroup { userid, .. } => Some(userid),
+        Request::ChangeCount { .. } | Request::GetCosSign => None,
+        Request::FetchList { .. }
+        | Request::FetchGroupMemberList { .. }
+        | Request::GetUserInfo { .. }
+        | Request::Register { .. }
+        | Request::Login { .. }
+        | Request::Refresh { .. } => return Ok(()),
+    };
+    let Some(token) = caller.token.as_deref() else {
+        return Err(ApiError::auth(format!(
+            "{} needs a token from Login: send 'Authorization: Bearer <token>' or a 'token' field",
+            req.action()
+        )));
+    };
+    let Some(user) = accounts.user_of(token).await? else {
+        return Err(ApiError::auth(
+            "token is unknown, expired or revoked; Refresh or Login again",
+        ));
+    };
+    match owner {
+        Some(userid) if *userid != user => Err(ApiError::auth(format!(
+            "the token does not belong to userid '{userid}'"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Runs Register, Login and Refresh.
+pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<String, ApiError> {
+    let accounts = &state.accounts;
+    match req {
+        Request::Register { userid, password } => {
+            accounts.register(userid, password, caller.peer).await
+        }
+        Request::Login { userid, password } => accounts.login(userid, password).await,
+        Request::Refresh {
+            userid,
+            refresh_token,
+        } => accounts.refresh(userid, refresh_token).await,
+        other => Err(ApiError::param(format!(
+            "Action '{}' is not an accounts action",
+            other.action()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_grouped_by_ipv6_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(throttle_addr(Some(a)), throttle_addr(Some(b)));
+        assert_ne!(throttle_addr(Some(a)), throttle_addr(Some(c)));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(throttle_addr(Some(mapped)), v4);
+        assert_eq!(throttle_addr(Some(v4)), v4);
+        assert_eq!(throttle_addr(None), IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    }
+}
