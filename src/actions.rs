@@ -3,11 +3,14 @@
 use crate::app::AppState;
 use crate::model::{now_unix, RoomInfo, RoomKey};
 use crate::protocol::request::{Request, Target};
-use crate::protocol::types::{CosSign, MemberList, PushAddr};
-use crate::protocol::ApiError;
-use crate::room::{Enter, GetInfo, Like, MemberPage, NewBroadcast, Quit, SetStatus};
+use crate::protocol::types::{CosSign, MemberList, PushAddr, UserInfo};
+use crate::protocol::{ApiError, Code};
+use crate::room::{
+    Enter, GetInfo, GetState, Like, MemberPage, NewBroadcast, Quit, Room, SetStatus,
+};
 use crate::sign;
 use crate::supervisor::FetchList;
+use actix::{Handler, MailboxError, Message};
 
 /// Who is calling: the bearer token (header or body field) and the client address.
 #[derive(Debug, Clone, Default)]
@@ -15,6 +18,8 @@ pub struct Caller {
     pub token: Option<String>,
     pub peer: Option<std::net::IpAddr>,
 }
+
+pub const EMPTY: &str = "{}";
 
 /// Runs one request. Returns the `returnData` object as JSON text.
 pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<String, ApiError> {
@@ -27,10 +32,7 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
             userinfo,
         } => request_lvb_addr(state, userid, groupid, title, userinfo).await,
         Request::ChangeStatus { userid, online } => {
-            let room = live_room(state, &userid).await?;
-            room.send(SetStatus { online })
-                .await
-                .map_err(ApiError::from_mailbox)??;
+            ask(state, &RoomKey::Live(userid), SetStatus { online }).await??;
             Ok(EMPTY.into())
         }
         Request::ChangeCount {
@@ -43,12 +45,14 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
                 Some(fileid) => RoomKey::Recording { vj: userid, fileid },
                 None => RoomKey::Live(userid),
             };
-            let room = room(state, &key).await?;
-            // Viewer counts follow EnterGroup/QuitGroup; type 0 is accepted and ignored.
+            // Viewer counts follow EnterGroup/QuitGroup: type 0 is accepted and ignored,
+            // but the room must exist.
             if likes {
-                room.send(Like { increase })
-                    .await
-                    .map_err(ApiError::from_mailbox)??;
+                ask(state, &key, Like { increase }).await??;
+            } else {
+                ask(state, &key, GetState)
+                    .await?
+                    .ok_or_else(|| missing(&key))?;
             }
             Ok(EMPTY.into())
         }
@@ -62,8 +66,9 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
                 })
                 .await
                 .map_err(ApiError::from_mailbox)?;
+            // Items were encoded once when their room changed: splice them in.
             let mut out =
-                String::with_capacity(64 + p.items.iter().map(|i| i.len() + 1).sum::<usize>());
+                String::with_capacity(48 + p.items.iter().map(|i| i.len() + 1).sum::<usize>());
             out.push_str("{\"totalcount\":");
             out.push_str(&p.total.to_string());
             out.push_str(",\"pusherlist\":[");
@@ -80,7 +85,7 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
             let c = &state.config.cos;
             if c.appid.is_empty() || c.bucket.is_empty() || c.secret_key.is_empty() {
                 return Err(ApiError::new(
-                    crate::protocol::Code::Storage,
+                    Code::Storage,
                     "upload signing is not configured on this server (cos.appid, cos.bucket, cos.secret_key)",
                 ));
             }
@@ -103,15 +108,17 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
             headpic,
         } => {
             let (key, groupid) = target_key(liveuserid, target);
-            let room = room(state, &key).await?;
-            room.send(Enter {
-                userid,
-                nickname,
-                headpic,
-                groupid,
-            })
-            .await
-            .map_err(ApiError::from_mailbox)??;
+            ask(
+                state,
+                &key,
+                Enter {
+                    userid,
+                    nickname,
+                    headpic,
+                    groupid,
+                },
+            )
+            .await??;
             Ok(EMPTY.into())
         }
         Request::QuitGroup {
@@ -120,10 +127,7 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
             target,
         } => {
             let (key, groupid) = target_key(liveuserid, target);
-            let room = room(state, &key).await?;
-            room.send(Quit { userid, groupid })
-                .await
-                .map_err(ApiError::from_mailbox)?;
+            ask(state, &key, Quit { userid, groupid }).await?;
             Ok(EMPTY.into())
         }
         Request::FetchGroupMemberList {
@@ -132,21 +136,17 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
             page,
         } => {
             // A group id names the live broadcast's group, or a recording's file id.
-            let live = RoomKey::Live(liveuserid.clone());
             let msg = |g: Option<String>| MemberPage {
                 groupid: g,
                 offset: page.offset(),
                 limit: page.pagesize,
             };
-            let live_answer = match state.registry.get(&live).await? {
-                Some(r) => r
-                    .send(msg(Some(groupid.clone())))
-                    .await
-                    .map_err(ApiError::from_mailbox)?,
-                None => Err(ApiError::not_found(format!(
-                    "no room for liveuserid '{liveuserid}'"
-                ))),
-            };
+            let live = RoomKey::Live(liveuserid.clone());
+            let live_answer = state
+                .registry
+                .ask(&live, msg(Some(groupid.clone())))
+                .await?
+                .unwrap_or_else(|| Err(missing(&live)));
             let (total, members) = match live_answer {
                 Ok(v) => v,
                 Err(e) => {
@@ -154,8 +154,8 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
                         vj: liveuserid,
                         fileid: groupid,
                     };
-                    match state.registry.get(&rec).await? {
-                        Some(r) => r.send(msg(None)).await.map_err(ApiError::from_mailbox)??,
+                    match state.registry.ask(&rec, msg(None)).await? {
+                        Some(r) => r?,
                         None => return Err(e),
                     }
                 }
@@ -173,18 +173,17 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
                 },
                 None => RoomKey::Live(userid.clone()),
             };
-            let unknown = || {
-                ApiError::new(
-                    crate::protocol::Code::NoSuchUser,
-                    format!("no room or recording for userid '{userid}'"),
-                )
-            };
-            let room = state.registry.get(&key).await?.ok_or_else(unknown)?;
-            let info = room
-                .send(GetInfo)
-                .await
-                .map_err(ApiError::from_mailbox)?
-                .ok_or_else(unknown)?;
+            let info = state
+                .registry
+                .ask(&key, GetInfo)
+                .await?
+                .flatten()
+                .ok_or_else(|| {
+                    ApiError::new(
+                        Code::NoSuchUser,
+                        format!("no room or recording for userid '{userid}'"),
+                    )
+                })?;
             json(&info)
         }
         Request::Register { .. } | Request::Login { .. } | Request::Refresh { .. } => {
@@ -192,8 +191,6 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
         }
     }
 }
-
-pub const EMPTY: &str = "{}";
 
 fn json<T: serde::Serialize>(v: &T) -> Result<String, ApiError> {
     serde_json::to_string(v).map_err(|e| ApiError::storage(&e))
@@ -212,20 +209,27 @@ fn target_key(liveuserid: String, target: Target) -> (RoomKey, Option<String>) {
     }
 }
 
-async fn room(state: &AppState, key: &RoomKey) -> Result<actix::Addr<crate::room::Room>, ApiError> {
-    state.registry.get(key).await?.ok_or_else(|| match key {
+/// Sends to an existing room; 601 when the room is unknown.
+async fn ask<M>(state: &AppState, key: &RoomKey, msg: M) -> Result<M::Result, ApiError>
+where
+    M: Message + Send + Clone + 'static,
+    M::Result: Send,
+    Room: Handler<M>,
+{
+    state
+        .registry
+        .ask(key, msg)
+        .await?
+        .ok_or_else(|| missing(key))
+}
+
+fn missing(key: &RoomKey) -> ApiError {
+    match key {
         RoomKey::Live(vj) => ApiError::not_found(format!("no live room for userid '{vj}'")),
         RoomKey::Recording { vj, fileid } => {
             ApiError::not_found(format!("no recording '{fileid}' of userid '{vj}'"))
         }
-    })
-}
-
-async fn live_room(
-    state: &AppState,
-    userid: &str,
-) -> Result<actix::Addr<crate::room::Room>, ApiError> {
-    room(state, &RoomKey::Live(userid.to_string())).await
+    }
 }
 
 async fn request_lvb_addr(
@@ -233,12 +237,12 @@ async fn request_lvb_addr(
     userid: String,
     groupid: String,
     title: String,
-    userinfo: crate::protocol::types::UserInfo,
+    userinfo: UserInfo,
 ) -> Result<String, ApiError> {
     let live = &state.config.live;
     if live.push_key.is_empty() {
         return Err(ApiError::new(
-            crate::protocol::Code::Storage,
+            Code::Storage,
             "push signing is not configured on this server (live.push_key)",
         ));
     }
@@ -255,10 +259,20 @@ async fn request_lvb_addr(
         timestamp: now,
         snapshot_url: String::new(),
     };
-    let room = state.registry.live_or_new(&userid).await?;
-    room.send(NewBroadcast { info })
-        .await
-        .map_err(ApiError::from_mailbox)??;
+    // A room that stopped (idle) between lookup and send is reactivated and asked again.
+    let mut answer = None;
+    for _ in 0..3 {
+        let room = state.registry.live_or_new(&userid).await?;
+        match room.send(NewBroadcast { info: info.clone() }).await {
+            Ok(r) => {
+                answer = Some(r);
+                break;
+            }
+            Err(MailboxError::Closed) => continue,
+            Err(e) => return Err(ApiError::from_mailbox(e)),
+        }
+    }
+    answer.ok_or_else(|| ApiError::from_mailbox(MailboxError::Closed))??;
     let expiry = now.max(0) as u64 + live.url_validity_secs;
     json(&PushAddr {
         pushurl: urls.push(&stream, expiry, live.push_key.expose()),

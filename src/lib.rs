@@ -5,6 +5,7 @@ pub mod actions;
 pub mod app;
 pub mod config;
 pub mod http;
+pub mod media;
 pub mod model;
 pub mod protocol;
 pub mod recordings;

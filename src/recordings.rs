@@ -14,12 +14,14 @@ pub async fn add(state: &AppState, rec: NewRecording) -> Result<RoomRecord, ApiE
         vj: rec.vj,
         fileid: rec.fileid,
     };
-    if let Some(room) = state.registry.get(&key).await? {
-        room.send(SetInfo {
-            info: record.info.clone(),
-        })
-        .await
-        .map_err(ApiError::from_mailbox)?;
-    }
+    state
+        .registry
+        .ask(
+            &key,
+            SetInfo {
+                info: record.info.clone(),
+            },
+        )
+        .await?;
     Ok(record)
 }

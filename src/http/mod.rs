@@ -1,5 +1,6 @@
 //! HTTP routes.
 
+mod callback;
 mod health;
 mod interface;
 
@@ -13,6 +14,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(interface::method_not_allowed)),
         );
     }
+    for path in [
+        "/callback/tape_callback.php",
+        "/callback/Live_callback.php",
+        "/callback/tencent",
+    ] {
+        cfg.route(path, web::post().to(callback::tencent));
+    }
+    cfg.route("/callback/nginx-rtmp", web::post().to(callback::nginx_rtmp))
+        .route("/callback/srs", web::post().to(callback::srs));
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz));
 }

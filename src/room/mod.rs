@@ -2,6 +2,7 @@
 //! status, so every operation on a room is serialized by its mailbox, without locks.
 //! Changes reach the supervisor (list index, snapshots) at most once per index tick.
 
+pub mod fanout;
 mod members;
 
 use crate::model::{Counters, Member, RoomInfo, RoomKey, RoomRecord, SnapshotItem};
@@ -10,17 +11,28 @@ use crate::protocol::ApiError;
 use crate::store::{Store, StoreError};
 use crate::supervisor::{ListEntry, RoomChanged, Supervisor};
 use actix::prelude::*;
+use dashmap::DashMap;
+use fanout::{Fanout, Frame};
 pub use members::Members;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// Settings every room shares.
 pub struct RoomEnv {
     pub store: Arc<dyn Store>,
     pub supervisor: Addr<Supervisor>,
+    /// The registry's map, so an idle room can take itself out before it stops.
+    pub rooms: Arc<DashMap<RoomKey, Addr<Room>>>,
     pub index_tick: Duration,
     pub max_members: usize,
+    pub max_rooms: usize,
+    /// Realtime events are coalesced over this window.
+    pub ws_coalesce: Duration,
+    pub max_subscribers: usize,
+    /// An idle room (offline, no members, no subscribers) stops after this long.
+    pub idle_stop: Duration,
 }
 
 pub struct Room {
@@ -32,6 +44,8 @@ pub struct Room {
     /// Member changes since the last hand-over to the supervisor: Some = upsert, None = delete.
     member_changes: HashMap<String, Option<Member>>,
     flush_scheduled: bool,
+    fanout: Fanout,
+    idle_check_scheduled: bool,
 }
 
 impl Actor for Room {
@@ -40,6 +54,12 @@ impl Actor for Room {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Rooms queue at most this many requests; senders wait (backpressure) beyond it.
         ctx.set_mailbox_capacity(256);
+        self.maybe_idle(ctx);
+    }
+
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        let me = ctx.address();
+        self.env.rooms.remove_if(&self.key, |_, a| *a == me);
     }
 }
 
@@ -53,6 +73,8 @@ impl Room {
             env,
             member_changes: HashMap::new(),
             flush_scheduled: false,
+            fanout: Fanout::default(),
+            idle_check_scheduled: false,
         }
     }
 
@@ -107,11 +129,70 @@ impl Room {
             self.flush_scheduled = true;
             ctx.run_later(self.env.index_tick, |act, _| act.flush());
         }
+        if self.fanout.pending() && !self.fanout.scheduled {
+            self.fanout.scheduled = true;
+            ctx.run_later(self.env.ws_coalesce, |act, _| act.flush_realtime());
+        }
+        self.maybe_idle(ctx);
+    }
+
+    /// Sends the window's coalesced events: member batches, then the latest counts.
+    fn flush_realtime(&mut self) {
+        self.fanout.scheduled = false;
+        let viewers = self.viewercount();
+        for frame in self.fanout.take_events(viewers, self.counters.likes) {
+            self.send_frame(&frame);
+        }
+    }
+
+    fn send_frame(&mut self, frame: &Frame) {
+        for d in self.fanout.send(frame) {
+            if let fanout::Dropped::Slow(id) = d {
+                tracing::info!(
+                    room = self.key.vj(),
+                    subscriber = id,
+                    "slow subscriber dropped"
+                );
+            }
+        }
+    }
+
+    fn set_online(&mut self, online: bool) {
+        if self.counters.online != online {
+            self.counters.online = online;
+            self.send_frame(&fanout::status_frame(online));
+        }
+    }
+
+    fn idle(&self) -> bool {
+        !self.counters.online && self.members.is_empty() && self.fanout.is_empty()
+    }
+
+    /// An idle room frees its memory after a grace period; its state stays in the store,
+    /// and changes not yet written wait in the supervisor, which a reactivation consults.
+    fn maybe_idle(&mut self, ctx: &mut Context<Self>) {
+        if self.idle_check_scheduled || !self.idle() {
+            return;
+        }
+        self.idle_check_scheduled = true;
+        ctx.run_later(self.env.idle_stop, |act, ctx| {
+            act.idle_check_scheduled = false;
+            if act.idle() {
+                if act.flush_scheduled || !act.member_changes.is_empty() {
+                    act.flush();
+                }
+                let me = ctx.address();
+                act.env.rooms.remove_if(&act.key, |_, a| *a == me);
+                ctx.stop();
+            }
+        });
     }
 
     fn flush(&mut self) {
         self.flush_scheduled = false;
-        let entry = self.listed().then(|| ListEntry::new(&self.pusher_info()));
+        let entry = self
+            .listed()
+            .then(|| ListEntry::new(&self.pusher_info(), self.counters.seen_at));
         let mut upserts = Vec::new();
         let mut deletes = Vec::new();
         for (id, change) in self.member_changes.drain() {
@@ -120,10 +201,7 @@ impl Room {
                 None => deletes.push(id),
             }
         }
-        let mut counters = self.counters.clone();
-        if self.key.is_live() {
-            counters.views = self.members.len() as u64;
-        }
+        let counters = self.counters.clone();
         self.env.supervisor.do_send(RoomChanged {
             key: self.key.clone(),
             entry,
@@ -169,7 +247,7 @@ pub fn pusher_info_of(
 }
 
 /// A viewer enters. `groupid` must name the current broadcast's group (live rooms).
-#[derive(Message)]
+#[derive(Message, Clone)]
 #[rtype(result = "Result<(), ApiError>")]
 pub struct Enter {
     pub userid: String,
@@ -202,9 +280,14 @@ impl Handler<Enter> for Room {
         }
         match self.members.enter(&msg.userid, &msg.nickname, &msg.headpic) {
             Some(m) => {
-                if !self.key.is_live() {
-                    self.counters.views += 1;
-                }
+                self.fanout.note_enter(MemberInfo {
+                    userid: m.userid.clone(),
+                    nickname: m.nickname.clone(),
+                    headpic: m.headpic.clone(),
+                });
+                // Views count entries of distinct viewers over the broadcast (a live room's
+                // figure passes to its recording); a live room shows its current members.
+                self.counters.views += 1;
                 self.member_changes.insert(msg.userid, Some(m));
             }
             None => {
@@ -219,7 +302,7 @@ impl Handler<Enter> for Room {
     }
 }
 
-#[derive(Message)]
+#[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct Quit {
     pub userid: String,
@@ -234,13 +317,14 @@ impl Handler<Quit> for Room {
             return;
         }
         if self.members.quit(&msg.userid) {
+            self.fanout.note_quit(&msg.userid);
             self.member_changes.insert(msg.userid, None);
             self.changed(ctx);
         }
     }
 }
 
-#[derive(Message)]
+#[derive(Message, Clone)]
 #[rtype(result = "Result<(), ApiError>")]
 pub struct Like {
     pub increase: bool,
@@ -259,13 +343,14 @@ impl Handler<Like> for Room {
             before.saturating_sub(1)
         };
         if self.counters.likes != before {
+            self.fanout.note_count();
             self.changed(ctx);
         }
         Ok(())
     }
 }
 
-#[derive(Message)]
+#[derive(Message, Clone)]
 #[rtype(result = "Result<(), ApiError>")]
 pub struct SetStatus {
     pub online: bool,
@@ -278,17 +363,89 @@ impl Handler<SetStatus> for Room {
             return Err(self.missing());
         }
         self.counters.seen_at = crate::model::now_unix();
-        if self.counters.online != msg.online {
-            self.counters.online = msg.online;
-        }
+        self.set_online(msg.online);
         self.changed(ctx);
         Ok(())
     }
 }
 
+/// The media server reports the stream started or stopped at `event_time`. A report older
+/// than the current broadcast (a late retry) changes nothing. Answers whether it applied.
+#[derive(Message, Clone)]
+#[rtype(result = "bool")]
+pub struct MediaStatus {
+    pub online: bool,
+    pub event_time: Option<i64>,
+}
+
+impl Handler<MediaStatus> for Room {
+    type Result = bool;
+    fn handle(&mut self, msg: MediaStatus, ctx: &mut Context<Self>) -> bool {
+        if !self.exists() || msg.event_time.is_some_and(|t| t < self.info.timestamp) {
+            return false;
+        }
+        self.set_online(msg.online);
+        self.counters.seen_at = crate::model::now_unix();
+        self.changed(ctx);
+        true
+    }
+}
+
+/// The media server says the stream is alive (nginx-rtmp on_update, SRS on_hls, a
+/// screenshot): it keeps an online room from being declared stale.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct SignOfLife;
+
+impl Handler<SignOfLife> for Room {
+    type Result = ();
+    fn handle(&mut self, _: SignOfLife, ctx: &mut Context<Self>) {
+        self.counters.seen_at = crate::model::now_unix();
+        self.changed(ctx);
+    }
+}
+
+/// Rule for streams that die without a stop event: an online live room with no sign of
+/// life (ChangeStatus, a media-server event) for `stale_after` seconds goes offline.
+#[derive(Message, Clone)]
+#[rtype(result = "bool")]
+pub struct CheckStale {
+    pub stale_after: i64,
+}
+
+impl Handler<CheckStale> for Room {
+    type Result = bool;
+    fn handle(&mut self, msg: CheckStale, ctx: &mut Context<Self>) -> bool {
+        let now = crate::model::now_unix();
+        if self.key.is_live()
+            && self.counters.online
+            && self.counters.seen_at + msg.stale_after <= now
+        {
+            tracing::info!(vj = self.key.vj(), "no sign of life: room goes offline");
+            self.set_online(false);
+            self.changed(ctx);
+            return true;
+        }
+        false
+    }
+}
+
+/// The room's current description and counters (a recording copies them).
+#[derive(Message, Clone)]
+#[rtype(result = "Option<(RoomInfo, Counters)>")]
+pub struct GetState;
+
+impl Handler<GetState> for Room {
+    type Result = Option<(RoomInfo, Counters)>;
+    fn handle(&mut self, _: GetState, _: &mut Context<Self>) -> Self::Result {
+        self.exists()
+            .then(|| (self.info.clone(), self.counters.clone()))
+    }
+}
+
 /// Starts a new broadcast: written to the database before it takes effect, then counters,
 /// members and status are reset. The mailbox holds other messages until it is done.
-#[derive(Message)]
+#[derive(Message, Clone)]
 #[rtype(result = "Result<(), ApiError>")]
 pub struct NewBroadcast {
     pub info: RoomInfo,
@@ -325,6 +482,7 @@ impl Handler<NewBroadcast> for Room {
                 act.members.clear();
                 // The database already holds the empty state of this epoch.
                 act.member_changes.clear();
+                act.fanout.close_all(&fanout::closed_frame("a new broadcast replaced this one"));
                 act.changed(ctx);
                 Ok(())
             }),
@@ -332,7 +490,7 @@ impl Handler<NewBroadcast> for Room {
     }
 }
 
-#[derive(Message)]
+#[derive(Message, Clone)]
 #[rtype(result = "Option<PusherInfo>")]
 pub struct GetInfo;
 
@@ -344,7 +502,7 @@ impl Handler<GetInfo> for Room {
 }
 
 /// A page of members, newest first; `groupid` must match for live rooms.
-#[derive(Message)]
+#[derive(Message, Clone)]
 #[rtype(result = "Result<(usize, Vec<MemberInfo>), ApiError>")]
 pub struct MemberPage {
     pub groupid: Option<String>,
@@ -366,7 +524,7 @@ impl Handler<MemberPage> for Room {
 }
 
 /// Replaces the descriptive part (a recording's URLs arrived, a screenshot was taken).
-#[derive(Message)]
+#[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct SetInfo {
     pub info: RoomInfo,
@@ -381,8 +539,79 @@ impl Handler<SetInfo> for Room {
     }
 }
 
+/// The latest screenshot of a live room (already stored).
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct SetSnapshot {
+    pub url: String,
+}
+
+impl Handler<SetSnapshot> for Room {
+    type Result = ();
+    fn handle(&mut self, msg: SetSnapshot, ctx: &mut Context<Self>) {
+        self.info.snapshot_url = msg.url;
+        self.counters.seen_at = crate::model::now_unix();
+        self.changed(ctx);
+    }
+}
+
+/// A realtime subscriber joins: it is sent a snapshot, then the room's events.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct Subscribe {
+    pub id: u64,
+    pub tx: mpsc::Sender<Frame>,
+}
+
+impl Handler<Subscribe> for Room {
+    type Result = Result<(), ApiError>;
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
+        if !self.exists() {
+            return Err(self.missing());
+        }
+        if self.fanout.len() >= self.env.max_subscribers {
+            return Err(ApiError::new(
+                crate::protocol::Code::TooManyRequests,
+                format!(
+                    "room of '{}' has its maximum of {} subscribers",
+                    self.key.vj(),
+                    self.env.max_subscribers
+                ),
+            ));
+        }
+        let snapshot = serde_json::json!({
+            "event": "snapshot",
+            "userid": self.key.vj(),
+            "groupid": self.info.groupid,
+            "fileid": self.key.fileid(),
+            "title": self.info.title,
+            "status": if self.counters.online { "1" } else { "0" },
+            "viewercount": self.viewercount(),
+            "likecount": self.counters.likes,
+            "members": self.members.page(0, 20),
+        });
+        self.fanout
+            .subscribe(msg.id, msg.tx, snapshot.to_string().into());
+        Ok(())
+    }
+}
+
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    pub id: u64,
+}
+
+impl Handler<Unsubscribe> for Room {
+    type Result = ();
+    fn handle(&mut self, msg: Unsubscribe, ctx: &mut Context<Self>) {
+        self.fanout.unsubscribe(msg.id);
+        self.maybe_idle(ctx);
+    }
+}
+
 /// Hand pending changes to the supervisor now (shutdown).
-#[derive(Message)]
+#[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct FlushNow;
 

@@ -24,14 +24,17 @@ use tokio::sync::oneshot;
 pub struct ListEntry {
     pub viewers: u64,
     pub timestamp: i64,
+    /// Last sign of life, for the stale-stream sweep.
+    pub seen_at: i64,
     pub json: Arc<str>,
 }
 
 impl ListEntry {
-    pub fn new(info: &PusherInfo) -> Self {
+    pub fn new(info: &PusherInfo, seen_at: i64) -> Self {
         ListEntry {
             viewers: info.viewercount,
             timestamp: info.timestamp,
+            seen_at,
             json: serde_json::to_string(info).unwrap_or_default().into(),
         }
     }
@@ -52,6 +55,7 @@ pub struct Health {
 }
 
 /// Pending changes of one room: counters and member upserts/deletes merged across ticks.
+#[derive(Clone)]
 struct Pending {
     item: SnapshotItem,
     members: HashMap<String, Option<Member>>,
@@ -105,11 +109,14 @@ pub struct Supervisor {
     store: Arc<dyn Store>,
     health: Arc<Health>,
     live: OrderIndex<LiveKey>,
-    live_keys: HashMap<String, (LiveKey, Arc<str>)>,
+    live_keys: HashMap<String, (LiveKey, Arc<str>, i64)>,
     vod: OrderIndex<VodKey>,
     vod_keys: HashMap<(String, String), (VodKey, Arc<str>)>,
     pending: HashMap<RoomKey, Pending>,
+    /// The batch being written now: still the newest state of its rooms until it commits.
+    inflight: HashMap<RoomKey, SnapshotItem>,
     writing: bool,
+    writing_since: Option<Instant>,
     failures: u32,
     next_try: Instant,
     flush_waiters: Vec<oneshot::Sender<bool>>,
@@ -126,7 +133,9 @@ impl Supervisor {
             vod: OrderIndex::new(),
             vod_keys: HashMap::new(),
             pending: HashMap::new(),
+            inflight: HashMap::new(),
             writing: false,
+            writing_since: None,
             failures: 0,
             next_try: Instant::now(),
             flush_waiters: Vec::new(),
@@ -142,14 +151,14 @@ impl Supervisor {
                 r.counters.views
             };
             let info = crate::room::pusher_info_of(&r.key, &r.info, &r.counters, viewers);
-            self.set_entry(&r.key, Some(ListEntry::new(&info)));
+            self.set_entry(&r.key, Some(ListEntry::new(&info, r.counters.seen_at)));
         }
     }
 
     fn set_entry(&mut self, key: &RoomKey, entry: Option<ListEntry>) {
         match key {
             RoomKey::Live(vj) => {
-                if let Some((old, _)) = self.live_keys.remove(vj) {
+                if let Some((old, _, _)) = self.live_keys.remove(vj) {
                     self.live.remove(&old);
                 }
                 if let Some(e) = entry {
@@ -159,7 +168,7 @@ impl Supervisor {
                     };
                     let k = (Reverse(viewers), Reverse(e.timestamp), vj.clone());
                     self.live.insert(k.clone());
-                    self.live_keys.insert(vj.clone(), (k, e.json));
+                    self.live_keys.insert(vj.clone(), (k, e.json, e.seen_at));
                 }
                 self.health
                     .live_rooms
@@ -211,7 +220,7 @@ impl Supervisor {
         self.live
             .page(offset, limit)
             .into_iter()
-            .filter_map(|k| self.live_keys.get(&k.2).map(|(_, j)| j.clone()))
+            .filter_map(|k| self.live_keys.get(&k.2).map(|(_, j, _)| j.clone()))
             .collect()
     }
 
@@ -228,7 +237,16 @@ impl Supervisor {
     }
 
     fn try_write(&mut self, ctx: &mut Context<Self>) {
-        if self.writing || Instant::now() < self.next_try {
+        if let Some(since) = self.writing_since.filter(|_| self.writing) {
+            if since.elapsed() > self.cfg.snapshot_interval * 2 {
+                tracing::warn!(
+                    elapsed_ms = since.elapsed().as_millis() as u64,
+                    "snapshot still in flight"
+                );
+            }
+            return;
+        }
+        if Instant::now() < self.next_try {
             return;
         }
         if self.pending.is_empty() {
@@ -245,8 +263,10 @@ impl Supervisor {
             .map(|i| 1 + i.upserts.len() + i.deletes.len())
             .sum::<usize>();
         self.writing = true;
+        self.inflight = items.iter().map(|i| (i.key.clone(), i.clone())).collect();
         let store = self.store.clone();
         let started = Instant::now();
+        self.writing_since = Some(started);
         ctx.spawn(
             async move {
                 let r = store.write_snapshot(&items).await;
@@ -255,6 +275,7 @@ impl Supervisor {
             .into_actor(self)
             .map(move |(r, items), act, ctx| {
                 act.writing = false;
+                act.inflight.clear();
                 match r {
                     Ok(()) => {
                         act.failures = 0;
@@ -284,7 +305,10 @@ impl Supervisor {
                         act.health.pending_rooms.store(act.pending.len(), Ordering::Relaxed);
                     }
                 }
-                if !act.flush_waiters.is_empty() {
+                if act.failures == 0 && !act.pending.is_empty() && started.elapsed() >= act.cfg.snapshot_interval {
+                    // The write overran its tick: changes waiting since are already due.
+                    ctx.run_later(Duration::ZERO, |act, ctx| act.try_write(ctx));
+                } else if !act.flush_waiters.is_empty() {
                     // Shutting down: keep writing without waiting for the next tick.
                     let delay = act.next_try.saturating_duration_since(Instant::now());
                     ctx.run_later(delay, |act, ctx| act.try_write(ctx));
@@ -382,6 +406,48 @@ impl Handler<FetchList> for Supervisor {
             }
         };
         MessageResult(page)
+    }
+}
+
+/// Changes of a room not yet in the database (pending or being written), merged: a room
+/// reactivated from the store applies them so that nothing handed over is missed.
+#[derive(Message)]
+#[rtype(result = "Option<SnapshotItem>")]
+pub struct PendingFor {
+    pub key: RoomKey,
+}
+
+impl Handler<PendingFor> for Supervisor {
+    type Result = Option<SnapshotItem>;
+    fn handle(&mut self, msg: PendingFor, _: &mut Context<Self>) -> Self::Result {
+        let mut merged = self.inflight.get(&msg.key).cloned().map(Pending::from_item);
+        if let Some(newer) = self.pending.get(&msg.key).cloned() {
+            match merged.as_mut() {
+                Some(m) => m.merge_newer(newer),
+                None => merged = Some(newer),
+            }
+        }
+        merged.map(Pending::into_item)
+    }
+}
+
+/// Listed live rooms whose last sign of life is older than `before` (at most `limit`).
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+pub struct StaleLive {
+    pub before: i64,
+    pub limit: usize,
+}
+
+impl Handler<StaleLive> for Supervisor {
+    type Result = Vec<String>;
+    fn handle(&mut self, msg: StaleLive, _: &mut Context<Self>) -> Vec<String> {
+        self.live_keys
+            .iter()
+            .filter(|(_, (_, _, seen))| *seen < msg.before)
+            .map(|(vj, _)| vj.clone())
+            .take(msg.limit)
+            .collect()
     }
 }
 

@@ -2,16 +2,17 @@
 //! small pool of arbiters owned by the app (not the HTTP workers), so they outlive the HTTP
 //! server during a graceful shutdown and can flush.
 
-use crate::model::{RoomKey, RoomRecord};
+use crate::model::{RoomKey, RoomRecord, SnapshotItem};
+use crate::protocol::{ApiError, Code};
 use crate::room::{Room, RoomEnv};
-use crate::store::StoreResult;
+use crate::supervisor::PendingFor;
 use actix::prelude::*;
 use dashmap::DashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
 pub struct Registry {
-    rooms: DashMap<RoomKey, Addr<Room>>,
+    rooms: Arc<DashMap<RoomKey, Addr<Room>>>,
     arbiters: Vec<ArbiterHandle>,
     env: Arc<RoomEnv>,
     hasher: std::collections::hash_map::RandomState,
@@ -21,7 +22,7 @@ impl Registry {
     pub fn new(arbiters: Vec<ArbiterHandle>, env: Arc<RoomEnv>) -> Self {
         assert!(!arbiters.is_empty(), "at least one room arbiter");
         Registry {
-            rooms: DashMap::new(),
+            rooms: env.rooms.clone(),
             arbiters,
             env,
             hasher: Default::default(),
@@ -45,14 +46,59 @@ impl Registry {
     }
 
     /// The room's actor, activated from the store if needed; `None` if the room is unknown.
-    pub async fn get(&self, key: &RoomKey) -> StoreResult<Option<Addr<Room>>> {
+    pub async fn get(&self, key: &RoomKey) -> Result<Option<Addr<Room>>, ApiError> {
         if let Some(a) = self.rooms.get(key) {
             return Ok(Some(a.clone()));
         }
-        let Some(record) = self.env.store.load_room(key).await? else {
+        self.check_capacity()?;
+        let Some(mut record) = self.env.store.load_room(key).await? else {
             return Ok(None);
         };
+        let pending = self
+            .env
+            .supervisor
+            .send(PendingFor { key: key.clone() })
+            .await
+            .map_err(ApiError::from_mailbox)?;
+        if let Some(item) = pending {
+            apply_pending(&mut record, item);
+        }
         Ok(Some(self.activate(record)))
+    }
+
+    /// Sends a message to a room, reactivating it if it stopped (idle) meanwhile.
+    /// `None` when the room is unknown.
+    pub async fn ask<M>(&self, key: &RoomKey, msg: M) -> Result<Option<M::Result>, ApiError>
+    where
+        M: Message + Send + Clone + 'static,
+        M::Result: Send,
+        Room: Handler<M>,
+    {
+        for _ in 0..3 {
+            let Some(addr) = self.get(key).await? else {
+                return Ok(None);
+            };
+            match addr.send(msg.clone()).await {
+                Ok(r) => return Ok(Some(r)),
+                Err(MailboxError::Closed) => {
+                    self.rooms.remove_if(key, |_, a| *a == addr);
+                }
+                Err(e) => return Err(ApiError::from_mailbox(e)),
+            }
+        }
+        Err(ApiError::from_mailbox(MailboxError::Closed))
+    }
+
+    /// Active rooms are bounded: each holds memory for its members.
+    fn check_capacity(&self) -> Result<(), ApiError> {
+        if self.rooms.len() >= self.env.max_rooms {
+            tracing::warn!(max = self.env.max_rooms, "room limit reached");
+            return Err(ApiError::new(
+                Code::Storage,
+                "this server holds its maximum number of rooms; retry later",
+            ));
+        }
+        Ok(())
     }
 
     fn activate(&self, record: RoomRecord) -> Addr<Room> {
@@ -66,11 +112,12 @@ impl Registry {
     }
 
     /// A VJ's live room, created empty (no broadcast yet) when the VJ has none.
-    pub async fn live_or_new(&self, userid: &str) -> StoreResult<Addr<Room>> {
+    pub async fn live_or_new(&self, userid: &str) -> Result<Addr<Room>, ApiError> {
         let key = RoomKey::Live(userid.to_string());
         if let Some(a) = self.get(&key).await? {
             return Ok(a);
         }
+        self.check_capacity()?;
         let entry = self.rooms.entry(key.clone()).or_insert_with(|| {
             self.spawn(Room::empty_live(userid.to_string(), self.env.clone()), &key)
         });
@@ -85,4 +132,32 @@ impl Registry {
     pub fn all(&self) -> Vec<Addr<Room>> {
         self.rooms.iter().map(|e| e.value().clone()).collect()
     }
+}
+
+/// Lays changes not yet written over a record read from the store.
+fn apply_pending(record: &mut RoomRecord, item: SnapshotItem) {
+    if item.counters.epoch < record.counters.epoch {
+        return;
+    }
+    let fresh_epoch = item.counters.epoch > record.counters.epoch;
+    record.counters = item.counters;
+    let mut members: std::collections::HashMap<String, crate::model::Member> = if fresh_epoch {
+        Default::default()
+    } else {
+        record
+            .members
+            .drain(..)
+            .map(|m| (m.userid.clone(), m))
+            .collect()
+    };
+    for d in item.deletes {
+        members.remove(&d);
+    }
+    for m in item.upserts {
+        members.insert(m.userid.clone(), m);
+    }
+    let mut list: Vec<_> = members.into_values().collect();
+    list.sort_by_key(|m| m.seq);
+    record.member_count = list.len() as u64;
+    record.members = list;
 }

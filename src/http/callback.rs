@@ -1,0 +1,277 @@
+//! Media-server callbacks: Tencent Cloud LVB events (signed), nginx-rtmp and SRS hooks
+//! (from trusted addresses; a publish must carry a valid push signature).
+
+use crate::app::AppState;
+use crate::media::{self, Outcome};
+use crate::model::now_unix;
+use crate::protocol::ApiError;
+use crate::sign;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+
+const MAX_STREAM: usize = 255;
+const MAX_URL: usize = 1024;
+const MAX_ID: usize = 128;
+
+fn reply(status: StatusCode, code: i64, message: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(json!({"code": code, "message": message}).to_string())
+}
+
+fn ok() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(r#"{"code":0}"#)
+}
+
+fn bad(msg: impl Into<String>) -> HttpResponse {
+    reply(StatusCode::BAD_REQUEST, 602, &msg.into())
+}
+
+fn api_error(e: ApiError) -> HttpResponse {
+    // A storage failure must make the media server retry later: answer 5xx.
+    reply(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        e.code.value() as i64,
+        &e.msg,
+    )
+}
+
+fn int_field(o: &Map<String, Value>, name: &str) -> Option<i64> {
+    match o.get(name)? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn str_field<'a>(
+    o: &'a Map<String, Value>,
+    name: &str,
+    max: usize,
+) -> Result<Option<&'a str>, String> {
+    match o.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() <= max => Ok(Some(s.as_str())),
+        Some(Value::String(_)) => Err(format!("field '{name}' is longer than {max} bytes")),
+        Some(_) => Err(format!("field '{name}' must be a string")),
+    }
+}
+
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, String> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(o)) => Ok(o),
+        Ok(_) => Err("body must be a JSON object".into()),
+        Err(_) => Err("body is not valid JSON".into()),
+    }
+}
+
+/// Tencent Cloud LVB event notification.
+pub async fn tencent(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    let o = match parse_object(&body) {
+        Ok(o) => o,
+        Err(m) => return bad(m),
+    };
+    let forbidden = |m: &str| reply(StatusCode::FORBIDDEN, 498, m);
+    let api_key = &state.config.live.api_key;
+    if api_key.is_empty() {
+        return forbidden("callbacks are not accepted: live.api_key is not configured");
+    }
+    let Some(t) = int_field(&o, "t").filter(|t| *t >= 0) else {
+        return forbidden("missing or invalid 't'");
+    };
+    let sign = match str_field(&o, "sign", 64) {
+        Ok(Some(s)) => s,
+        _ => return forbidden("missing or invalid 'sign'"),
+    };
+    if let Err(e) =
+        sign::callback::verify(api_key.expose(), t as u64, sign, now_unix().max(0) as u64)
+    {
+        tracing::warn!(reason = %e, "tencent callback refused");
+        return forbidden(&format!("verification failed: {e}"));
+    }
+    let Some(event) = int_field(&o, "event_type") else {
+        return bad("missing or invalid 'event_type'");
+    };
+    let stream = match str_field(&o, "stream_id", MAX_STREAM) {
+        Ok(Some(s)) if !s.is_empty() => s.to_string(),
+        Ok(_) => match str_field(&o, "channel_id", MAX_STREAM) {
+            Ok(Some(s)) if !s.is_empty() => s.to_string(),
+            Ok(_) => return bad("missing 'stream_id'"),
+            Err(m) => return bad(m),
+        },
+        Err(m) => return bad(m),
+    };
+    let result = match event {
+        1 | 0 => {
+            media::stream_status(&state, &stream, event == 1, int_field(&o, "event_time")).await
+        }
+        100 => {
+            let fileid = match str_field(&o, "file_id", MAX_ID) {
+                Ok(Some(f)) if !f.is_empty() => f,
+                Ok(_) => return bad("missing 'file_id'"),
+                Err(m) => return bad(m),
+            };
+            let url = match str_field(&o, "video_url", MAX_URL) {
+                Ok(Some(u)) if !u.is_empty() => u,
+                Ok(_) => return bad("missing 'video_url'"),
+                Err(m) => return bad(m),
+            };
+            let hls =
+                o.get("file_format").and_then(Value::as_str) == Some("hls") || media::is_hls(url);
+            let end = int_field(&o, "end_time").unwrap_or(0);
+            media::recording(&state, &stream, fileid, url, hls, end).await
+        }
+        200 => {
+            let url = match (
+                str_field(&o, "pic_full_url", MAX_URL),
+                str_field(&o, "pic_url", MAX_URL),
+            ) {
+                (Ok(Some(u)), _) if !u.is_empty() => u,
+                (_, Ok(Some(u))) if !u.is_empty() => u,
+                _ => return bad("missing 'pic_url'"),
+            };
+            media::screenshot(&state, &stream, url).await
+        }
+        other => {
+            tracing::info!(
+                event_type = other,
+                stream,
+                "unknown tencent event acknowledged"
+            );
+            Ok(Outcome::Ignored)
+        }
+    };
+    match result {
+        Ok(outcome) => {
+            if outcome == Outcome::UnknownStream {
+                tracing::info!(stream, event, "event for an unknown stream acknowledged");
+            }
+            ok()
+        }
+        Err(e) => api_error(e),
+    }
+}
+
+fn trusted(state: &AppState, req: &HttpRequest) -> bool {
+    let Some(ip) = req.peer_addr().map(|a| a.ip()) else {
+        return false;
+    };
+    state
+        .config
+        .media
+        .trusted_addrs
+        .iter()
+        .any(|a| a.parse::<std::net::IpAddr>().is_ok_and(|t| t == ip))
+}
+
+/// nginx-rtmp `on_publish`, `on_publish_done`, `on_record_done`, `on_update` (form POST).
+/// A 2xx admits a publish; anything else makes nginx drop the stream.
+pub async fn nginx_rtmp(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    if !trusted(&state, &req) {
+        return reply(
+            StatusCode::FORBIDDEN,
+            498,
+            "this address may not call media-server hooks",
+        );
+    }
+    let Ok(form) = serde_urlencoded::from_bytes::<HashMap<String, String>>(&body) else {
+        return bad("body is not a form");
+    };
+    let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    let stream = get("name");
+    if stream.is_empty() || stream.len() > MAX_STREAM {
+        return bad("missing or oversized 'name'");
+    }
+    let result = match get("call") {
+        "publish" => {
+            if let Err(why) =
+                media::verify_push(&state, stream, get("txSecret"), get("txTime")).await
+            {
+                tracing::warn!(stream, reason = %why, "publish refused");
+                return reply(StatusCode::FORBIDDEN, 498, &why);
+            }
+            media::stream_status(&state, stream, true, None).await
+        }
+        "publish_done" => media::stream_status(&state, stream, false, None).await,
+        "update" => media::sign_of_life(&state, stream).await,
+        "record_done" => {
+            let Some((file, id)) = media::file_name_and_id(get("path")) else {
+                return bad("missing 'path'");
+            };
+            let url = format!(
+                "{}/{}",
+                state.config.media.recordings_base_url.trim_end_matches('/'),
+                file
+            );
+            media::recording(&state, stream, &id, &url, media::is_hls(&url), now_unix()).await
+        }
+        _ => Ok(Outcome::Ignored),
+    };
+    match result {
+        Ok(_) => HttpResponse::Ok().finish(),
+        Err(e) => api_error(e),
+    }
+}
+
+/// SRS HTTP hooks (JSON); `{"code":0}` admits, anything else rejects.
+pub async fn srs(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    if !trusted(&state, &req) {
+        return reply(
+            StatusCode::FORBIDDEN,
+            498,
+            "this address may not call media-server hooks",
+        );
+    }
+    let o = match parse_object(&body) {
+        Ok(o) => o,
+        Err(m) => return bad(m),
+    };
+    let stream = match str_field(&o, "stream", MAX_STREAM) {
+        Ok(Some(s)) if !s.is_empty() => s.to_string(),
+        Ok(_) => return bad("missing 'stream'"),
+        Err(m) => return bad(m),
+    };
+    let action = o.get("action").and_then(Value::as_str).unwrap_or("");
+    let result = match action {
+        "on_publish" => {
+            let param = str_field(&o, "param", MAX_URL).ok().flatten().unwrap_or("");
+            let q: HashMap<String, String> =
+                serde_urlencoded::from_str(param.trim_start_matches('?')).unwrap_or_default();
+            let get = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
+            if let Err(why) =
+                media::verify_push(&state, &stream, get("txSecret"), get("txTime")).await
+            {
+                tracing::warn!(stream, reason = %why, "publish refused");
+                return reply(StatusCode::OK, 498, &why);
+            }
+            media::stream_status(&state, &stream, true, None).await
+        }
+        "on_unpublish" => media::stream_status(&state, &stream, false, None).await,
+        "on_hls" => media::sign_of_life(&state, &stream).await,
+        "on_dvr" => {
+            let file = str_field(&o, "file", MAX_URL).ok().flatten().unwrap_or("");
+            let Some((name, id)) = media::file_name_and_id(file) else {
+                return bad("missing 'file'");
+            };
+            let url = format!(
+                "{}/{}",
+                state.config.media.recordings_base_url.trim_end_matches('/'),
+                name
+            );
+            media::recording(&state, &stream, &id, &url, media::is_hls(&url), now_unix()).await
+        }
+        _ => Ok(Outcome::Ignored),
+    };
+    match result {
+        Ok(_) => ok(),
+        Err(e) => api_error(e),
+    }
+}

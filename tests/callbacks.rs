@@ -1,0 +1,402 @@
+//! Media-server callbacks: Tencent events (signed), nginx-rtmp and SRS hooks.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn signed(mut body: Value, t: i64) -> Value {
+    body["t"] = json!(t);
+    body["sign"] = json!(minilvb::sign::callback::sign(API_KEY, t as u64));
+    body
+}
+
+async fn tencent(app: &TestApp, body: &Value) -> (u16, Value) {
+    let r = app
+        .client
+        .post(format!("{}/callback/tape_callback.php", app.base))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> u16 {
+    let body = serde_urlencoded::to_string(fields).unwrap();
+    app.client
+        .post(format!("{}{path}", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+const VJ: &str = "2500647";
+const STREAM: &str = "2519_2500647";
+
+fn recording_event(format: &str, url: &str) -> Value {
+    json!({"appid":1252033264,"channel_id":STREAM,"duration":272,"end_time":1796000000i64,"event_type":100,
+        "file_format":format,"file_id":"9031868222958931071","file_size":30045521,
+        "record_file_id":"9031868222958931071","start_time":1796000000i64 - 272,"stream_id":STREAM,
+        "video_id":"200011683_481565e0befe4e44903839aebe370ef6","video_url":url})
+}
+
+db_test!(tencent_events_are_verified_and_idempotent, |db| {
+    let app = spawn_app(test_config(db)).await;
+    app.broadcast(VJ).await;
+    let t = now() + 600;
+    let start = json!({"event_type":1,"stream_id":STREAM,"channel_id":STREAM,"event_time":now()});
+    // Wrong sign, expired t, missing fields: 403 with code 498.
+    let mut forged = signed(start.clone(), t);
+    forged["sign"] = json!("0".repeat(32));
+    assert_eq!(
+        tencent(&app, &forged).await,
+        (
+            403,
+            json!({"code":498,"message":"verification failed: signature mismatch"})
+        )
+    );
+    let (s, v) = tencent(&app, &signed(start.clone(), now() - 1)).await;
+    assert_eq!((s, v["code"].clone()), (403, json!(498)));
+    let (s, _) = tencent(&app, &start).await;
+    assert_eq!(s, 403);
+    assert_eq!(
+        app.info(VJ).await["status"],
+        "0",
+        "nothing refused changed the room"
+    );
+    // A valid start, with t as a string, twice (Tencent retries).
+    let mut ok = signed(start.clone(), t);
+    ok["t"] = json!(t.to_string());
+    for _ in 0..2 {
+        assert_eq!(tencent(&app, &ok).await, (200, json!({"code":0})));
+    }
+    assert_eq!(app.info(VJ).await["status"], "1");
+    // A late "stream ended" of an older broadcast does not end this one.
+    let old_stop = signed(
+        json!({"event_type":0,"stream_id":STREAM,"event_time":now() - 3600}),
+        t,
+    );
+    assert_eq!(tencent(&app, &old_stop).await.0, 200);
+    assert_eq!(app.info(VJ).await["status"], "1");
+    let stop = signed(
+        json!({"event_type":"0","stream_id":STREAM,"event_time":now()}),
+        t,
+    );
+    assert_eq!(tencent(&app, &stop).await.0, 200);
+    assert_eq!(app.info(VJ).await["status"], "0");
+    // A late "stream started" of an older broadcast does not revive it.
+    let old_start = signed(
+        json!({"event_type":1,"stream_id":STREAM,"event_time":now() - 3600}),
+        t,
+    );
+    assert_eq!(tencent(&app, &old_start).await.0, 200);
+    assert_eq!(app.info(VJ).await["status"], "0");
+    // Unknown streams and unknown event types are acknowledged and change nothing.
+    let unknown = signed(json!({"event_type":1,"stream_id":"2519_nobody"}), t);
+    assert_eq!(tencent(&app, &unknown).await.0, 200);
+    let odd = signed(json!({"event_type":42,"stream_id":STREAM}), t);
+    assert_eq!(tencent(&app, &odd).await, (200, json!({"code":0})));
+    // Malformed bodies.
+    for body in ["", "not json", "[1]"] {
+        let r = app
+            .client
+            .post(format!("{}/callback/tencent", app.base))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+    }
+    let no_type = signed(json!({"stream_id":STREAM}), t);
+    assert_eq!(tencent(&app, &no_type).await.0, 400);
+    // The aliases are the same handler.
+    let r = app
+        .client
+        .post(format!("{}/callback/Live_callback.php", app.base))
+        .json(&ok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app.stop().await;
+});
+
+db_test!(
+    tencent_recordings_copy_the_broadcast_and_merge_formats,
+    |db| {
+        let app = spawn_app(test_config(db)).await;
+        app.go_live(VJ).await;
+        app.enter("v1", VJ).await;
+        app.enter("v2", VJ).await;
+        app.ok(json!({"Action":"QuitGroup","userid":"v2","liveuserid":VJ,"groupid":format!("g_{VJ}"),"flag":0})).await;
+        for _ in 0..3 {
+            app.ok(json!({"Action":"ChangeCount","userid":VJ,"type":1,"optype":0}))
+                .await;
+        }
+        let t = now() + 600;
+        let flv = signed(
+            recording_event("flv", "http://1252033264.vod2.myqcloud.com/x/f0.flv"),
+            t,
+        );
+        // Delivered twice: one recording.
+        for _ in 0..2 {
+            assert_eq!(tencent(&app, &flv).await, (200, json!({"code":0})));
+        }
+        let hls = signed(
+            recording_event("hls", "http://1252033264.vod2.myqcloud.com/x/f0.m3u8"),
+            t,
+        );
+        assert_eq!(tencent(&app, &hls).await.0, 200);
+        let info = app
+            .ok(json!({"Action":"GetUserInfo","userid":VJ,"type":1,"fileid":"9031868222958931071"}))
+            .await;
+        assert_eq!(info["title"], format!("title of {VJ}"));
+        assert_eq!(info["userinfo"]["nickname"], format!("nick {VJ}"));
+        assert_eq!(info["likecount"], 3);
+        assert_eq!(info["viewercount"], 2, "total views of the broadcast");
+        assert_eq!(
+            info["playurl"],
+            "http://1252033264.vod2.myqcloud.com/x/f0.flv"
+        );
+        assert_eq!(
+            info["hls_play_url"],
+            "http://1252033264.vod2.myqcloud.com/x/f0.m3u8"
+        );
+        assert_eq!(info["timestamp"], 1796000000i64);
+        app.settle().await;
+        let d = app.ok(json!({"Action":"FetchList","flag":2})).await;
+        let recs: Vec<&Value> = d["pusherlist"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["fileid"] == "9031868222958931071")
+            .collect();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(
+            recs[0]["hls_play_url"],
+            "http://1252033264.vod2.myqcloud.com/x/f0.m3u8"
+        );
+        // Bad recording events.
+        let mut no_file = recording_event("flv", "http://x/f.flv");
+        no_file.as_object_mut().unwrap().remove("file_id");
+        assert_eq!(tencent(&app, &signed(no_file, t)).await.0, 400);
+        let mut huge = recording_event("flv", &format!("http://x/{}.flv", "a".repeat(2000)));
+        huge["file_id"] = json!("other");
+        assert_eq!(tencent(&app, &signed(huge, t)).await.0, 400);
+        // A screenshot is kept as the room's latest snapshot.
+        let shot = signed(
+            json!({"event_type":200,"stream_id":STREAM,"pic_url":"/shot/1.jpg","pic_full_url":"http://p/shot/1.jpg"}),
+            t,
+        );
+        assert_eq!(tencent(&app, &shot).await.0, 200);
+        let rec = app
+            .state
+            .store
+            .load_room(&minilvb::model::RoomKey::Live(VJ.into()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rec.info.snapshot_url, "http://p/shot/1.jpg");
+        app.stop().await;
+    }
+);
+
+db_test!(nginx_rtmp_hooks_verify_push_signatures, |db| {
+    let mut cfg = test_config(db);
+    cfg.media.recordings_base_url = "http://127.0.0.1:9/rec".into();
+    let app = spawn_app(cfg).await;
+    let push = app.broadcast("nvj").await;
+    let stream = format!("{BIZID}_nvj");
+    let q: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(push.split_once('?').unwrap().1).unwrap();
+    let publish = |secret: String, time: String, name: String| {
+        vec![
+            ("call".to_string(), "publish".to_string()),
+            ("app".into(), "live".into()),
+            ("name".into(), name),
+            ("addr".into(), "127.0.0.1".into()),
+            ("clientid".into(), "7".into()),
+            ("bizid".into(), BIZID.into()),
+            ("txSecret".into(), secret),
+            ("txTime".into(), time),
+        ]
+    };
+    let send = |fields: Vec<(String, String)>| {
+        let app = &app;
+        async move {
+            let f: Vec<(&str, &str)> = fields
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
+            form(app, "/callback/nginx-rtmp", &f).await
+        }
+    };
+    let secret = q["txSecret"].clone();
+    let time = q["txTime"].clone();
+    let mut tampered = secret.clone();
+    tampered.replace_range(0..1, if &secret[0..1] == "a" { "b" } else { "a" });
+    assert_eq!(
+        send(publish(tampered, time.clone(), stream.clone())).await,
+        403
+    );
+    assert_eq!(
+        send(publish(secret.clone(), time.clone(), "2519_unknown".into())).await,
+        403
+    );
+    let past = minilvb::sign::push::tx_time(1_000_000);
+    let past_secret = minilvb::sign::push::tx_secret(PUSH_KEY, &stream, &past);
+    assert_eq!(
+        send(publish(past_secret, past, stream.clone())).await,
+        403,
+        "expired push URL"
+    );
+    assert_eq!(app.info("nvj").await["status"], "0");
+    assert_eq!(
+        send(publish(secret.clone(), time.clone(), stream.clone())).await,
+        200
+    );
+    assert_eq!(app.info("nvj").await["status"], "1");
+    assert_eq!(
+        form(
+            &app,
+            "/callback/nginx-rtmp",
+            &[("call", "update"), ("name", &stream)]
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        form(
+            &app,
+            "/callback/nginx-rtmp",
+            &[("call", "publish_done"), ("name", &stream)]
+        )
+        .await,
+        200
+    );
+    assert_eq!(app.info("nvj").await["status"], "0");
+    let path = format!("/var/rec/{stream}-1796000000.flv");
+    for _ in 0..2 {
+        assert_eq!(
+            form(
+                &app,
+                "/callback/nginx-rtmp",
+                &[("call", "record_done"), ("name", &stream), ("path", &path)]
+            )
+            .await,
+            200
+        );
+    }
+    app.settle().await;
+    let d = app.ok(json!({"Action":"FetchList","flag":2})).await;
+    assert_eq!(d["totalcount"], 1);
+    assert_eq!(
+        d["pusherlist"][0]["playurl"],
+        format!("http://127.0.0.1:9/rec/{stream}-1796000000.flv")
+    );
+    assert_eq!(d["pusherlist"][0]["fileid"], format!("{stream}-1796000000"));
+    assert_eq!(
+        form(&app, "/callback/nginx-rtmp", &[("call", "publish")]).await,
+        400
+    );
+    app.stop().await;
+});
+
+db_test!(srs_hooks, |db| {
+    let app = spawn_app(test_config(db)).await;
+    let push = app.broadcast("svj").await;
+    let stream = format!("{BIZID}_svj");
+    let param = format!("?{}", push.split_once('?').unwrap().1);
+    let hook = |body: Value| {
+        let app = &app;
+        async move {
+            let r = app
+                .client
+                .post(format!("{}/callback/srs", app.base))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, v) = hook(json!({"action":"on_publish","app":"live","stream":stream,"param":"?txSecret=00&txTime=FFFFFFFF"})).await;
+    assert_eq!((s, v["code"].clone()), (200, json!(498)));
+    let (_, v) =
+        hook(json!({"action":"on_publish","app":"live","stream":stream,"param":param})).await;
+    assert_eq!(v, json!({"code":0}));
+    assert_eq!(app.info("svj").await["status"], "1");
+    let (_, v) = hook(json!({"action":"on_unpublish","app":"live","stream":stream})).await;
+    assert_eq!(v, json!({"code":0}));
+    assert_eq!(app.info("svj").await["status"], "0");
+    let (_, v) = hook(json!({"action":"on_dvr","app":"live","stream":stream,"file":"./objs/nginx/html/live/x.1.flv"})).await;
+    assert_eq!(v, json!({"code":0}));
+    let info = app
+        .ok(json!({"Action":"GetUserInfo","userid":"svj","type":1,"fileid":"x_1"}))
+        .await;
+    assert!(
+        info["playurl"].as_str().unwrap().ends_with("/x.1.flv"),
+        "{info}"
+    );
+    let (s, _) = hook(json!({"action":"on_publish"})).await;
+    assert_eq!(s, 400);
+    app.stop().await;
+});
+
+db_test!(untrusted_addresses_cannot_call_self_hosted_hooks, |db| {
+    let mut cfg = test_config(db);
+    cfg.media.trusted_addrs = vec!["10.9.9.9".into()];
+    let app = spawn_app(cfg).await;
+    app.go_live("x").await;
+    let stream = format!("{BIZID}_x");
+    assert_eq!(
+        form(
+            &app,
+            "/callback/nginx-rtmp",
+            &[("call", "publish_done"), ("name", &stream)]
+        )
+        .await,
+        403
+    );
+    assert_eq!(app.info("x").await["status"], "1");
+    app.stop().await;
+});
+
+db_test!(a_stream_without_signs_of_life_goes_offline, |db| {
+    let mut cfg = test_config(db);
+    cfg.live.stale_after_secs = 1;
+    let app = spawn_app(cfg).await;
+    app.go_live("quiet").await;
+    app.go_live("chatty").await;
+    let t = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // A sign of life every 300 ms keeps "chatty" online.
+        app.ok(json!({"Action":"ChangeStatus","userid":"chatty","status":0}))
+            .await;
+        if app.info("quiet").await["status"] == "0" {
+            break;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(6),
+            "quiet room never went offline"
+        );
+    }
+    assert_eq!(app.info("chatty").await["status"], "1");
+    app.settle().await;
+    let d = app.ok(json!({"Action":"FetchList","flag":1})).await;
+    assert_eq!(d["totalcount"], 1);
+    app.stop().await;
+});
