@@ -25,11 +25,17 @@ impl Drop for Reaped {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn tools_present() -> bool {
-    let present = [NGINX, RTMP_MODULE, FFMPEG].iter().all(|p| Path::new(p).exists());
+    let present = [NGINX, RTMP_MODULE, FFMPEG]
+        .iter()
+        .all(|p| Path::new(p).exists());
     if !present && std::env::var_os("CI").is_some() {
         panic!("nginx, its RTMP module and ffmpeg must be installed in CI (.ci/run installs them)");
     }
@@ -37,7 +43,11 @@ fn tools_present() -> bool {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 fn write_nginx_conf(dir: &Path, rtmp: u16, http: u16, app_port: u16) -> PathBuf {
@@ -95,7 +105,18 @@ fn ffmpeg_push(url: &str, seconds: u32) -> Reaped {
             .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=15"])
             .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
             .args(["-t", &seconds.to_string()])
-            .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p", "-g", "15"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+                "-pix_fmt",
+                "yuv420p",
+                "-g",
+                "15",
+            ])
             .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -128,14 +149,22 @@ where
 }
 
 async fn listed_live(app: &TestApp, vj: &str) -> bool {
-    let d = app.ok(json!({"Action":"FetchList","flag":1,"pagesize":100})).await;
-    d["pusherlist"].as_array().unwrap().iter().any(|p| p["userid"] == vj && p["status"] == "1")
+    let d = app
+        .ok(json!({"Action":"FetchList","flag":1,"pagesize":100}))
+        .await;
+    d["pusherlist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["userid"] == vj && p["status"] == "1")
 }
 
 #[actix_rt::test]
 async fn a_real_stream_goes_live_is_recorded_and_plays_back() {
     if !tools_present() {
-        eprintln!("skipped: nginx with the RTMP module and ffmpeg are not installed (CI installs them)");
+        eprintln!(
+            "skipped: nginx with the RTMP module and ffmpeg are not installed (CI installs them)"
+        );
         return;
     }
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
@@ -169,32 +198,57 @@ async fn a_real_stream_goes_live_is_recorded_and_plays_back() {
     .await;
 
     let push = app.broadcast("e2evj").await;
-    assert!(push.starts_with(&format!("rtmp://127.0.0.1:{rtmp}/live/{BIZID}_e2evj?")), "{push}");
+    assert!(
+        push.starts_with(&format!("rtmp://127.0.0.1:{rtmp}/live/{BIZID}_e2evj?")),
+        "{push}"
+    );
     let mut ff = ffmpeg_push(&push, 4);
-    eventually("room online in FetchList while the stream runs", Duration::from_secs(4), || listed_live(&app, "e2evj")).await;
+    eventually(
+        "room online in FetchList while the stream runs",
+        Duration::from_secs(4),
+        || listed_live(&app, "e2evj"),
+    )
+    .await;
     let status = wait_exit(&mut ff, Duration::from_secs(30)).await;
     assert!(status.success(), "ffmpeg push failed: {status}");
-    eventually("room offline after the stream stops", Duration::from_secs(10), || async {
-        app.info("e2evj").await["status"] == "0"
-    })
+    eventually(
+        "room offline after the stream stops",
+        Duration::from_secs(10),
+        || async { app.info("e2evj").await["status"] == "0" },
+    )
     .await;
     let t = Instant::now();
     let recording: Value = loop {
         let d = app.ok(json!({"Action":"FetchList","flag":2})).await;
-        if let Some(r) = d["pusherlist"].as_array().unwrap().iter().find(|p| p["userid"] == "e2evj") {
+        if let Some(r) = d["pusherlist"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["userid"] == "e2evj")
+        {
             break r.clone();
         }
-        assert!(t.elapsed() < Duration::from_secs(10), "timed out waiting for the recording to be listed");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "timed out waiting for the recording to be listed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(recording["type"], 1);
     assert_eq!(recording["title"], "title of e2evj");
     let url = recording["playurl"].as_str().unwrap();
-    assert!(url.starts_with(&format!("http://127.0.0.1:{http}/recordings/{BIZID}_e2evj")), "{url}");
+    assert!(
+        url.starts_with(&format!("http://127.0.0.1:{http}/recordings/{BIZID}_e2evj")),
+        "{url}"
+    );
     let body = app.client.get(url).send().await.unwrap();
     assert_eq!(body.status(), 200);
     let bytes = body.bytes().await.unwrap();
-    assert!(bytes.len() > 10_000 && bytes.starts_with(b"FLV"), "the recording is a real FLV file ({} bytes)", bytes.len());
+    assert!(
+        bytes.len() > 10_000 && bytes.starts_with(b"FLV"),
+        "the recording is a real FLV file ({} bytes)",
+        bytes.len()
+    );
 
     // A tampered txSecret: minilvb says no, so nginx refuses the push.
     let (head, query) = push.split_once("txSecret=").unwrap();
