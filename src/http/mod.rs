@@ -3,6 +3,7 @@
 mod callback;
 mod health;
 mod interface;
+mod ws;
 
 use actix_web::web;
 
@@ -23,6 +24,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     }
     cfg.route("/callback/nginx-rtmp", web::post().to(callback::nginx_rtmp))
         .route("/callback/srs", web::post().to(callback::srs));
+    cfg.route("/ws/room/{liveuserid}", web::get().to(ws::room_ws));
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz));
 }

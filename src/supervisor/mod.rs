@@ -52,6 +52,7 @@ pub struct Health {
     pub snapshot_failures: AtomicU64,
     pub rows_written: AtomicU64,
     pub live_rooms: AtomicUsize,
+    pub ws_connections: AtomicUsize,
 }
 
 /// Pending changes of one room: counters and member upserts/deletes merged across ticks.

@@ -1,0 +1,376 @@
+//! The realtime room channel with a real WebSocket client.
+
+mod common;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(app: &TestApp, vj: &str) -> Ws {
+    let url = format!("ws://127.0.0.1:{}/ws/room/{vj}", app.port);
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket connects")
+        .0
+}
+
+/// The next JSON event (pings and pongs skipped), within a deadline.
+async fn next_event(ws: &mut Ws) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an event arrives")
+            .expect("stream open")
+            .expect("frame ok");
+        match m {
+            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            Message::Close(c) => {
+                return json!({"event":"__close","reason": c.map(|c| c.reason.to_string())})
+            }
+            _ => continue,
+        }
+    }
+}
+
+/// Reads events until `pred` matches one; returns all events read.
+async fn until(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let e = next_event(ws).await;
+        let done = pred(&e);
+        seen.push(e);
+        if done {
+            return seen;
+        }
+    }
+}
+
+fn rt_config(db: &TestDb) -> minilvb::Config {
+    let mut c = test_config(db);
+    c.ws.coalesce_ms = 100;
+    c
+}
+
+db_test!(events_arrive_in_order_and_agree_with_http, |db| {
+    let app = spawn_app(rt_config(db)).await;
+    app.go_live("vj").await;
+    app.enter("early", "vj").await;
+    let mut ws = connect(&app, "vj").await;
+    let snap = next_event(&mut ws).await;
+    assert_eq!(snap["event"], "snapshot");
+    assert_eq!(snap["status"], "1");
+    assert_eq!(snap["viewercount"], 1);
+    assert_eq!(snap["members"][0]["userid"], "early");
+    app.enter("v1", "vj").await;
+    let ev = until(&mut ws, |e| e["event"] == "count").await;
+    assert_eq!(ev[0]["event"], "member_enter");
+    assert_eq!(
+        ev[0]["members"][0],
+        json!({"userid":"v1","nickname":"v1","headpic":""})
+    );
+    assert_eq!(ev.last().unwrap()["viewercount"], 2);
+    app.ok(json!({"Action":"ChangeCount","userid":"vj","type":1,"optype":0}))
+        .await;
+    let ev = until(&mut ws, |e| e["event"] == "count").await;
+    assert_eq!(ev.last().unwrap()["likecount"], 1);
+    app.ok(json!({"Action":"QuitGroup","userid":"v1","liveuserid":"vj","groupid":"g_vj","flag":0}))
+        .await;
+    let ev = until(&mut ws, |e| e["event"] == "count").await;
+    assert_eq!(ev[0]["event"], "member_quit");
+    assert_eq!(ev[0]["members"][0]["userid"], "v1");
+    let info = app.info("vj").await;
+    assert_eq!(
+        (
+            ev.last().unwrap()["viewercount"].clone(),
+            ev.last().unwrap()["likecount"].clone()
+        ),
+        (info["viewercount"].clone(), info["likecount"].clone())
+    );
+    app.ok(json!({"Action":"ChangeStatus","userid":"vj","status":1}))
+        .await;
+    assert_eq!(
+        next_event(&mut ws).await,
+        json!({"event":"status","status":"0"})
+    );
+    // A like over the socket.
+    ws.send(Message::Text(r#"{"type":"like"}"#.into()))
+        .await
+        .unwrap();
+    let ev = until(&mut ws, |e| e["event"] == "count").await;
+    assert_eq!(ev.last().unwrap()["likecount"], 2);
+    // Malformed frames get error events; abuse closes.
+    ws.send(Message::Text("nope".into())).await.unwrap();
+    assert_eq!(next_event(&mut ws).await["event"], "error");
+    // A new broadcast closes this one's subscribers.
+    app.broadcast("vj").await;
+    let ev = next_event(&mut ws).await;
+    assert_eq!(ev["event"], "closed");
+    let close = next_event(&mut ws).await;
+    assert_eq!(close["event"], "__close");
+    // Unknown rooms are refused before the upgrade.
+    let r = app
+        .client
+        .get(format!("{}/ws/room/nobody", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    app.stop().await;
+});
+
+db_test!(coalescing_bounds_count_events_under_10000_likes, |db| {
+    let app = std::sync::Arc::new(spawn_app(rt_config(db)).await);
+    app.go_live("hot").await;
+    let mut ws = connect(&app, "hot").await;
+    assert_eq!(next_event(&mut ws).await["event"], "snapshot");
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let app = app.clone();
+        tasks.push(actix_rt::spawn(async move {
+            for _ in 0..500 {
+                app.ok(json!({"Action":"ChangeCount","userid":"hot","type":1,"optype":0}))
+                    .await;
+            }
+        }));
+    }
+    let mut arrivals = Vec::new();
+    loop {
+        let e = next_event(&mut ws).await;
+        assert_eq!(e["event"], "count", "only counts: {e}");
+        arrivals.push(Instant::now());
+        if e["likecount"] == 10_000 {
+            break;
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let gaps: Vec<Duration> = arrivals.windows(2).map(|w| w[1] - w[0]).collect();
+    let min_gap = gaps.iter().min().copied().unwrap_or(Duration::from_secs(1));
+    eprintln!(
+        "10000 likes in {elapsed:?}: {} count events, smallest gap {min_gap:?}",
+        arrivals.len()
+    );
+    // At most one count per 100 ms window (timer jitter allowed), never one per like.
+    assert!(
+        min_gap >= Duration::from_millis(80),
+        "count events {min_gap:?} apart"
+    );
+    assert!(
+        arrivals.len() as u128 <= elapsed.as_millis() / 100 + 2,
+        "{} events in {elapsed:?}",
+        arrivals.len()
+    );
+    std::sync::Arc::try_unwrap(app).ok().unwrap().stop().await;
+});
+
+db_test!(a_slow_consumer_is_cut_while_others_keep_receiving, |db| {
+    let mut cfg = rt_config(db);
+    cfg.ws.send_queue = 4;
+    cfg.ws.timeout_secs = 2;
+    cfg.ws.coalesce_ms = 20;
+    let app = std::sync::Arc::new(spawn_app(cfg).await);
+    app.go_live("vj").await;
+    // The slow client: a tiny receive buffer, and it never reads.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock
+        .connect(format!("127.0.0.1:{}", app.port).parse().unwrap())
+        .await
+        .unwrap();
+    let (slow, _) =
+        tokio_tungstenite::client_async(format!("ws://127.0.0.1:{}/ws/room/vj", app.port), stream)
+            .await
+            .unwrap();
+    let mut fast = connect(&app, "vj").await;
+    assert_eq!(next_event(&mut fast).await["event"], "snapshot");
+    assert_eq!(app.state.health.ws_connections.load(Ordering::Relaxed), 2);
+    let pic = format!("http://cdn.example/{}", "p".repeat(1000));
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let (app, pic) = (app.clone(), pic.clone());
+        tasks.push(actix_rt::spawn(async move {
+            for i in 0..800 {
+                app.ok(json!({"Action":"EnterGroup","userid":format!("u{t}_{i}"),"liveuserid":"vj","groupid":"g_vj","flag":0,"headpic":pic})).await;
+            }
+        }));
+    }
+    // The fast client keeps receiving until the final count.
+    let reader = actix_rt::spawn(async move {
+        until(&mut fast, |e| {
+            e["event"] == "count" && e["viewercount"] == 6400
+        })
+        .await;
+        fast
+    });
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let fast = tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .expect("fast client got the final count")
+        .unwrap();
+    // The slow one has been disconnected by the server.
+    let t = Instant::now();
+    while app.state.health.ws_connections.load(Ordering::Relaxed) != 1 {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "slow consumer never cut"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop((slow, fast));
+    std::sync::Arc::try_unwrap(app).ok().unwrap().stop().await;
+});
+
+db_test!(
+    a_silent_client_is_dropped_after_the_heartbeat_timeout,
+    |db| {
+        let mut cfg = rt_config(db);
+        cfg.ws.ping_interval_secs = 1;
+        cfg.ws.timeout_secs = 2;
+        let app = spawn_app(cfg).await;
+        app.go_live("vj").await;
+        let mut ws = connect(&app, "vj").await;
+        // Silent: do not read (so no pong) for longer than the timeout.
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        let mut reason = None;
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            if let Message::Close(c) = m {
+                reason = c.map(|c| c.reason.to_string());
+                break;
+            }
+        }
+        assert_eq!(reason.as_deref(), Some("heartbeat timeout"));
+        assert_eq!(app.state.health.ws_connections.load(Ordering::Relaxed), 0);
+        app.stop().await;
+    }
+);
+
+db_test!(
+    likes_over_the_socket_are_throttled_and_need_a_token_when_auth_is_on,
+    |db| {
+        let mut cfg = rt_config(db);
+        cfg.auth.mode = minilvb::config::AuthMode::Required;
+        cfg.ws.likes_per_sec = 5;
+        cfg.ws.max_errors = 3;
+        let app = spawn_app(cfg).await;
+        app.ok(json!({"Action":"Register","userid":"vjuser","password":"password-123"}))
+            .await;
+        let d = app
+            .ok(json!({"Action":"Login","userid":"vjuser","password":"password-123"}))
+            .await;
+        let token = d["token"].as_str().unwrap().to_string();
+        let r = app
+            .client
+            .post(format!("{}/interface.php", app.base))
+            .bearer_auth(&token)
+            .json(&json!({"Action":"RequestLVBAddr","userid":"vjuser","groupid":"g","title":"t"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.json::<Value>().await.unwrap()["returnValue"], 0);
+        let mut ws = connect(&app, "vjuser").await;
+        next_event(&mut ws).await;
+        ws.send(Message::Text(r#"{"type":"like"}"#.into()))
+            .await
+            .unwrap();
+        let e = next_event(&mut ws).await;
+        assert_eq!(e["event"], "error");
+        assert!(e["message"].as_str().unwrap().contains("token"), "{e}");
+        ws.send(Message::Text(
+            json!({"type":"like","token":"bogus"}).to_string(),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(next_event(&mut ws).await["event"], "error");
+        for _ in 0..8 {
+            ws.send(Message::Text(
+                json!({"type":"like","token":token}).to_string(),
+            ))
+            .await
+            .unwrap();
+        }
+        // Five pass (two were spent above), the rest are throttled.
+        let mut errors = 0;
+        let mut last_count = 0;
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(1500) {
+            let Ok(Some(Ok(Message::Text(txt)))) =
+                tokio::time::timeout(Duration::from_millis(300), ws.next()).await
+            else {
+                continue;
+            };
+            let e: Value = serde_json::from_str(&txt).unwrap();
+            match e["event"].as_str() {
+                Some("error") => errors += 1,
+                Some("count") => last_count = e["likecount"].as_u64().unwrap(),
+                _ => {}
+            }
+        }
+        assert_eq!(last_count, 3, "likes within the per-second limit count");
+        assert_eq!(errors, 5);
+        // Repeated malformed frames close the connection.
+        for _ in 0..5 {
+            let _ = ws.send(Message::Binary(vec![1, 2, 3])).await;
+        }
+        let close = until(&mut ws, |e| e["event"] == "__close").await;
+        assert_eq!(close.last().unwrap()["reason"], "too many malformed frames");
+        app.stop().await;
+    }
+);
+
+#[actix_rt::test]
+async fn a_thousand_sockets_on_one_room_all_receive_the_final_count() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let app = spawn_app(rt_config(&db)).await;
+    app.go_live("big").await;
+    let mut clients = Vec::new();
+    for _ in 0..1000 {
+        let mut ws = connect(&app, "big").await;
+        assert_eq!(next_event(&mut ws).await["event"], "snapshot");
+        clients.push(ws);
+    }
+    assert_eq!(
+        app.state.health.ws_connections.load(Ordering::Relaxed),
+        1000
+    );
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut ws| {
+            actix_rt::spawn(async move {
+                until(&mut ws, |e| e["event"] == "count" && e["likecount"] == 100).await;
+                ws
+            })
+        })
+        .collect();
+    for _ in 0..100 {
+        app.ok(json!({"Action":"ChangeCount","userid":"big","type":1,"optype":0}))
+            .await;
+    }
+    let started = Instant::now();
+    let mut done = Vec::new();
+    for r in readers {
+        done.push(
+            tokio::time::timeout(Duration::from_secs(30), r)
+                .await
+                .expect("every socket gets the final count")
+                .unwrap(),
+        );
+    }
+    eprintln!(
+        "1000 sockets had the final count {:?} after the last like",
+        started.elapsed()
+    );
+    drop(done);
+    app.stop().await;
+    db.drop_db().await;
+}
