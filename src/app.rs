@@ -18,6 +18,7 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub supervisor: Addr<Supervisor>,
     pub health: Arc<Health>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Register, Login, Refresh and token checks, over the account tables of the same database.
     pub accounts: Arc<crate::accounts::Accounts>,
 }
@@ -97,6 +98,7 @@ impl Application {
             ws_coalesce: Duration::from_millis(config.ws.coalesce_ms),
             max_subscribers: config.ws.max_per_room,
             idle_stop: Duration::from_secs(config.server.room_idle_secs),
+            health: health.clone(),
         });
         let registry = Arc::new(Registry::new(
             arbiters.iter().map(|a| a.handle()).collect(),
@@ -119,6 +121,7 @@ impl Application {
             registry,
             supervisor,
             health,
+            metrics: Arc::new(crate::metrics::Metrics::default()),
             accounts,
         });
         spawn_stale_sweep(state.clone());
@@ -126,6 +129,9 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .wrap(actix_web::middleware::from_fn(
+                    crate::http::request_id::request_id,
+                ))
                 .configure(crate::http::routes)
         })
         .workers(workers)

@@ -3,9 +3,11 @@
 pub mod accounts;
 pub mod actions;
 pub mod app;
+pub mod check;
 pub mod config;
 pub mod http;
 pub mod media;
+pub mod metrics;
 pub mod model;
 pub mod protocol;
 pub mod recordings;

@@ -6,11 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "minilvb",
-    version,
-    about = "Realtime room server for Mini LVB-style live-streaming apps"
-)]
+#[command(name = "minilvb", version, about = "Realtime room server for Mini LVB-style live-streaming apps")]
 struct Cli {
     /// Configuration file (TOML); `minilvb.toml` in the working directory when present.
     #[arg(long, global = true, env = "MINILVB_CONFIG")]
@@ -18,14 +14,12 @@ struct Cli {
     /// Address to listen on (overrides server.bind).
     #[arg(long, global = true)]
     bind: Option<String>,
-    /// Log format: text or json.
-    #[arg(
-        long,
-        global = true,
-        env = "MINILVB_LOG_FORMAT",
-        default_value = "text"
-    )]
+    /// Log format.
+    #[arg(long, global = true, env = "MINILVB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Also write logs to daily files (minilvb.log.YYYY-MM-DD) in this directory.
+    #[arg(long, global = true, env = "MINILVB_LOG_DIR")]
+    log_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -36,24 +30,42 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Validate the configuration and the database, print sample signatures, name likely
+    /// causes of problems; exits non-zero when something is wrong.
+    Check,
 }
 
-fn init_logs(format: &str) {
+/// Logs go to stderr, and to daily files when a directory is given. The returned guard
+/// flushes the file writer on exit.
+fn init_logs(format: &str, dir: Option<&std::path::Path>) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    use tracing_subscriber::fmt::writer::{MakeWriterExt, OptionalWriter};
     let filter = tracing_subscriber::EnvFilter::try_from_env("MINILVB_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let (file, guard) = match dir {
+        Some(d) => {
+            let (w, g) = tracing_appender::non_blocking(tracing_appender::rolling::daily(d, "minilvb.log"));
+            (Some(w), Some(g))
+        }
+        None => (None, None),
+    };
+    let writer = std::io::stderr.and(move || match &file {
+        Some(w) => OptionalWriter::some(w.clone()),
+        None => OptionalWriter::none(),
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     if format == "json" {
         builder.json().init();
     } else {
-        builder.init();
+        // Colours only for a terminal: files and pipes get plain text.
+        let ansi = dir.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+        builder.with_ansi(ansi).init();
     }
+    guard
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(&cli.log_format);
+    let _log_guard = init_logs(&cli.log_format, cli.log_dir.as_deref());
     let mut config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -69,6 +81,9 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
+            Command::Check => {
+                return if minilvb::check::run(&config).await { Ok(()) } else { Err("check found problems".into()) };
+            }
         }
     });
     match result {
@@ -82,9 +97,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> Result<(), String> {
-    let app = Application::build(config)
-        .await
-        .map_err(|e| e.to_string())?;
+    let app = Application::build(config).await.map_err(|e| e.to_string())?;
     tracing::info!(port = app.port(), "minilvb listening");
     let handle = app.handle();
     actix::spawn(async move {
@@ -96,35 +109,23 @@ async fn serve(config: Config) -> Result<(), String> {
 }
 
 async fn migrate(config: Config) -> Result<(), String> {
-    let store = minilvb::store::open(&config.database)
-        .await
-        .map_err(|e| e.to_string())?;
+    let store = minilvb::store::open(&config.database).await.map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;
     println!("migrations applied");
     Ok(())
 }
 
 async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut int), Ok(mut term)) => {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

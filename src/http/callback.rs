@@ -70,7 +70,7 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, String> {
 }
 
 /// Tencent Cloud LVB event notification.
-pub async fn tencent(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+async fn tencent_inner(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
     let o = match parse_object(&body) {
         Ok(o) => o,
         Err(m) => return bad(m),
@@ -170,7 +170,7 @@ fn trusted(state: &AppState, req: &HttpRequest) -> bool {
 
 /// nginx-rtmp `on_publish`, `on_publish_done`, `on_record_done`, `on_update` (form POST).
 /// A 2xx admits a publish; anything else makes nginx drop the stream.
-pub async fn nginx_rtmp(
+async fn nginx_rtmp_inner(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
@@ -222,7 +222,7 @@ pub async fn nginx_rtmp(
 }
 
 /// SRS HTTP hooks (JSON); `{"code":0}` admits, anything else rejects.
-pub async fn srs(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+async fn srs_inner(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     if !trusted(&state, &req) {
         return reply(
             StatusCode::FORBIDDEN,
@@ -274,4 +274,35 @@ pub async fn srs(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes)
         Ok(_) => ok(),
         Err(e) => api_error(e),
     }
+}
+
+/// Counts each callback's outcome by source.
+fn counted(state: &AppState, source: &'static str, resp: HttpResponse) -> HttpResponse {
+    let outcome = match resp.status().as_u16() {
+        200..=299 => "ok",
+        400 => "bad_request",
+        403 => "refused",
+        _ => "error",
+    };
+    state.metrics.callback(source, outcome);
+    resp
+}
+
+pub async fn tencent(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    let resp = tencent_inner(state.clone(), body).await;
+    counted(&state, "tencent", resp)
+}
+
+pub async fn nginx_rtmp(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let resp = nginx_rtmp_inner(state.clone(), req, body).await;
+    counted(&state, "nginx-rtmp", resp)
+}
+
+pub async fn srs(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let resp = srs_inner(state.clone(), req, body).await;
+    counted(&state, "srs", resp)
 }

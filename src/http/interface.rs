@@ -2,32 +2,50 @@
 
 use crate::actions::Caller;
 use crate::app::AppState;
-use crate::protocol::{envelope, ApiError, Request};
+use crate::protocol::{envelope, ApiError, Code, Request};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
+use std::time::Instant;
 
 pub async fn interface(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
+    let started = Instant::now();
     let body = match read_body(&req, payload, state.config.limits.max_body_bytes).await {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(resp) => {
+            state
+                .metrics
+                .request("invalid", Code::InvalidParam.value(), started.elapsed());
+            return resp;
+        }
     };
     let (request, body_token) = match Request::parse(&body, &state.config.limits) {
         Ok(r) => r,
-        Err(e) => return envelope::error(&e),
+        Err(e) => {
+            state
+                .metrics
+                .request("invalid", e.code.value(), started.elapsed());
+            return envelope::error(&e);
+        }
     };
+    let action = request.action();
     let caller = Caller {
         token: bearer(&req).or(body_token),
         peer: req.peer_addr().map(|a| a.ip()),
     };
-    match crate::actions::run(&state, request, &caller).await {
-        Ok(data) => envelope::ok_raw(&data),
-        Err(e) => envelope::error(&e),
-    }
+    let (resp, code) = match crate::actions::run(&state, request, &caller).await {
+        Ok(data) => (envelope::ok_raw(&data), 0),
+        Err(e) => {
+            tracing::debug!(action, code = e.code.value(), msg = %e.msg, "request refused");
+            (envelope::error(&e), e.code.value())
+        }
+    };
+    state.metrics.request(action, code, started.elapsed());
+    resp
 }
 
 /// `Authorization: Bearer <token>`, if present.

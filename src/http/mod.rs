@@ -3,6 +3,8 @@
 mod callback;
 mod health;
 mod interface;
+mod metrics;
+pub mod request_id;
 mod ws;
 
 use actix_web::web;
@@ -25,6 +27,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/callback/nginx-rtmp", web::post().to(callback::nginx_rtmp))
         .route("/callback/srs", web::post().to(callback::srs));
     cfg.route("/ws/room/{liveuserid}", web::get().to(ws::room_ws));
+    cfg.route("/metrics", web::get().to(metrics::metrics));
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz));
 }

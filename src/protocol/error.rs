@@ -51,6 +51,7 @@ impl ApiError {
     /// connection strings must not reach clients.
     pub fn storage(err: &dyn fmt::Display) -> Self {
         tracing::warn!(error = %err, "storage operation failed");
+        crate::metrics::DB_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Self::new(Code::Storage, "storage operation failed, please retry")
     }
 }

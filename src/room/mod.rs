@@ -33,6 +33,7 @@ pub struct RoomEnv {
     pub max_subscribers: usize,
     /// An idle room (offline, no members, no subscribers) stops after this long.
     pub idle_stop: Duration,
+    pub health: Arc<crate::supervisor::Health>,
 }
 
 pub struct Room {
@@ -54,10 +55,12 @@ impl Actor for Room {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Rooms queue at most this many requests; senders wait (backpressure) beyond it.
         ctx.set_mailbox_capacity(256);
+        self.add_members(self.members.len() as i64);
         self.maybe_idle(ctx);
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
+        self.add_members(-(self.members.len() as i64));
         let me = ctx.address();
         self.env.rooms.remove_if(&self.key, |_, a| *a == me);
     }
@@ -155,6 +158,13 @@ impl Room {
                 );
             }
         }
+    }
+
+    fn add_members(&self, n: i64) {
+        self.env
+            .health
+            .members
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn set_online(&mut self, online: bool) {
@@ -280,6 +290,7 @@ impl Handler<Enter> for Room {
         }
         match self.members.enter(&msg.userid, &msg.nickname, &msg.headpic) {
             Some(m) => {
+                self.add_members(1);
                 self.fanout.note_enter(MemberInfo {
                     userid: m.userid.clone(),
                     nickname: m.nickname.clone(),
@@ -317,6 +328,7 @@ impl Handler<Quit> for Room {
             return;
         }
         if self.members.quit(&msg.userid) {
+            self.add_members(-1);
             self.fanout.note_quit(&msg.userid);
             self.member_changes.insert(msg.userid, None);
             self.changed(ctx);
@@ -479,6 +491,7 @@ impl Handler<NewBroadcast> for Room {
                 act.info = info;
                 act.counters =
                     Counters { epoch, online: false, likes: 0, views: 0, seen_at: crate::model::now_unix() };
+                act.add_members(-(act.members.len() as i64));
                 act.members.clear();
                 // The database already holds the empty state of this epoch.
                 act.member_changes.clear();

@@ -40,6 +40,8 @@ pub trait Store: Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
     async fn ping(&self) -> StoreResult<()>;
+    /// Migration versions applied to the database, and those this binary knows.
+    async fn migration_status(&self) -> StoreResult<(Vec<i64>, Vec<i64>)>;
     /// A room with its members of the current epoch.
     async fn load_room(&self, key: &RoomKey) -> StoreResult<Option<RoomRecord>>;
     /// Live rooms that are online, without member lists (counts only).

@@ -343,6 +343,23 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn migration_status(&self) -> StoreResult<(Vec<i64>, Vec<i64>)> {
+        let known: Vec<i64> = match self.dialect {
+            Dialect::Sqlite => SQLITE_MIGRATIONS.iter().map(|m| m.0).collect(),
+            Dialect::Mysql => MYSQL_MIGRATIONS.iter().map(|m| m.0).collect(),
+        };
+        // A database never migrated has no bookkeeping table: nothing applied.
+        let applied = match sqlx::query("SELECT version FROM _sqlx_migrations WHERE success = TRUE ORDER BY version")
+            .fetch_all(&self.pool)
+            .await
+        {
+            Ok(rows) => rows.iter().map(|r| r.try_get::<i64, _>("version")).collect::<Result<Vec<_>, _>>()?,
+            Err(sqlx::Error::Database(_)) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        Ok((applied, known))
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.timed(async {
             sqlx::query("SELECT 1").execute(&self.pool).await?;

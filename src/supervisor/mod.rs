@@ -53,6 +53,9 @@ pub struct Health {
     pub rows_written: AtomicU64,
     pub live_rooms: AtomicUsize,
     pub ws_connections: AtomicUsize,
+    /// Members across active rooms (rooms add and subtract as viewers come and go).
+    pub members: std::sync::atomic::AtomicI64,
+    pub snapshot_seconds: crate::metrics::Histogram,
 }
 
 /// Pending changes of one room: counters and member upserts/deletes merged across ticks.
@@ -283,6 +286,7 @@ impl Supervisor {
                         act.health.degraded.store(false, Ordering::Relaxed);
                         act.health.snapshots_ok.fetch_add(1, Ordering::Relaxed);
                         act.health.rows_written.fetch_add(rows as u64, Ordering::Relaxed);
+                        act.health.snapshot_seconds.observe(started.elapsed());
                         tracing::debug!(rooms = items.len(), rows, elapsed_ms = started.elapsed().as_millis() as u64, "snapshot written");
                     }
                     Err(e) => {
