@@ -19,6 +19,8 @@ pub struct AppState {
     pub supervisor: Addr<Supervisor>,
     pub health: Arc<Health>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The room lists: written by the supervisor, read here for FetchList.
+    pub list: crate::supervisor::SharedList,
     /// Register, Login, Refresh and token checks, over the account tables of the same database.
     pub accounts: Arc<crate::accounts::Accounts>,
 }
@@ -67,8 +69,12 @@ impl Application {
             recordings = recordings.len(),
             "restored list index"
         );
+        let list: crate::supervisor::SharedList = Arc::new(std::sync::RwLock::new(
+            crate::supervisor::ListIndex::new(config.list.order, config.list.recording_days),
+        ));
         let mut sup = Supervisor::new(
             SupervisorConfig {
+                persist: config.database.persist_snapshots,
                 order: config.list.order,
                 snapshot_interval: Duration::from_millis(config.database.snapshot_interval_ms),
                 max_backoff: Duration::from_millis(config.database.max_backoff_ms),
@@ -76,6 +82,7 @@ impl Application {
             },
             store.clone(),
             health.clone(),
+            list.clone(),
         );
         sup.seed(live, recordings);
         let supervisor = sup.start();
@@ -122,6 +129,7 @@ impl Application {
             supervisor,
             health,
             metrics: Arc::new(crate::metrics::Metrics::default()),
+            list,
             accounts,
         });
         spawn_stale_sweep(state.clone());

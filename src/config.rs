@@ -50,6 +50,34 @@ pub struct Config {
     pub auth: AuthConfig,
     pub media: MediaConfig,
     pub ws: WsConfig,
+    pub admin: AdminConfig,
+}
+
+/// The operators' dashboard (`GET /dashboard`, `GET /ws/dashboard`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Token an operator passes as `?token=` or `Authorization: Bearer` when
+    /// `auth.mode = "required"`; unset, the dashboard is then disabled (403).
+    /// With `auth.mode = "off"` the dashboard is open.
+    pub token: Secret,
+    /// How often the dashboard feed looks for changes (at least 100 ms).
+    pub dashboard_interval_ms: u64,
+    /// Live rooms, and recordings, each snapshot carries (at most 100).
+    pub dashboard_rooms: usize,
+    /// Dashboard feeds open at once (they also count towards `ws.max_connections`).
+    pub dashboard_max_connections: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            token: Secret::default(),
+            dashboard_interval_ms: 1000,
+            dashboard_rooms: 50,
+            dashboard_max_connections: 8,
+        }
+    }
 }
 
 /// The realtime room channel (`GET /ws/room/{liveuserid}`).
@@ -120,6 +148,9 @@ pub struct DatabaseConfig {
     pub snapshot_interval_ms: u64,
     /// Longest back-off between retries while the database is down.
     pub max_backoff_ms: u64,
+    /// `false` only to measure the cost of persistence: counters and membership are then
+    /// never written (rare writes — broadcasts, recordings, accounts — still are).
+    pub persist_snapshots: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -297,6 +328,7 @@ impl Default for DatabaseConfig {
             acquire_timeout_secs: 3,
             snapshot_interval_ms: 1000,
             max_backoff_ms: 10_000,
+            persist_snapshots: true,
         }
     }
 }
@@ -524,6 +556,9 @@ impl Config {
                 "auth.mode = \"off\": any client may act as any userid (legacy open mode)".into(),
             );
         }
+        if self.auth.mode == AuthMode::Required && self.admin.token.is_empty() {
+            w.push("admin.token is not set: /dashboard is disabled".into());
+        }
         w
     }
 }
@@ -583,6 +618,7 @@ const STRING_KEYS: &[&str] = &[
     "secret_id",
     "secret_key",
     "base_url",
+    "token",
 ];
 
 #[cfg(test)]

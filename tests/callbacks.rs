@@ -272,7 +272,7 @@ db_test!(nginx_rtmp_hooks_verify_push_signatures, |db| {
         form(
             &app,
             "/callback/nginx-rtmp",
-            &[("call", "update"), ("name", &stream)]
+            &[("call", "update_publish"), ("name", &stream)]
         )
         .await,
         200

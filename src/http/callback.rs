@@ -201,7 +201,14 @@ async fn nginx_rtmp_inner(
             media::stream_status(&state, stream, true, None).await
         }
         "publish_done" => media::stream_status(&state, stream, false, None).await,
-        "update" => media::sign_of_life(&state, stream).await,
+        // nginx-rtmp sends `update_publish` for on_update; a failed lookup must not make
+        // nginx drop a healthy stream, so a sign of life never answers an error.
+        "update" | "update_publish" => {
+            if let Err(e) = media::sign_of_life(&state, stream).await {
+                tracing::warn!(stream, error = %e.msg, "sign of life not recorded");
+            }
+            Ok(Outcome::Applied)
+        }
         "record_done" => {
             let Some((file, id)) = media::file_name_and_id(get("path")) else {
                 return bad("missing 'path'");
@@ -255,7 +262,12 @@ async fn srs_inner(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
             media::stream_status(&state, &stream, true, None).await
         }
         "on_unpublish" => media::stream_status(&state, &stream, false, None).await,
-        "on_hls" => media::sign_of_life(&state, &stream).await,
+        "on_hls" => {
+            if let Err(e) = media::sign_of_life(&state, &stream).await {
+                tracing::warn!(stream, error = %e.msg, "sign of life not recorded");
+            }
+            Ok(Outcome::Applied)
+        }
         "on_dvr" => {
             let file = str_field(&o, "file", MAX_URL).ok().flatten().unwrap_or("");
             let Some((name, id)) = media::file_name_and_id(file) else {

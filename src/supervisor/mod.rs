@@ -2,46 +2,21 @@
 //! that persists dirty rooms in batches, retrying with back-off while the database is down.
 
 pub mod index;
+pub mod list;
 mod registry;
 
 use crate::config::ListOrder;
-use crate::model::{now_unix, Member, RoomKey, RoomRecord, SnapshotItem};
+use crate::model::{Member, RoomKey, RoomRecord, SnapshotItem};
 use crate::protocol::request::ListFlag;
-use crate::protocol::types::PusherInfo;
 use crate::store::Store;
 use actix::prelude::*;
-use index::OrderIndex;
+pub use list::{ListEntry, ListIndex, ListPage, SharedList};
 pub use registry::Registry;
-use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-
-/// A room's list item: its sort fields and its JSON, encoded once per change.
-#[derive(Debug, Clone)]
-pub struct ListEntry {
-    pub viewers: u64,
-    pub timestamp: i64,
-    /// Last sign of life, for the stale-stream sweep.
-    pub seen_at: i64,
-    pub json: Arc<str>,
-}
-
-impl ListEntry {
-    pub fn new(info: &PusherInfo, seen_at: i64) -> Self {
-        ListEntry {
-            viewers: info.viewercount,
-            timestamp: info.timestamp,
-            seen_at,
-            json: serde_json::to_string(info).unwrap_or_default().into(),
-        }
-    }
-}
-
-type LiveKey = (Reverse<u64>, Reverse<i64>, String);
-type VodKey = (Reverse<i64>, String, String);
 
 /// Observable persistence health, shared with `/readyz` and metrics.
 #[derive(Default)]
@@ -102,6 +77,7 @@ impl Pending {
 }
 
 pub struct SupervisorConfig {
+    pub persist: bool,
     pub order: ListOrder,
     pub snapshot_interval: Duration,
     pub max_backoff: Duration,
@@ -112,10 +88,7 @@ pub struct Supervisor {
     cfg: SupervisorConfig,
     store: Arc<dyn Store>,
     health: Arc<Health>,
-    live: OrderIndex<LiveKey>,
-    live_keys: HashMap<String, (LiveKey, Arc<str>, i64)>,
-    vod: OrderIndex<VodKey>,
-    vod_keys: HashMap<(String, String), (VodKey, Arc<str>)>,
+    list: SharedList,
     pending: HashMap<RoomKey, Pending>,
     /// The batch being written now: still the newest state of its rooms until it commits.
     inflight: HashMap<RoomKey, SnapshotItem>,
@@ -127,15 +100,17 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(cfg: SupervisorConfig, store: Arc<dyn Store>, health: Arc<Health>) -> Self {
+    pub fn new(
+        cfg: SupervisorConfig,
+        store: Arc<dyn Store>,
+        health: Arc<Health>,
+        list: SharedList,
+    ) -> Self {
         Supervisor {
             cfg,
             store,
             health,
-            live: OrderIndex::new(),
-            live_keys: HashMap::new(),
-            vod: OrderIndex::new(),
-            vod_keys: HashMap::new(),
+            list,
             pending: HashMap::new(),
             inflight: HashMap::new(),
             writing: false,
@@ -160,84 +135,13 @@ impl Supervisor {
     }
 
     fn set_entry(&mut self, key: &RoomKey, entry: Option<ListEntry>) {
-        match key {
-            RoomKey::Live(vj) => {
-                if let Some((old, _, _)) = self.live_keys.remove(vj) {
-                    self.live.remove(&old);
-                }
-                if let Some(e) = entry {
-                    let viewers = match self.cfg.order {
-                        ListOrder::Popular => e.viewers,
-                        ListOrder::Newest => 0,
-                    };
-                    let k = (Reverse(viewers), Reverse(e.timestamp), vj.clone());
-                    self.live.insert(k.clone());
-                    self.live_keys.insert(vj.clone(), (k, e.json, e.seen_at));
-                }
-                self.health
-                    .live_rooms
-                    .store(self.live.len(), Ordering::Relaxed);
-            }
-            RoomKey::Recording { vj, fileid } => {
-                let id = (vj.clone(), fileid.clone());
-                if let Some((old, _)) = self.vod_keys.remove(&id) {
-                    self.vod.remove(&old);
-                }
-                if let Some(e) = entry {
-                    let k = (Reverse(e.timestamp), vj.clone(), fileid.clone());
-                    self.vod.insert(k.clone());
-                    self.vod_keys.insert(id, (k, e.json));
-                }
-            }
+        let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
+        list.set_entry(key, entry);
+        if key.is_live() {
+            self.health
+                .live_rooms
+                .store(list.live_len(), Ordering::Relaxed);
         }
-    }
-
-    fn vod_cutoff(&self) -> i64 {
-        now_unix() - (self.cfg.recording_days as i64) * 86_400
-    }
-
-    /// Recordings at or after the cutoff sort first; their count is the rank of the cutoff.
-    fn vod_listed(&self) -> usize {
-        let cutoff = self.vod_cutoff();
-        self.vod
-            .rank(&(Reverse(cutoff - 1), String::new(), String::new()))
-    }
-
-    /// Old recordings leave memory (they stay in the database).
-    fn prune_recordings(&mut self) {
-        let keep = self.vod_listed();
-        while self.vod.len() > keep {
-            let Some(last) = self
-                .vod
-                .page(self.vod.len() - 1, 1)
-                .first()
-                .map(|k| (*k).clone())
-            else {
-                break;
-            };
-            self.vod.remove(&last);
-            self.vod_keys.remove(&(last.1, last.2));
-        }
-    }
-
-    fn live_page(&self, offset: usize, limit: usize) -> Vec<Arc<str>> {
-        self.live
-            .page(offset, limit)
-            .into_iter()
-            .filter_map(|k| self.live_keys.get(&k.2).map(|(_, j, _)| j.clone()))
-            .collect()
-    }
-
-    fn vod_page(&self, offset: usize, limit: usize) -> Vec<Arc<str>> {
-        self.vod
-            .page(offset, limit)
-            .into_iter()
-            .filter_map(|k| {
-                self.vod_keys
-                    .get(&(k.1.clone(), k.2.clone()))
-                    .map(|(_, j)| j.clone())
-            })
-            .collect()
     }
 
     fn try_write(&mut self, ctx: &mut Context<Self>) {
@@ -252,6 +156,9 @@ impl Supervisor {
         }
         if Instant::now() < self.next_try {
             return;
+        }
+        if !self.cfg.persist {
+            self.pending.clear();
         }
         if self.pending.is_empty() {
             for w in self.flush_waiters.drain(..) {
@@ -331,7 +238,12 @@ impl Actor for Supervisor {
         // the number of rooms; requests (FetchList) wait when it is full.
         ctx.set_mailbox_capacity(4096);
         ctx.run_interval(self.cfg.snapshot_interval, |act, ctx| act.try_write(ctx));
-        ctx.run_interval(Duration::from_secs(60), |act, _| act.prune_recordings());
+        ctx.run_interval(Duration::from_secs(60), |act, _| {
+            act.list
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .prune_recordings()
+        });
     }
 }
 
@@ -365,11 +277,6 @@ impl Handler<RoomChanged> for Supervisor {
     }
 }
 
-pub struct ListPage {
-    pub total: usize,
-    pub items: Vec<Arc<str>>,
-}
-
 #[derive(Message)]
 #[rtype(result = "ListPage")]
 pub struct FetchList {
@@ -381,36 +288,8 @@ pub struct FetchList {
 impl Handler<FetchList> for Supervisor {
     type Result = MessageResult<FetchList>;
     fn handle(&mut self, msg: FetchList, _: &mut Context<Self>) -> Self::Result {
-        let (off, lim) = (msg.offset, msg.limit);
-        let page = match msg.flag {
-            ListFlag::Live => ListPage {
-                total: self.live.len(),
-                items: self.live_page(off, lim),
-            },
-            ListFlag::Recordings => {
-                // Recordings past the cutoff may linger until pruned: never page into them.
-                let n = self.vod_listed();
-                ListPage {
-                    total: n,
-                    items: self.vod_page(off, lim.min(n.saturating_sub(off))),
-                }
-            }
-            ListFlag::Both => {
-                let live_n = self.live.len();
-                let vod_n = self.vod_listed();
-                let mut items = self.live_page(off, lim);
-                if items.len() < lim {
-                    let voff = off.saturating_sub(live_n);
-                    let vlim = (lim - items.len()).min(vod_n.saturating_sub(voff));
-                    items.extend(self.vod_page(voff, vlim));
-                }
-                ListPage {
-                    total: live_n + vod_n,
-                    items,
-                }
-            }
-        };
-        MessageResult(page)
+        let list = self.list.read().unwrap_or_else(|e| e.into_inner());
+        MessageResult(list.page(msg.flag, msg.offset, msg.limit))
     }
 }
 
@@ -447,12 +326,10 @@ pub struct StaleLive {
 impl Handler<StaleLive> for Supervisor {
     type Result = Vec<String>;
     fn handle(&mut self, msg: StaleLive, _: &mut Context<Self>) -> Vec<String> {
-        self.live_keys
-            .iter()
-            .filter(|(_, (_, _, seen))| *seen < msg.before)
-            .map(|(vj, _)| vj.clone())
-            .take(msg.limit)
-            .collect()
+        self.list
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .stale_live(msg.before, msg.limit)
     }
 }
 

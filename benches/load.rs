@@ -1,0 +1,1003 @@
+//! Load harness: `cargo bench --bench load [-- OPTIONS]`.
+//!
+//! Starts the release `minilvb` binary as a child on 127.0.0.1, drives each target's
+//! scenario over N keep-alive HTTP/1.1 connections for a bounded time, and prints
+//! requests/s, p50/p99/p999 latency, errors, resident memory and each target's ratio
+//! against the `/healthz` run of the same invocation. Exits non-zero when a target is
+//! missed. Options:
+//!   --duration SECS        per scenario (default 5)
+//!   --connections N        keep-alive connections (default 128)
+//!   --only a,b,...         scenarios: healthz,enter,quit,like,hot,list,mixed,persist,memory
+//!   --mix enter=30,like=40,quit=20,list=5,members=5   the mixed scenario's weights
+//!   --rooms N              live rooms for enter/quit/like (default 1000)
+//!   --list-rooms N         live rooms behind FetchList (default 100000)
+//!   --members N            members for the memory target (default 1000000)
+//!   --json FILE  --svg FILE  write the results
+//!   --no-fail              report misses without failing
+//! MariaDB is included in the persistence comparison when MINILVB_TEST_MYSQL_URL is set.
+
+use serde_json::{json, Value};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Opts {
+    duration: Duration,
+    connections: usize,
+    only: Vec<String>,
+    mix: Vec<(String, u32)>,
+    rooms: usize,
+    list_rooms: usize,
+    members: usize,
+    json: Option<PathBuf>,
+    svg: Option<PathBuf>,
+    fail: bool,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts {
+        duration: Duration::from_secs(5),
+        connections: 128,
+        only: [
+            "healthz", "enter", "quit", "like", "hot", "list", "mixed", "persist", "memory",
+        ]
+        .map(String::from)
+        .to_vec(),
+        mix: parse_mix("enter=30,like=40,quit=20,list=5,members=5"),
+        rooms: 1000,
+        list_rooms: 100_000,
+        members: 1_000_000,
+        json: None,
+        svg: None,
+        fail: true,
+    };
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
+        match a.as_str() {
+            "--duration" => o.duration = Duration::from_secs_f64(val().parse().expect("seconds")),
+            "--connections" => o.connections = val().parse().expect("count"),
+            "--only" => o.only = val().split(',').map(String::from).collect(),
+            "--mix" => o.mix = parse_mix(&val()),
+            "--rooms" => o.rooms = val().parse().expect("count"),
+            "--list-rooms" => o.list_rooms = val().parse().expect("count"),
+            "--members" => o.members = val().parse().expect("count"),
+            "--json" => o.json = Some(val().into()),
+            "--svg" => o.svg = Some(val().into()),
+            "--no-fail" => o.fail = false,
+            other => eprintln!("ignoring unknown argument {other}"),
+        }
+    }
+    o.connections = o.connections.clamp(1, 1024);
+    o.duration = o
+        .duration
+        .clamp(Duration::from_millis(500), Duration::from_secs(120));
+    o
+}
+
+fn parse_mix(s: &str) -> Vec<(String, u32)> {
+    s.split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().parse().expect("mix weight")))
+        .collect()
+}
+
+// ---------------------------------------------------------------- the server under test
+
+const BIZID: &str = "2519";
+const PUSH_KEY: &str = "e12c46f2612d5106e2034781ab261ca3";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Db {
+    Sqlite,
+    Mysql,
+    Off,
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+    mysql: Option<(String, String)>,
+}
+
+impl Server {
+    fn url(db: Db, dir: &std::path::Path) -> (String, Option<(String, String)>) {
+        match db {
+            Db::Sqlite | Db::Off => (format!("sqlite://{}/load.db?mode=rwc", dir.display()), None),
+            Db::Mysql => {
+                let admin =
+                    std::env::var("MINILVB_TEST_MYSQL_URL").expect("MINILVB_TEST_MYSQL_URL");
+                let admin = admin.trim_end_matches('/').to_string();
+                let name = format!("minilvb_load_{}", std::process::id());
+                mysql_admin(
+                    &admin,
+                    &format!("CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"),
+                );
+                (format!("{admin}/{name}"), Some((admin, name)))
+            }
+        }
+    }
+
+    fn env(url: &str, db: Db) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("MINILVB_DATABASE__URL".into(), url.to_string()),
+            ("MINILVB_LIVE__BIZID".into(), BIZID.into()),
+            ("MINILVB_LIVE__PUSH_KEY".into(), PUSH_KEY.into()),
+            ("MINILVB_AUTH__MODE".into(), "off".into()),
+            ("MINILVB_LIMITS__MAX_ROOMS".into(), "1000000".into()),
+        ];
+        if db == Db::Off {
+            env.push(("MINILVB_DATABASE__PERSIST_SNAPSHOTS".into(), "false".into()));
+        }
+        env
+    }
+
+    /// Migrates, lets `seed` fill the database, then starts the server.
+    async fn start(db: Db, seed: impl AsyncFnOnce(&str)) -> Server {
+        let dir = std::env::temp_dir().join(format!(
+            "minilvb_load_{}_{}",
+            std::process::id(),
+            rand_u64()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (url, mysql) = Server::url(db, &dir);
+        let env = Server::env(&url, db);
+        let st = Command::new(env!("CARGO_BIN_EXE_minilvb"))
+            .envs(env.clone())
+            .arg("migrate")
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "migrate");
+        seed(&url).await;
+        let log = dir.join("server.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_minilvb"))
+            .envs(env)
+            .env("MINILVB_BIND", "127.0.0.1:0")
+            .env("MINILVB_LOG_FORMAT", "json")
+            .env("MINILVB_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("minilvb starts");
+        let started = Instant::now();
+        let port = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(p) = text.lines().find_map(|l| {
+                let v: Value = serde_json::from_str(l).ok()?;
+                (v["fields"]["message"] == "minilvb listening")
+                    .then(|| v["fields"]["port"].as_u64())
+                    .flatten()
+            }) {
+                break p as u16;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "server did not start:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        Server {
+            child,
+            port,
+            dir,
+            mysql,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some((admin, name)) = &self.mysql {
+            mysql_admin(admin, &format!("DROP DATABASE IF EXISTS {name}"));
+        }
+    }
+}
+
+fn mysql_admin(admin: &str, sql: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (admin, sql) = (admin.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            sqlx::any::install_default_drivers();
+            let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+                .await
+                .expect("mysql admin");
+            sqlx::query(&sql)
+                .execute(&mut c)
+                .await
+                .expect("mysql admin statement");
+        })
+    })
+    .join()
+    .unwrap();
+}
+
+fn rand_u64() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    t.as_nanos() as u64 ^ (std::process::id() as u64).rotate_left(32)
+}
+
+/// Fills the database with `n` online live rooms `r{i}` (group `g_r{i}`), as the server
+/// itself would have written them, so start-up restores them.
+async fn seed_rooms(url: &str, n: usize) {
+    if n == 0 {
+        return;
+    }
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(400) {
+        let rows = vec!["(?,1,?,?,?,?,?)"; chunk.len()].join(",");
+        let sql = format!("INSERT INTO rooms (userid, epoch, groupid, title, nickname, stream, timestamp) VALUES {rows}");
+        let mut q = sqlx::query(&sql);
+        for i in chunk {
+            q = q
+                .bind(format!("r{i}"))
+                .bind(format!("g_r{i}"))
+                .bind(format!("room {i}"))
+                .bind(format!("主播{i}"))
+                .bind(format!("{BIZID}_r{i}"))
+                .bind(now - (*i as i64 % 3600));
+        }
+        q.execute(&mut *tx).await.unwrap();
+        let rows = vec!["(?,'',1,1,?,0,?)"; chunk.len()].join(",");
+        let sql = format!("INSERT INTO room_state (vj, fileid, epoch, online, likes, views, seen_at) VALUES {rows}");
+        let mut q = sqlx::query(&sql);
+        for i in chunk {
+            q = q.bind(format!("r{i}")).bind((*i % 97) as i64).bind(now);
+        }
+        q.execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    pool.close().await;
+}
+
+// ---------------------------------------------------------------- a lean HTTP/1.1 client
+
+/// One keep-alive connection sending pre-built requests and reading whole answers.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(port: u16) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            buf: Vec::with_capacity(16 * 1024),
+        })
+    }
+
+    /// Sends one request; returns (status, body-is-a-success).
+    async fn call(&mut self, req: &[u8]) -> std::io::Result<(u16, bool)> {
+        self.stream.write_all(req).await?;
+        self.buf.clear();
+        let (head_end, status, len) = loop {
+            let mut chunk = [0u8; 8192];
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.buf[..i]).unwrap_or("");
+                let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())
+                            .flatten()
+                    })
+                    .unwrap_or(0);
+                break (i + 4, status, len);
+            }
+        };
+        while self.buf.len() < head_end + len {
+            let mut chunk = [0u8; 8192];
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+        let body = &self.buf[head_end..head_end + len];
+        let ok = status == 200
+            && (body.starts_with(b"{\"status\"") || find(body, b"\"returnValue\":0,").is_some());
+        Ok((status, ok))
+    }
+}
+
+fn find(h: &[u8], n: &[u8]) -> Option<usize> {
+    h.windows(n.len()).position(|w| w == n)
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").into_bytes()
+}
+
+fn post(body: &Value) -> Vec<u8> {
+    let b = body.to_string();
+    format!(
+        "POST /interface.php HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+        b.len()
+    )
+    .into_bytes()
+}
+
+// ---------------------------------------------------------------- running a scenario
+
+/// Builds the request a connection sends next: (connection index, its sequence number).
+type Gen = Arc<dyn Fn(usize, u64) -> Vec<u8> + Send + Sync>;
+
+#[derive(Clone, Default)]
+struct Stats {
+    name: String,
+    requests: u64,
+    errors: u64,
+    secs: f64,
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    rss_mb: f64,
+    server_cpu: f64,
+    client_cpu: f64,
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Drives `measured` connections with `gen` (and `background` unmeasured ones with `bg`)
+/// for `duration`; closed loop, one request in flight per connection.
+async fn drive(
+    name: &str,
+    server: &Server,
+    measured: usize,
+    gen: Gen,
+    background: usize,
+    bg: Option<Gen>,
+    duration: Duration,
+) -> Stats {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let (cpu0, self0) = (cpu_ticks(server.pid()), cpu_ticks(std::process::id()));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..measured + background {
+        let (stop, done, port) = (stop.clone(), done.clone(), server.port);
+        let is_bg = c >= measured;
+        let g = if is_bg {
+            bg.clone().unwrap()
+        } else {
+            gen.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut lat: Vec<u32> = Vec::with_capacity(if is_bg { 0 } else { 65_536 });
+            let mut errors = 0u64;
+            let Ok(mut conn) = Conn::open(port).await else {
+                return (lat, 1);
+            };
+            let mut seq = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let req = g(c, seq);
+                seq += 1;
+                let t = Instant::now();
+                match conn.call(&req).await {
+                    Ok((_, true)) => {}
+                    Ok(_) => errors += 1,
+                    Err(_) => {
+                        errors += 1;
+                        match Conn::open(port).await {
+                            Ok(c2) => conn = c2,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                if !is_bg {
+                    lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            (lat, if is_bg { 0 } else { errors })
+        }));
+    }
+    // Progress while it runs.
+    let mut last = 0;
+    while started.elapsed() < duration {
+        tokio::time::sleep(Duration::from_secs(1).min(duration)).await;
+        let n = done.load(Ordering::Relaxed);
+        eprint!(
+            "\r  {name:<10} {:>5.1}s {:>9} requests  {:>8.0}/s   ",
+            started.elapsed().as_secs_f64(),
+            n,
+            (n - last) as f64
+        );
+        last = n;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        lat.extend(l);
+        errors += e;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (cpu1, self1) = (cpu_ticks(server.pid()), cpu_ticks(std::process::id()));
+    eprintln!();
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    let hz = 100.0; // clock ticks per second on Linux
+    Stats {
+        name: name.into(),
+        requests: lat.len() as u64,
+        errors,
+        secs,
+        rps: lat.len() as f64 / secs,
+        p50: pct(0.50),
+        p99: pct(0.99),
+        p999: pct(0.999),
+        rss_mb: rss_mb(server.pid()),
+        server_cpu: (cpu1 - cpu0) as f64 / hz / secs * 100.0,
+        client_cpu: (self1 - self0) as f64 / hz / secs * 100.0,
+    }
+}
+
+async fn call_ok(port: u16, body: Value) {
+    let mut c = Conn::open(port).await.unwrap();
+    let (s, ok) = c.call(&post(&body)).await.unwrap();
+    assert!(s == 200 && ok, "setup request {body} failed");
+}
+
+/// `n` live rooms `r{i}` created through the protocol.
+async fn live_rooms(port: u16, n: usize) {
+    for i in 0..n {
+        call_ok(port, json!({"Action":"RequestLVBAddr","userid":format!("r{i}"),"groupid":format!("g_r{i}"),"title":format!("room {i}")})).await;
+        call_ok(
+            port,
+            json!({"Action":"ChangeStatus","userid":format!("r{i}"),"status":0}),
+        )
+        .await;
+    }
+}
+
+fn gen_enter(rooms: usize) -> Gen {
+    Arc::new(move |c, s| {
+        let r = (c * 7919 + s as usize) % rooms;
+        post(
+            &json!({"Action":"EnterGroup","userid":format!("c{c}_{s}"),"liveuserid":format!("r{r}"),"groupid":format!("g_r{r}"),"flag":0,"nickname":"观众","headpic":"http://cdn.example/a.png"}),
+        )
+    })
+}
+
+fn gen_quit(rooms: usize) -> Gen {
+    Arc::new(move |c, s| {
+        let r = (c * 7919 + s as usize) % rooms;
+        post(
+            &json!({"Action":"QuitGroup","userid":format!("c{c}_{s}"),"liveuserid":format!("r{r}"),"groupid":format!("g_r{r}"),"flag":0}),
+        )
+    })
+}
+
+fn gen_like(rooms: usize) -> Gen {
+    Arc::new(move |c, s| {
+        let r = (c * 7919 + s as usize * 31) % rooms;
+        post(&json!({"Action":"ChangeCount","userid":format!("r{r}"),"type":1,"optype":0,"flag":0}))
+    })
+}
+
+fn gen_list(rooms: usize) -> Gen {
+    let pages = (rooms / 20).max(1);
+    Arc::new(move |c, s| {
+        post(
+            &json!({"Action":"FetchList","flag":1,"pageno":1 + (c * 131 + s as usize * 17) % pages,"pagesize":20}),
+        )
+    })
+}
+
+fn gen_mixed(rooms: usize, mix: &[(String, u32)]) -> Gen {
+    let total: u32 = mix.iter().map(|m| m.1).sum::<u32>().max(1);
+    let mix = mix.to_vec();
+    let (enter, quit, like, list) = (
+        gen_enter(rooms),
+        gen_quit(rooms),
+        gen_like(rooms),
+        gen_list(rooms),
+    );
+    Arc::new(move |c, s| {
+        let mut pick = ((c as u64 * 2654435761 + s * 40503) % total as u64) as u32;
+        for (name, w) in &mix {
+            if pick < *w {
+                let r = (c + s as usize) % rooms;
+                return match name.as_str() {
+                    "enter" => enter(c, s / 2),
+                    "quit" => quit(c, s / 2),
+                    "like" => like(c, s),
+                    "list" => list(c, s),
+                    _ => post(
+                        &json!({"Action":"FetchGroupMemberList","liveuserid":format!("r{r}"),"groupid":format!("g_r{r}"),"pagesize":20}),
+                    ),
+                };
+            }
+            pick -= w;
+        }
+        like(c, s)
+    })
+}
+
+// ---------------------------------------------------------------- targets and reports
+
+struct Target {
+    name: String,
+    value: f64,
+    goal: String,
+    met: bool,
+}
+
+fn ratio_target(
+    out: &mut Vec<Target>,
+    name: &str,
+    s: &Stats,
+    base: &Stats,
+    min_ratio: f64,
+    max_p99: Option<f64>,
+) {
+    let r = s.rps / base.rps.max(1.0);
+    out.push(Target {
+        name: format!("{name} throughput"),
+        value: r,
+        goal: format!("≥ {min_ratio:.2} × healthz"),
+        met: r >= min_ratio,
+    });
+    if let Some(k) = max_p99 {
+        let q = s.p99 / base.p99.max(0.001);
+        out.push(Target {
+            name: format!("{name} p99"),
+            value: q,
+            goal: format!("≤ {k:.1} × healthz p99"),
+            met: q <= k,
+        });
+    }
+}
+
+fn print_table(rows: &[Stats], base: Option<&Stats>) {
+    println!();
+    println!(
+        "{:<14} {:>10} {:>9} {:>9} {:>9} {:>7} {:>8} {:>7} {:>10} {:>10}",
+        "scenario",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "p999 ms",
+        "errors",
+        "RSS MB",
+        "ratio",
+        "server CPU",
+        "client CPU"
+    );
+    for s in rows {
+        let ratio = base.map(|b| s.rps / b.rps.max(1.0)).unwrap_or(0.0);
+        println!(
+            "{:<14} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>7} {:>8.1} {:>7.2} {:>9.0}% {:>9.0}%",
+            s.name,
+            s.rps,
+            s.p50,
+            s.p99,
+            s.p999,
+            s.errors,
+            s.rss_mb,
+            ratio,
+            s.server_cpu,
+            s.client_cpu
+        );
+    }
+}
+
+fn svg(rows: &[Stats]) -> String {
+    let w = 80 * rows.len().max(1) + 120;
+    let max_rps = rows.iter().map(|r| r.rps).fold(1.0, f64::max);
+    let max_p99 = rows.iter().map(|r| r.p99).fold(0.001, f64::max);
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="560" font-family="sans-serif" font-size="12">"#
+    );
+    s += r#"<rect width="100%" height="100%" fill="white"/>"#;
+    s += r#"<text x="10" y="20" font-size="14">throughput (requests/s)</text><text x="10" y="300" font-size="14">p99 latency (ms)</text>"#;
+    for (i, r) in rows.iter().enumerate() {
+        let x = 60 + i * 80;
+        let h = (r.rps / max_rps * 220.0) as usize;
+        let h2 = (r.p99 / max_p99 * 200.0) as usize;
+        s += &format!(
+            r##"<rect x="{x}" y="{}" width="50" height="{h}" fill="#4a7fd4"/><text x="{x}" y="{}">{:.0}</text>"##,
+            250 - h,
+            245 - h,
+            r.rps
+        );
+        s += &format!(
+            r##"<rect x="{x}" y="{}" width="50" height="{h2}" fill="#d46a4a"/><text x="{x}" y="{}">{:.2}</text>"##,
+            520 - h2,
+            515 - h2,
+            r.p99
+        );
+        s += &format!(
+            r#"<text x="{x}" y="268">{}</text><text x="{x}" y="540">{}</text>"#,
+            r.name, r.name
+        );
+    }
+    s += "</svg>";
+    s
+}
+
+fn wrk_crosscheck(port: u16, connections: usize, duration: Duration) -> Option<(f64, f64)> {
+    if Command::new("wrk")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        return None;
+    }
+    let script = std::env::temp_dir().join(format!("minilvb_like_{}.lua", std::process::id()));
+    std::fs::write(
+        &script,
+        "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{\"Action\":\"ChangeCount\",\"userid\":\"r0\",\"type\":1,\"optype\":0,\"flag\":0}'\n",
+    )
+    .ok()?;
+    let run = |extra: &[&str]| -> Option<f64> {
+        let out = Command::new("wrk")
+            .args([
+                "-t1",
+                &format!("-c{connections}"),
+                &format!("-d{}s", duration.as_secs().max(1)),
+            ])
+            .args(extra)
+            .arg(format!("http://127.0.0.1:{port}/"))
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines()
+            .find(|l| l.starts_with("Requests/sec:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let health = {
+        let out = Command::new("wrk")
+            .args([
+                "-t1",
+                &format!("-c{connections}"),
+                &format!("-d{}s", duration.as_secs().max(1)),
+            ])
+            .arg(format!("http://127.0.0.1:{port}/healthz"))
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines()
+            .find(|l| l.starts_with("Requests/sec:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?
+    };
+    let like = run(&["-s", script.to_str()?])?;
+    let _ = std::fs::remove_file(script);
+    Some((health, like))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let o = opts();
+    let want = |s: &str| o.only.iter().any(|x| x == s);
+    let n = o.connections;
+    println!(
+        "minilvb load: {} connections, {:?} per scenario, {} cores",
+        n,
+        o.duration,
+        std::thread::available_parallelism()
+            .map(|x| x.get())
+            .unwrap_or(0)
+    );
+    let mut rows: Vec<Stats> = Vec::new();
+    let mut targets: Vec<Target> = Vec::new();
+
+    let main = Server::start(Db::Sqlite, async |url: &str| seed_rooms(url, o.rooms).await).await;
+    live_rooms(main.port, 1).await; // r0 via the protocol as well
+    let base = drive(
+        "healthz",
+        &main,
+        n,
+        Arc::new(|_, _| get("/healthz")),
+        0,
+        None,
+        o.duration,
+    )
+    .await;
+    rows.push(base.clone());
+    for (name, gen) in [
+        ("enter", gen_enter(o.rooms)),
+        ("quit", gen_quit(o.rooms)),
+        ("like", gen_like(o.rooms)),
+    ] {
+        if want(name) {
+            let s = drive(name, &main, n, gen, 0, None, o.duration).await;
+            ratio_target(
+                &mut targets,
+                &format!("1. {name}"),
+                &s,
+                &base,
+                0.60,
+                Some(5.0),
+            );
+            rows.push(s);
+        }
+    }
+    if want("hot") {
+        let s = drive("hot-room", &main, n, gen_like(1), 0, None, o.duration).await;
+        ratio_target(
+            &mut targets,
+            "2. like storm, one room",
+            &s,
+            &base,
+            0.50,
+            None,
+        );
+        rows.push(s);
+    }
+    if want("mixed") {
+        let s = drive(
+            "mixed",
+            &main,
+            n,
+            gen_mixed(o.rooms, &o.mix),
+            0,
+            None,
+            o.duration,
+        )
+        .await;
+        rows.push(s);
+    }
+    let cross = wrk_crosscheck(main.port, n, o.duration.min(Duration::from_secs(3)));
+    drop(main);
+
+    if want("list") {
+        eprintln!("  seeding {} live rooms…", o.list_rooms);
+        let srv = Server::start(Db::Sqlite, async |url: &str| {
+            seed_rooms(url, o.list_rooms).await
+        })
+        .await;
+        let quarter = (n / 4).max(1);
+        let s = drive(
+            "list-100k",
+            &srv,
+            n - quarter,
+            gen_list(o.list_rooms),
+            quarter,
+            Some(gen_like(o.list_rooms)),
+            o.duration,
+        )
+        .await;
+        ratio_target(
+            &mut targets,
+            "3. FetchList at 100k rooms under mutations",
+            &s,
+            &base,
+            0.50,
+            None,
+        );
+        rows.push(s);
+    }
+
+    if want("persist") {
+        let mut kinds = vec![(Db::Off, "off"), (Db::Sqlite, "sqlite")];
+        if std::env::var_os("MINILVB_TEST_MYSQL_URL").is_some() {
+            kinds.push((Db::Mysql, "mariadb"));
+        }
+        let mut off: Option<(Stats, Stats)> = None;
+        for (db, label) in kinds {
+            let srv = Server::start(db, async |url: &str| seed_rooms(url, o.rooms).await).await;
+            let e = drive(
+                &format!("enter/{label}"),
+                &srv,
+                n,
+                gen_enter(o.rooms),
+                0,
+                None,
+                o.duration,
+            )
+            .await;
+            let l = drive(
+                &format!("like/{label}"),
+                &srv,
+                n,
+                gen_like(o.rooms),
+                0,
+                None,
+                o.duration,
+            )
+            .await;
+            if let Some((oe, ol)) = &off {
+                for (s, base_off) in [(&e, oe), (&l, ol)] {
+                    let r = s.rps / base_off.rps.max(1.0);
+                    targets.push(Target {
+                        name: format!("5. {} vs persistence off", s.name),
+                        value: r,
+                        goal: "≥ 0.90".into(),
+                        met: r >= 0.90,
+                    });
+                }
+            } else {
+                off = Some((e.clone(), l.clone()));
+            }
+            rows.push(e);
+            rows.push(l);
+        }
+    }
+
+    if want("memory") {
+        let rooms = 10_000;
+        let srv = Server::start(Db::Sqlite, async |url: &str| seed_rooms(url, rooms).await).await;
+        // Activate every room first so the baseline holds the rooms, not the members.
+        let members_per_room = o.members.div_ceil(rooms);
+        let activate: Gen = Arc::new(move |c, s| {
+            let r = (c + s as usize * 128) % 10_000;
+            post(&json!({"Action":"GetUserInfo","userid":format!("r{r}"),"type":0}))
+        });
+        drive(
+            "activate",
+            &srv,
+            n,
+            activate,
+            0,
+            None,
+            Duration::from_secs(2),
+        )
+        .await;
+        let before = rss_mb(srv.pid());
+        let total = Arc::new(AtomicU64::new(0));
+        let target_n = (members_per_room * rooms) as u64;
+        let t = total.clone();
+        // 12-character userid, 8-character CJK nickname, 80-byte avatar URL.
+        let nick = "直播观众一二三四".to_string();
+        let pic = format!(
+            "https://cdn.example.com/avatars/{}.png",
+            "a".repeat(80 - 36)
+        );
+        assert_eq!(pic.len(), 80);
+        let gen: Gen = Arc::new(move |_c, _s| {
+            let k = t.fetch_add(1, Ordering::Relaxed);
+            if k >= target_n {
+                return get("/healthz");
+            }
+            let room = k % 10_000;
+            post(
+                &json!({"Action":"EnterGroup","userid":format!("u{:011}", k),"liveuserid":format!("r{room}"),"groupid":format!("g_r{room}"),"flag":0,"nickname":nick,"headpic":pic}),
+            )
+        });
+        let deadline = Duration::from_secs(300);
+        let started = Instant::now();
+        let mut s = Stats::default();
+        while total.load(Ordering::Relaxed) < target_n && started.elapsed() < deadline {
+            s = drive(
+                "memory",
+                &srv,
+                n,
+                gen.clone(),
+                0,
+                None,
+                Duration::from_secs(10),
+            )
+            .await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await; // let snapshots settle
+        let after = rss_mb(srv.pid());
+        let members = total.load(Ordering::Relaxed).min(target_n);
+        let per = (after - before) * 1024.0 * 1024.0 / members.max(1) as f64;
+        println!("\nmemory: {members} members over {rooms} rooms: RSS {before:.1} MB → {after:.1} MB, {per:.0} bytes/member");
+        s.name = "memory-1M".into();
+        s.rss_mb = after;
+        rows.push(s);
+        targets.push(Target {
+            name: format!("4. RSS with {members} members"),
+            value: after,
+            goal: "≤ 300 MB".into(),
+            met: after <= 300.0 && members == target_n,
+        });
+        targets.push(Target {
+            name: "4. bytes per member".into(),
+            value: per,
+            goal: "≤ 300".into(),
+            met: per <= 300.0,
+        });
+    }
+
+    print_table(&rows, Some(&base));
+    if let Some((h, l)) = cross {
+        println!("\nwrk cross-check (1 thread): healthz {h:.0}/s, like on one room {l:.0}/s, ratio {:.2}", l / h.max(1.0));
+    }
+    println!("\ntargets:");
+    for t in &targets {
+        println!(
+            "  {:<46} {:>9.2}  {:<22} {}",
+            t.name,
+            t.value,
+            t.goal,
+            if t.met { "met" } else { "MISSED" }
+        );
+    }
+    if let Some(p) = &o.json {
+        let doc = json!({
+            "connections": n, "duration_secs": o.duration.as_secs_f64(),
+            "scenarios": rows.iter().map(|s| json!({"name": s.name, "requests": s.requests, "secs": s.secs, "rps": s.rps, "p50_ms": s.p50, "p99_ms": s.p99, "p999_ms": s.p999,
+                "errors": s.errors, "rss_mb": s.rss_mb, "server_cpu_pct": s.server_cpu, "client_cpu_pct": s.client_cpu})).collect::<Vec<_>>(),
+            "targets": targets.iter().map(|t| json!({"name": t.name, "value": t.value, "goal": t.goal, "met": t.met})).collect::<Vec<_>>(),
+            "wrk": cross.map(|(h, l)| json!({"healthz": h, "like_one_room": l})),
+        });
+        std::fs::File::create(p)
+            .unwrap()
+            .write_all(serde_json::to_string_pretty(&doc).unwrap().as_bytes())
+            .unwrap();
+    }
+    if let Some(p) = &o.svg {
+        std::fs::write(p, svg(&rows)).unwrap();
+    }
+    if o.fail && targets.iter().any(|t| !t.met) {
+        eprintln!("some targets were missed");
+        std::process::exit(1);
+    }
+}

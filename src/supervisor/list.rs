@@ -1,0 +1,194 @@
+//! The sorted room lists behind FetchList. The supervisor is the only writer (one update
+//! per changed room per tick); request handlers read pages under a shared read lock, so
+//! list reads run on every worker in parallel instead of queueing in one mailbox.
+
+use super::index::OrderIndex;
+use crate::config::ListOrder;
+use crate::model::{now_unix, RoomKey};
+use crate::protocol::request::ListFlag;
+use crate::protocol::types::PusherInfo;
+use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// A room's list item: its sort fields and its JSON, encoded once per change.
+#[derive(Debug, Clone)]
+pub struct ListEntry {
+    pub viewers: u64,
+    pub timestamp: i64,
+    /// Last sign of life, for the stale-stream sweep.
+    pub seen_at: i64,
+    pub json: Arc<str>,
+}
+
+impl ListEntry {
+    pub fn new(info: &PusherInfo, seen_at: i64) -> Self {
+        ListEntry {
+            viewers: info.viewercount,
+            timestamp: info.timestamp,
+            seen_at,
+            json: serde_json::to_string(info).unwrap_or_default().into(),
+        }
+    }
+}
+
+type LiveKey = (Reverse<u64>, Reverse<i64>, Arc<str>);
+type VodKey = (Reverse<i64>, Arc<str>, Arc<str>);
+/// A listed room's sort key, its encoded item and (live) its last sign of life.
+type LiveSlot = (LiveKey, Arc<str>, i64);
+type VodSlot = (VodKey, Arc<str>);
+
+pub struct ListPage {
+    pub total: usize,
+    pub items: Vec<Arc<str>>,
+}
+
+pub struct ListIndex {
+    order: ListOrder,
+    recording_days: u64,
+    live: OrderIndex<LiveKey>,
+    live_keys: HashMap<Arc<str>, LiveSlot>,
+    vod: OrderIndex<VodKey>,
+    vod_keys: HashMap<(Arc<str>, Arc<str>), VodSlot>,
+}
+
+/// The handle both the supervisor (writes) and handlers (reads) hold.
+pub type SharedList = Arc<RwLock<ListIndex>>;
+
+impl ListIndex {
+    pub fn new(order: ListOrder, recording_days: u64) -> Self {
+        ListIndex {
+            order,
+            recording_days,
+            live: OrderIndex::new(),
+            live_keys: HashMap::new(),
+            vod: OrderIndex::new(),
+            vod_keys: HashMap::new(),
+        }
+    }
+
+    pub fn live_len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn set_entry(&mut self, key: &RoomKey, entry: Option<ListEntry>) {
+        match key {
+            RoomKey::Live(vj) => {
+                if let Some((old, _, _)) = self.live_keys.remove(vj.as_str()) {
+                    self.live.remove(&old);
+                }
+                if let Some(e) = entry {
+                    let viewers = match self.order {
+                        ListOrder::Popular => e.viewers,
+                        ListOrder::Newest => 0,
+                    };
+                    let id: Arc<str> = vj.as_str().into();
+                    let k = (Reverse(viewers), Reverse(e.timestamp), id.clone());
+                    self.live.insert(k.clone());
+                    self.live_keys.insert(id, (k, e.json, e.seen_at));
+                }
+            }
+            RoomKey::Recording { vj, fileid } => {
+                let id: (Arc<str>, Arc<str>) = (vj.as_str().into(), fileid.as_str().into());
+                if let Some((old, _)) = self.vod_keys.remove(&id) {
+                    self.vod.remove(&old);
+                }
+                if let Some(e) = entry {
+                    let k = (Reverse(e.timestamp), id.0.clone(), id.1.clone());
+                    self.vod.insert(k.clone());
+                    self.vod_keys.insert(id, (k, e.json));
+                }
+            }
+        }
+    }
+
+    fn vod_cutoff(&self) -> i64 {
+        now_unix() - (self.recording_days as i64) * 86_400
+    }
+
+    /// Recordings at or after the cutoff sort first; their count is the rank of the cutoff.
+    fn vod_listed(&self) -> usize {
+        self.vod
+            .rank(&(Reverse(self.vod_cutoff() - 1), "".into(), "".into()))
+    }
+
+    /// Old recordings leave memory (they stay in the database).
+    pub fn prune_recordings(&mut self) {
+        let keep = self.vod_listed();
+        while self.vod.len() > keep {
+            let Some(last) = self
+                .vod
+                .page(self.vod.len() - 1, 1)
+                .first()
+                .map(|k| (*k).clone())
+            else {
+                break;
+            };
+            self.vod.remove(&last);
+            self.vod_keys.remove(&(last.1, last.2));
+        }
+    }
+
+    fn live_page(&self, offset: usize, limit: usize) -> Vec<Arc<str>> {
+        self.live
+            .page(offset, limit)
+            .into_iter()
+            .filter_map(|k| self.live_keys.get(&k.2).map(|(_, j, _)| j.clone()))
+            .collect()
+    }
+
+    fn vod_page(&self, offset: usize, limit: usize) -> Vec<Arc<str>> {
+        self.vod
+            .page(offset, limit)
+            .into_iter()
+            .filter_map(|k| {
+                self.vod_keys
+                    .get(&(k.1.clone(), k.2.clone()))
+                    .map(|(_, j)| j.clone())
+            })
+            .collect()
+    }
+
+    /// One page of a list: live rooms, recordings, or live rooms followed by recordings.
+    /// Costs O(log n + limit).
+    pub fn page(&self, flag: ListFlag, offset: usize, limit: usize) -> ListPage {
+        match flag {
+            ListFlag::Live => ListPage {
+                total: self.live.len(),
+                items: self.live_page(offset, limit),
+            },
+            ListFlag::Recordings => {
+                // Recordings past the cutoff may linger until pruned: never page into them.
+                let n = self.vod_listed();
+                ListPage {
+                    total: n,
+                    items: self.vod_page(offset, limit.min(n.saturating_sub(offset))),
+                }
+            }
+            ListFlag::Both => {
+                let live_n = self.live.len();
+                let vod_n = self.vod_listed();
+                let mut items = self.live_page(offset, limit);
+                if items.len() < limit {
+                    let voff = offset.saturating_sub(live_n);
+                    let vlim = (limit - items.len()).min(vod_n.saturating_sub(voff));
+                    items.extend(self.vod_page(voff, vlim));
+                }
+                ListPage {
+                    total: live_n + vod_n,
+                    items,
+                }
+            }
+        }
+    }
+
+    /// Listed live rooms whose last sign of life is older than `before`.
+    pub fn stale_live(&self, before: i64, limit: usize) -> Vec<String> {
+        self.live_keys
+            .iter()
+            .filter(|(_, (_, _, seen))| *seen < before)
+            .map(|(vj, _)| vj.to_string())
+            .take(limit)
+            .collect()
+    }
+}
