@@ -1,6 +1,7 @@
 //! HTTP routes.
 
 mod callback;
+mod dashboard;
 mod health;
 mod interface;
 mod metrics;
@@ -27,6 +28,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/callback/nginx-rtmp", web::post().to(callback::nginx_rtmp))
         .route("/callback/srs", web::post().to(callback::srs));
     cfg.route("/ws/room/{liveuserid}", web::get().to(ws::room_ws));
+    cfg.route("/dashboard", web::get().to(dashboard::page));
+    cfg.route("/ws/dashboard", web::get().to(dashboard::feed));
     cfg.route("/metrics", web::get().to(metrics::metrics));
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz));
