@@ -30,11 +30,15 @@ fn digits(s: &str) -> bool {
 
 /// Runs every check and prints the report; true when there are no errors.
 pub async fn run(cfg: &Config) -> bool {
-    let mut r = Report { errors: 0, warnings: 0 };
+    let mut r = Report {
+        errors: 0,
+        warnings: 0,
+    };
     println!("minilvb check");
     println!("live streaming (push and callbacks):");
     let live = &cfg.live;
-    let pushes_refused = "pushes are refused (wrong bizid or push key: the media server rejects the txSecret)";
+    let pushes_refused =
+        "pushes are refused (wrong bizid or push key: the media server rejects the txSecret)";
     if digits(&live.bizid) {
         r.ok(&format!("live.bizid = {}", live.bizid));
     } else {
@@ -43,7 +47,10 @@ pub async fn run(cfg: &Config) -> bool {
     if live.push_key.is_empty() {
         r.error("live.push_key is not set", pushes_refused);
     } else if live.push_key.expose().len() < 16 {
-        r.warn("live.push_key is shorter than 16 characters", "push URLs are easy to forge");
+        r.warn(
+            "live.push_key is shorter than 16 characters",
+            "push URLs are easy to forge",
+        );
     } else {
         r.ok("live.push_key is set");
     }
@@ -52,16 +59,29 @@ pub async fn run(cfg: &Config) -> bool {
     } else {
         r.ok("live.api_key is set");
     }
-    for (name, host) in [("live.push_host", &live.push_host), ("live.play_host", &live.play_host)] {
+    for (name, host) in [
+        ("live.push_host", &live.push_host),
+        ("live.play_host", &live.play_host),
+    ] {
         if host.is_empty() || host.contains("://") || host.contains('/') {
-            r.error(&format!("{name} must be a host[:port] without scheme or path"), pushes_refused);
+            r.error(
+                &format!("{name} must be a host[:port] without scheme or path"),
+                pushes_refused,
+            );
         }
     }
-    if !(live.http_play_base.starts_with("http://") || live.http_play_base.starts_with("https://")) {
-        r.error("live.http_play_base must start with http:// or https://", "players cannot open FLV/HLS URLs");
+    if !(live.http_play_base.starts_with("http://") || live.http_play_base.starts_with("https://"))
+    {
+        r.error(
+            "live.http_play_base must start with http:// or https://",
+            "players cannot open FLV/HLS URLs",
+        );
     }
     if live.stale_after_secs == 0 {
-        r.warn("live.stale_after_secs = 0", "a stream that dies without a stop event stays online forever");
+        r.warn(
+            "live.stale_after_secs = 0",
+            "a stream that dies without a stop event stays online forever",
+        );
     }
 
     println!("uploads (COS):");
@@ -73,11 +93,17 @@ pub async fn run(cfg: &Config) -> bool {
         r.error("cos.appid is missing or not a number", uploads_fail);
     }
     let bucket_ok = !cos.bucket.is_empty()
-        && cos.bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        && cos
+            .bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if bucket_ok {
         r.ok(&format!("cos.bucket = {}", cos.bucket));
     } else {
-        r.error("cos.bucket is missing or has characters other than a-z, 0-9 and '-'", uploads_fail);
+        r.error(
+            "cos.bucket is missing or has characters other than a-z, 0-9 and '-'",
+            uploads_fail,
+        );
     }
     if cos.secret_id.is_empty() {
         r.error("cos.secret_id is not set", uploads_fail);
@@ -93,28 +119,41 @@ pub async fn run(cfg: &Config) -> bool {
     println!("instant messaging (UserSig):");
     let im = &cfg.im;
     if im.sdkappid == 0 || im.secret_key.is_empty() {
-        r.warn("im.sdkappid or im.secret_key is not set", "Login answers an empty UserSig: the app cannot join IM groups");
+        r.warn(
+            "im.sdkappid or im.secret_key is not set",
+            "Login answers an empty UserSig: the app cannot join IM groups",
+        );
     } else {
         r.ok(&format!("im.sdkappid = {}", im.sdkappid));
     }
 
     println!("access:");
     if cfg.auth.mode == AuthMode::Off {
-        r.warn("auth.mode = \"off\"", "any client may act as any userid (legacy open protocol)");
+        r.warn(
+            "auth.mode = \"off\"",
+            "any client may act as any userid (legacy open protocol)",
+        );
     } else {
         r.ok("auth.mode = \"required\"");
     }
 
     println!("database:");
     match crate::store::open(&cfg.database).await {
-        Err(e) => r.error(&format!("cannot open the database: {e}"), "nothing can be stored; the server will not start"),
+        Err(e) => r.error(
+            &format!("cannot open the database: {e}"),
+            "nothing can be stored; the server will not start",
+        ),
         Ok(store) => match store.ping().await {
-            Err(e) => r.error(&format!("database does not answer: {e}"), "the server will not start"),
+            Err(e) => r.error(
+                &format!("database does not answer: {e}"),
+                "the server will not start",
+            ),
             Ok(()) => {
                 r.ok("database reachable");
                 match store.migration_status().await {
                     Ok((applied, known)) => {
-                        let missing: Vec<_> = known.iter().filter(|v| !applied.contains(v)).collect();
+                        let missing: Vec<_> =
+                            known.iter().filter(|v| !applied.contains(v)).collect();
                         if missing.is_empty() {
                             r.ok(&format!("schema migrated (versions {known:?})"));
                         } else if cfg.database.migrate_on_start {
@@ -123,10 +162,16 @@ pub async fn run(cfg: &Config) -> bool {
                                 "`minilvb serve` applies them at start (database.migrate_on_start)",
                             );
                         } else {
-                            r.error(&format!("migrations {missing:?} are pending"), "run `minilvb migrate` before serving");
+                            r.error(
+                                &format!("migrations {missing:?} are pending"),
+                                "run `minilvb migrate` before serving",
+                            );
                         }
                     }
-                    Err(e) => r.error(&format!("cannot read the migration table: {e}"), "run `minilvb migrate`"),
+                    Err(e) => r.error(
+                        &format!("cannot read the migration table: {e}"),
+                        "run `minilvb migrate`",
+                    ),
                 }
             }
         },
@@ -136,21 +181,44 @@ pub async fn run(cfg: &Config) -> bool {
     let now = now_unix().max(0) as u64;
     if !live.push_key.is_empty() {
         let stream = sign::push::stream_name(&live.bizid, "check_user");
-        let url = crate::urls::Urls::new(live).push(&stream, now + live.url_validity_secs, live.push_key.expose());
+        let url = crate::urls::Urls::new(live).push(
+            &stream,
+            now + live.url_validity_secs,
+            live.push_key.expose(),
+        );
         println!("  push URL for userid check_user: {url}");
     }
     if !cos.secret_key.is_empty() {
-        let s = sign::cos::sign(&cos.appid, &cos.bucket, &cos.secret_id, cos.secret_key.expose(), now, cos.validity_secs);
+        let s = sign::cos::sign(
+            &cos.appid,
+            &cos.bucket,
+            &cos.secret_id,
+            cos.secret_key.expose(),
+            now,
+            cos.validity_secs,
+        );
         match sign::cos::verify(cos.secret_key.expose(), &s, now) {
             Ok(()) => println!("  COS signature: {s}"),
-            Err(e) => r.error(&format!("the COS signature does not verify: {e}"), uploads_fail),
+            Err(e) => r.error(
+                &format!("the COS signature does not verify: {e}"),
+                uploads_fail,
+            ),
         }
     }
     if im.sdkappid != 0 && !im.secret_key.is_empty() {
-        let sig = sign::usersig::gen(im.secret_key.expose(), "check_user", im.sdkappid, now as i64, im.expire_secs);
+        let sig = sign::usersig::gen(
+            im.secret_key.expose(),
+            "check_user",
+            im.sdkappid,
+            now as i64,
+            im.expire_secs,
+        );
         match sign::usersig::verify(im.secret_key.expose(), &sig, now as i64) {
             Ok(_) => println!("  UserSig for check_user: {sig}"),
-            Err(e) => r.error(&format!("the UserSig does not verify: {e}"), "the app cannot log in to IM"),
+            Err(e) => r.error(
+                &format!("the UserSig does not verify: {e}"),
+                "the app cannot log in to IM",
+            ),
         }
     }
     println!("{} error(s), {} warning(s)", r.errors, r.warnings);

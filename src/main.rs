@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "minilvb", version, about = "Realtime room server for Mini LVB-style live-streaming apps")]
+#[command(
+    name = "minilvb",
+    version,
+    about = "Realtime room server for Mini LVB-style live-streaming apps"
+)]
 struct Cli {
     /// Configuration file (TOML); `minilvb.toml` in the working directory when present.
     #[arg(long, global = true, env = "MINILVB_CONFIG")]
@@ -37,13 +41,17 @@ enum Command {
 
 /// Logs go to stderr, and to daily files when a directory is given. The returned guard
 /// flushes the file writer on exit.
-fn init_logs(format: &str, dir: Option<&std::path::Path>) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+fn init_logs(
+    format: &str,
+    dir: Option<&std::path::Path>,
+) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     use tracing_subscriber::fmt::writer::{MakeWriterExt, OptionalWriter};
     let filter = tracing_subscriber::EnvFilter::try_from_env("MINILVB_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (file, guard) = match dir {
         Some(d) => {
-            let (w, g) = tracing_appender::non_blocking(tracing_appender::rolling::daily(d, "minilvb.log"));
+            let (w, g) =
+                tracing_appender::non_blocking(tracing_appender::rolling::daily(d, "minilvb.log"));
             (Some(w), Some(g))
         }
         None => (None, None),
@@ -52,7 +60,9 @@ fn init_logs(format: &str, dir: Option<&std::path::Path>) -> Option<tracing_appe
         Some(w) => OptionalWriter::some(w.clone()),
         None => OptionalWriter::none(),
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     if format == "json" {
         builder.json().init();
     } else {
@@ -82,7 +92,11 @@ fn main() -> ExitCode {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
             Command::Check => {
-                return if minilvb::check::run(&config).await { Ok(()) } else { Err("check found problems".into()) };
+                return if minilvb::check::run(&config).await {
+                    Ok(())
+                } else {
+                    Err("check found problems".into())
+                };
             }
         }
     });
@@ -97,7 +111,9 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> Result<(), String> {
-    let app = Application::build(config).await.map_err(|e| e.to_string())?;
+    let app = Application::build(config)
+        .await
+        .map_err(|e| e.to_string())?;
     tracing::info!(port = app.port(), "minilvb listening");
     let handle = app.handle();
     actix::spawn(async move {
@@ -109,7 +125,9 @@ async fn serve(config: Config) -> Result<(), String> {
 }
 
 async fn migrate(config: Config) -> Result<(), String> {
-    let store = minilvb::store::open(&config.database).await.map_err(|e| e.to_string())?;
+    let store = minilvb::store::open(&config.database)
+        .await
+        .map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;
     println!("migrations applied");
     Ok(())
@@ -117,7 +135,10 @@ async fn migrate(config: Config) -> Result<(), String> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
         (Ok(mut int), Ok(mut term)) => {
             tokio::select! {
                 _ = int.recv() => {}

@@ -8,7 +8,9 @@ use std::process::Command;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_minilvb"));
-    c.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("MINILVB_LOG", "warn");
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MINILVB_LOG", "warn");
     c
 }
 
@@ -21,26 +23,55 @@ fn good_env(db: &TestDb) -> Vec<(&'static str, String)> {
         ("MINILVB_COS__APPID", "1252033264".into()),
         ("MINILVB_COS__BUCKET", "minilvb-1252033264".into()),
         ("MINILVB_COS__SECRET_ID", "AKIDexampleexampleexample".into()),
-        ("MINILVB_COS__SECRET_KEY", "bLcPnl88WU30VY57ipRhSePfPdOfSruK".into()),
+        (
+            "MINILVB_COS__SECRET_KEY",
+            "bLcPnl88WU30VY57ipRhSePfPdOfSruK".into(),
+        ),
         ("MINILVB_IM__SDKAPPID", "1400000000".into()),
-        ("MINILVB_IM__SECRET_KEY", "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e".into()),
+        (
+            "MINILVB_IM__SECRET_KEY",
+            "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e".into(),
+        ),
     ]
 }
 
 db_test!(check_passes_a_good_configuration_and_prints_samples, |db| {
     let env = good_env(db);
-    let out = bin().envs(env.iter().map(|(k, v)| (*k, v))).arg("migrate").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = bin().envs(env.iter().map(|(k, v)| (*k, v))).arg("check").output().unwrap();
+    let out = bin()
+        .envs(env.iter().map(|(k, v)| (*k, v)))
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = bin()
+        .envs(env.iter().map(|(k, v)| (*k, v)))
+        .arg("check")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{text}");
     assert!(text.contains("schema migrated"), "{text}");
-    assert!(text.contains(&format!("rtmp://{BIZID}.livepush.myqcloud.com/live/{BIZID}_check_user?")), "{text}");
-    assert!(text.contains("COS signature: ") && text.contains("UserSig for check_user: "), "{text}");
+    assert!(
+        text.contains(&format!(
+            "rtmp://{BIZID}.livepush.myqcloud.com/live/{BIZID}_check_user?"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("COS signature: ") && text.contains("UserSig for check_user: "),
+        "{text}"
+    );
     assert!(text.contains("0 error(s)"), "{text}");
     // Secrets themselves never print.
     for (_, secret) in env.iter().filter(|(k, _)| k.contains("KEY")) {
-        assert!(!text.contains(secret.as_str()), "a secret was printed:\n{text}");
+        assert!(
+            !text.contains(secret.as_str()),
+            "a secret was printed:\n{text}"
+        );
     }
 });
 
@@ -49,32 +80,61 @@ db_test!(check_names_the_likely_cause_of_each_problem, |db| {
     env.retain(|(k, _)| *k != "MINILVB_LIVE__API_KEY" && *k != "MINILVB_LIVE__BIZID");
     env.push(("MINILVB_COS__BUCKET", "Bad_Bucket".into()));
     env.push(("MINILVB_DATABASE__MIGRATE_ON_START", "false".into()));
-    let out = bin().envs(env.iter().map(|(k, v)| (*k, v))).arg("check").output().unwrap();
+    let out = bin()
+        .envs(env.iter().map(|(k, v)| (*k, v)))
+        .arg("check")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(!out.status.success(), "{text}");
-    assert!(text.contains("no recordings appear"), "wrong API key → no recordings:\n{text}");
-    assert!(text.contains("pushes are refused"), "wrong bizid → pushes refused:\n{text}");
-    assert!(text.contains("uploads fail"), "wrong bucket → uploads fail:\n{text}");
-    assert!(text.contains("run `minilvb migrate`"), "unmigrated database:\n{text}");
+    assert!(
+        text.contains("no recordings appear"),
+        "wrong API key → no recordings:\n{text}"
+    );
+    assert!(
+        text.contains("pushes are refused"),
+        "wrong bizid → pushes refused:\n{text}"
+    );
+    assert!(
+        text.contains("uploads fail"),
+        "wrong bucket → uploads fail:\n{text}"
+    );
+    assert!(
+        text.contains("run `minilvb migrate`"),
+        "unmigrated database:\n{text}"
+    );
 });
 
 #[test]
 fn check_reports_an_unreachable_database() {
     let out = bin()
-        .env("MINILVB_DATABASE__URL", "mysql://nobody:pw@127.0.0.1:1/nothing")
+        .env(
+            "MINILVB_DATABASE__URL",
+            "mysql://nobody:pw@127.0.0.1:1/nothing",
+        )
         .env("MINILVB_DATABASE__ACQUIRE_TIMEOUT_SECS", "1")
         .arg("check")
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(!out.status.success());
-    assert!(text.contains("cannot open the database") || text.contains("does not answer"), "{text}");
-    assert!(!text.contains(":pw@"), "the database password never prints:\n{text}");
+    assert!(
+        text.contains("cannot open the database") || text.contains("does not answer"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(":pw@"),
+        "the database password never prints:\n{text}"
+    );
 }
 
 #[test]
 fn bad_configuration_is_refused_with_a_clear_message() {
-    let out = bin().env("MINILVB_LIVE__NOPE", "1").arg("check").output().unwrap();
+    let out = bin()
+        .env("MINILVB_LIVE__NOPE", "1")
+        .arg("check")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
 }
@@ -86,14 +146,32 @@ db_test!(metrics_and_request_ids, |db| {
     for _ in 0..3 {
         app.ok(json!({"Action":"FetchList","flag":1})).await;
     }
-    app.err(json!({"Action":"ChangeStatus","userid":"nobody","status":0}), 601).await;
+    app.err(
+        json!({"Action":"ChangeStatus","userid":"nobody","status":0}),
+        601,
+    )
+    .await;
     app.raw("not json").await;
-    let r = app.client.post(format!("{}/callback/tencent", app.base)).body("{}").send().await.unwrap();
+    let r = app
+        .client
+        .post(format!("{}/callback/tencent", app.base))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     app.settle().await;
-    let r = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap();
+    let r = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     let m = r.text().await.unwrap();
     for needle in [
         "minilvb_requests_total{action=\"FetchList\",code=\"0\"} 3",
@@ -111,12 +189,29 @@ db_test!(metrics_and_request_ids, |db| {
         assert!(m.contains(needle), "missing {needle} in:\n{m}");
     }
     // Request ids: fresh ones, or the client's own when sane.
-    let r = app.client.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    let r = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
     let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
     assert!(!id.is_empty());
-    let r = app.client.get(format!("{}/healthz", app.base)).header("x-request-id", "abc-123").send().await.unwrap();
+    let r = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-request-id"], "abc-123");
-    let r = app.client.get(format!("{}/healthz", app.base)).header("x-request-id", "bad id with spaces").send().await.unwrap();
+    let r = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .header("x-request-id", "bad id with spaces")
+        .send()
+        .await
+        .unwrap();
     assert_ne!(r.headers()["x-request-id"], "bad id with spaces");
     app.stop().await;
 });
@@ -142,12 +237,18 @@ async fn json_logs_go_to_daily_files_with_request_ids() {
         .await
         .unwrap();
     drop(server);
-    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).collect();
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .collect();
     assert_eq!(files.len(), 1, "one daily file");
     let name = files[0].file_name().to_string_lossy().to_string();
     assert!(name.starts_with("minilvb.log."), "{name}");
     let text = std::fs::read_to_string(files[0].path()).unwrap();
-    let line = text.lines().find(|l| l.contains("request refused")).expect("the refusal was logged");
+    let line = text
+        .lines()
+        .find(|l| l.contains("request refused"))
+        .expect("the refusal was logged");
     let v: serde_json::Value = serde_json::from_str(line).expect("JSON lines");
     assert_eq!(v["span"]["id"], "trace-me-42", "{line}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -349,11 +349,16 @@ impl Store for SqlStore {
             Dialect::Mysql => MYSQL_MIGRATIONS.iter().map(|m| m.0).collect(),
         };
         // A database never migrated has no bookkeeping table: nothing applied.
-        let applied = match sqlx::query("SELECT version FROM _sqlx_migrations WHERE success = TRUE ORDER BY version")
-            .fetch_all(&self.pool)
-            .await
+        let applied = match sqlx::query(
+            "SELECT version FROM _sqlx_migrations WHERE success = TRUE ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await
         {
-            Ok(rows) => rows.iter().map(|r| r.try_get::<i64, _>("version")).collect::<Result<Vec<_>, _>>()?,
+            Ok(rows) => rows
+                .iter()
+                .map(|r| r.try_get::<i64, _>("version"))
+                .collect::<Result<Vec<_>, _>>()?,
             Err(sqlx::Error::Database(_)) => Vec::new(),
             Err(e) => return Err(e.into()),
         };
