@@ -5,6 +5,12 @@ use minilvb::{Application, Config};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc: actors, HTTP workers and the supervisor allocate on different threads, and
+/// glibc's per-thread arenas keep what one thread frees away from the others; under a
+/// million members mimalloc holds markedly less resident memory for the same data.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "minilvb",

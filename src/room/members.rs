@@ -7,34 +7,51 @@ use crate::protocol::types::MemberInfo;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
 
+/// One member in one allocation: `[userid len: u16][nickname len: u16][userid][nickname][headpic]`.
+/// 24 bytes in the slot vector plus one heap block (an 8-character CJK nickname, a 12-byte
+/// id and an 80-byte avatar fit a 128-byte size class).
 struct Entry {
-    /// userid, nickname and headpic, back to back.
-    data: Box<str>,
-    /// Lengths of the userid and the nickname within `data`.
-    lens: (u16, u16),
+    data: Box<[u8]>,
     seq: i64,
 }
 
 impl Entry {
     fn new(userid: &str, nickname: &str, headpic: &str, seq: i64) -> Entry {
-        let mut s = String::with_capacity(userid.len() + nickname.len() + headpic.len());
-        s.push_str(userid);
-        s.push_str(nickname);
-        s.push_str(headpic);
+        let mut v = Vec::with_capacity(4 + userid.len() + nickname.len() + headpic.len());
+        v.extend_from_slice(&(userid.len() as u16).to_le_bytes());
+        v.extend_from_slice(&(nickname.len() as u16).to_le_bytes());
+        v.extend_from_slice(userid.as_bytes());
+        v.extend_from_slice(nickname.as_bytes());
+        v.extend_from_slice(headpic.as_bytes());
         Entry {
-            data: s.into_boxed_str(),
-            lens: (userid.len() as u16, nickname.len() as u16),
+            data: v.into_boxed_slice(),
             seq,
         }
     }
+    fn lens(&self) -> (usize, usize) {
+        (
+            u16::from_le_bytes([self.data[0], self.data[1]]) as usize,
+            u16::from_le_bytes([self.data[2], self.data[3]]) as usize,
+        )
+    }
+    fn userid_bytes(&self) -> &[u8] {
+        let (a, _) = self.lens();
+        &self.data[4..4 + a]
+    }
+    /// The fields were whole `&str`s when stored, so they are valid UTF-8.
+    fn text(bytes: &[u8]) -> &str {
+        std::str::from_utf8(bytes).unwrap_or("")
+    }
     fn userid(&self) -> &str {
-        &self.data[..self.lens.0 as usize]
+        Self::text(self.userid_bytes())
     }
     fn nickname(&self) -> &str {
-        &self.data[self.lens.0 as usize..(self.lens.0 + self.lens.1) as usize]
+        let (a, b) = self.lens();
+        Self::text(&self.data[4 + a..4 + a + b])
     }
     fn headpic(&self) -> &str {
-        &self.data[(self.lens.0 + self.lens.1) as usize..]
+        let (a, b) = self.lens();
+        Self::text(&self.data[4 + a + b..])
     }
     fn member(&self) -> Member {
         Member {
@@ -103,7 +120,7 @@ impl Members {
             .find(h, |&i| {
                 slots[i as usize]
                     .as_ref()
-                    .is_some_and(|e| e.userid() == userid)
+                    .is_some_and(|e| e.userid_bytes() == userid.as_bytes())
             })
             .copied()
     }
@@ -115,7 +132,12 @@ impl Members {
         self.live += 1;
         let (slots, hasher) = (&self.slots, &self.hasher);
         self.table.insert_unique(h, idx, |&i| {
-            hasher.hash_one(slots[i as usize].as_ref().map(Entry::userid).unwrap_or(""))
+            hasher.hash_one(
+                slots[i as usize]
+                    .as_ref()
+                    .map(Entry::userid)
+                    .unwrap_or_default(),
+            )
         });
     }
 
@@ -156,7 +178,7 @@ impl Members {
         let Ok(found) = self.table.find_entry(h, |&i| {
             slots[i as usize]
                 .as_ref()
-                .is_some_and(|e| e.userid() == userid)
+                .is_some_and(|e| e.userid_bytes() == userid.as_bytes())
         }) else {
             return false;
         };
