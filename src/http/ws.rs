@@ -136,7 +136,7 @@ impl Conn {
                 frame = rx.recv() => match frame {
                     Some(f) => {
                         let closing = f.starts_with(r#"{"event":"closed""#);
-                        if !self.send(f.to_string(), timeout).await {
+                        if !self.send(f, timeout).await {
                             break Some(reason(CloseCode::Policy, "too slow: could not deliver events"));
                         }
                         if closing {
@@ -178,7 +178,7 @@ impl Conn {
         }
     }
 
-    async fn send(&mut self, text: String, timeout: Duration) -> bool {
+    async fn send(&mut self, text: impl Into<bytestring::ByteString>, timeout: Duration) -> bool {
         matches!(
             tokio::time::timeout(timeout, self.session.text(text)).await,
             Ok(Ok(()))

@@ -1,22 +1,18 @@
 //! A room's realtime subscribers and the coalescing of what they are sent. Every event is
-//! serialized once and shared (`Arc<str>`) by all subscribers; each subscriber has a bounded
+//! serialized once and shared (a refcounted `ByteString`, handed to the socket as is) by
+//! all subscribers; each subscriber has a bounded
 //! queue, and one that is full is dropped rather than buffered without bound.
 
 use crate::protocol::types::MemberInfo;
 use serde_json::json;
-use std::sync::Arc;
+use std::collections::HashMap;
 use tokio::sync::mpsc;
 
-pub type Frame = Arc<str>;
+pub type Frame = bytestring::ByteString;
 
 /// Most member changes reported in one batch; beyond it the batch says `truncated` and
 /// clients rely on the counts (a burst of thousands of entries is not a list to render).
 const MAX_BATCH: usize = 200;
-
-struct Subscriber {
-    id: u64,
-    tx: mpsc::Sender<Frame>,
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Op {
@@ -26,7 +22,8 @@ enum Op {
 
 #[derive(Default)]
 pub struct Fanout {
-    subs: Vec<Subscriber>,
+    /// By connection id: leaving is O(1) even when thousands leave at once.
+    subs: HashMap<u64, mpsc::Sender<Frame>>,
     ops: Vec<(Op, MemberInfo)>,
     truncated: bool,
     count_dirty: bool,
@@ -54,25 +51,25 @@ impl Fanout {
     pub fn subscribe(&mut self, id: u64, tx: mpsc::Sender<Frame>, snapshot: Frame) {
         // The queue is new and empty: the snapshot always fits.
         if tx.try_send(snapshot).is_ok() {
-            self.subs.push(Subscriber { id, tx });
+            self.subs.insert(id, tx);
         }
     }
 
     pub fn unsubscribe(&mut self, id: u64) {
-        self.subs.retain(|s| s.id != id);
+        self.subs.remove(&id);
     }
 
     /// Sends one frame to every subscriber; returns those dropped.
     pub fn send(&mut self, frame: &Frame) -> Vec<Dropped> {
         let mut dropped = Vec::new();
-        self.subs.retain(|s| match s.tx.try_send(frame.clone()) {
+        self.subs.retain(|id, tx| match tx.try_send(frame.clone()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                dropped.push(Dropped::Slow(s.id));
+                dropped.push(Dropped::Slow(*id));
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                dropped.push(Dropped::Gone(s.id));
+                dropped.push(Dropped::Gone(*id));
                 false
             }
         });

@@ -258,7 +258,7 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let id = format!("u{}", x % 300);
-            if x % 3 == 0 {
+            if x.is_multiple_of(3) {
                 assert_eq!(m.quit(&id), model.contains(&id));
                 model.retain(|u| *u != id);
             } else {

@@ -133,15 +133,27 @@ impl Room {
             ctx.run_later(self.env.index_tick, |act, _| act.flush());
         }
         if self.fanout.pending() && !self.fanout.scheduled {
-            self.fanout.scheduled = true;
-            ctx.run_later(self.env.ws_coalesce, |act, _| act.flush_realtime());
+            // Leading edge: the first change after a quiet spell goes out at once; later
+            // ones wait for the end of the window that this opens.
+            self.flush_realtime();
+            self.open_window(ctx);
         }
         self.maybe_idle(ctx);
     }
 
+    fn open_window(&mut self, ctx: &mut Context<Self>) {
+        self.fanout.scheduled = true;
+        ctx.run_later(self.env.ws_coalesce, |act, ctx| {
+            act.fanout.scheduled = false;
+            if act.fanout.pending() {
+                act.flush_realtime();
+                act.open_window(ctx);
+            }
+        });
+    }
+
     /// Sends the window's coalesced events: member batches, then the latest counts.
     fn flush_realtime(&mut self) {
-        self.fanout.scheduled = false;
         let viewers = self.viewercount();
         for frame in self.fanout.take_events(viewers, self.counters.likes) {
             self.send_frame(&frame);
