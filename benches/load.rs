@@ -15,6 +15,7 @@
 //!   --json FILE  --svg FILE  write the results
 //!   --no-fail              report misses without failing
 //! MariaDB is included in the persistence comparison when MINILVB_TEST_MYSQL_URL is set.
+//! MINILVB_BENCH_BIN runs another server binary (e.g. an older build, for before/after).
 
 use serde_json::{json, Value};
 use std::io::Write as _;
@@ -152,7 +153,8 @@ impl Server {
         std::fs::create_dir_all(&dir).unwrap();
         let (url, mysql) = Server::url(db, &dir);
         let env = Server::env(&url, db);
-        let st = Command::new(env!("CARGO_BIN_EXE_minilvb"))
+        let st = Command::new(server_bin())
+            .env_remove("MINILVB_BENCH_BIN")
             .envs(env.clone())
             .arg("migrate")
             .stdout(Stdio::null())
@@ -161,7 +163,8 @@ impl Server {
         assert!(st.success(), "migrate");
         seed(&url).await;
         let log = dir.join("server.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_minilvb"))
+        let child = Command::new(server_bin())
+            .env_remove("MINILVB_BENCH_BIN")
             .envs(env)
             .env("MINILVB_BIND", "127.0.0.1:0")
             .env("MINILVB_LOG_FORMAT", "json")
@@ -209,6 +212,10 @@ impl Drop for Server {
             mysql_admin(admin, &format!("DROP DATABASE IF EXISTS {name}"));
         }
     }
+}
+
+fn server_bin() -> String {
+    std::env::var("MINILVB_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_minilvb").to_string())
 }
 
 fn mysql_admin(admin: &str, sql: &str) {

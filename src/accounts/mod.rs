@@ -48,7 +48,16 @@ pub struct Accounts {
     register_throttle: Throttle<IpAddr>,
     login_throttle: Throttle<String>,
     next_purge: AtomicI64,
+    /// Recently verified access tokens (by hash): userid, expiry and when it was checked.
+    /// Saves a database read on every protected request; bounded, and emptied whenever a
+    /// family is revoked so a revoked token stops working at once in this process.
+    verified: dashmap::DashMap<String, (String, i64, i64)>,
 }
+
+/// How long a verified token is trusted without asking the database again.
+const VERIFIED_TTL: i64 = 30;
+/// Most verified tokens remembered.
+const VERIFIED_CAPACITY: usize = 100_000;
 
 /// The answer of Login and Refresh.
 #[derive(Serialize)]
@@ -92,6 +101,7 @@ impl Accounts {
                 a.throttle_capacity,
             ),
             next_purge: AtomicI64::new(0),
+            verified: dashmap::DashMap::new(),
         })
     }
 
@@ -105,6 +115,13 @@ impl Accounts {
             return Ok(None);
         }
         let hash = tokens::hash(token);
+        let now = now_unix();
+        if let Some(hit) = self.verified.get(&hash) {
+            let (userid, expires_at, checked_at) = hit.value();
+            if *expires_at > now && now - *checked_at < VERIFIED_TTL {
+                return Ok(Some(userid.clone()));
+            }
+        }
         let Some(rec) = self.store.find_token(&hash).await? else {
             return Ok(None);
         };
@@ -113,7 +130,17 @@ impl Accounts {
         let valid = ct_eq(rec.hash.as_bytes(), hash.as_bytes())
             && rec.kind == TokenKind::Access
             && rec.state == TokenState::Active
-            && rec.expires_at > now_unix();
+            && rec.expires_at > now;
+        if valid {
+            if self.verified.len() >= VERIFIED_CAPACITY {
+                self.verified
+                    .retain(|_, (_, exp, checked)| *exp > now && now - *checked < VERIFIED_TTL);
+            }
+            if self.verified.len() < VERIFIED_CAPACITY {
+                self.verified
+                    .insert(hash, (rec.userid.clone(), rec.expires_at, now));
+            }
+        }
         Ok(valid.then_some(rec.userid))
     }
 
@@ -239,6 +266,8 @@ impl Accounts {
     }
 
     async fn reused(&self, userid: &str, family: &str) -> ApiError {
+        // Revocation is rare: forget every verified token rather than track families here.
+        self.verified.clear();
         match self.store.revoke_family(family).await {
             Ok(n) => tracing::warn!(
                 userid = %userid,
