@@ -137,6 +137,12 @@ impl Server {
             ("MINILVB_AUTH__MODE".into(), "off".into()),
             ("MINILVB_LIMITS__MAX_ROOMS".into(), "1000000".into()),
         ];
+        // Extra server settings for experiments, e.g. MINILVB_BENCH_ENV="SERVER__ROOM_THREADS=1".
+        if let Ok(extra) = std::env::var("MINILVB_BENCH_ENV") {
+            for kv in extra.split(',').filter_map(|kv| kv.split_once('=')) {
+                env.push((format!("MINILVB_{}", kv.0.trim()), kv.1.trim().to_string()));
+            }
+        }
         if db == Db::Off {
             env.push(("MINILVB_DATABASE__PERSIST_SNAPSHOTS".into(), "false".into()));
         }
@@ -155,6 +161,7 @@ impl Server {
         let env = Server::env(&url, db);
         let st = Command::new(server_bin())
             .env_remove("MINILVB_BENCH_BIN")
+            .env_remove("MINILVB_BENCH_ENV")
             .envs(env.clone())
             .arg("migrate")
             .stdout(Stdio::null())
@@ -165,6 +172,7 @@ impl Server {
         let log = dir.join("server.log");
         let child = Command::new(server_bin())
             .env_remove("MINILVB_BENCH_BIN")
+            .env_remove("MINILVB_BENCH_ENV")
             .envs(env)
             .env("MINILVB_BIND", "127.0.0.1:0")
             .env("MINILVB_LOG_FORMAT", "json")

@@ -94,7 +94,12 @@ impl Application {
         } else {
             config.server.workers
         };
-        let arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
+        let room_threads = if config.server.room_threads == 0 {
+            workers
+        } else {
+            config.server.room_threads
+        };
+        let arbiters: Vec<Arbiter> = (0..room_threads).map(|_| Arbiter::new()).collect();
         let env = Arc::new(RoomEnv {
             store: store.clone(),
             supervisor: supervisor.clone(),

@@ -127,6 +127,8 @@ pub struct ServerConfig {
     pub bind: String,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
+    /// Threads the room actors run on; 0 means as many as HTTP workers.
+    pub room_threads: usize,
     /// Seconds to wait for in-flight requests on shutdown.
     pub shutdown_timeout_secs: u64,
     /// An idle room (offline, no members, no subscribers) frees its memory after this many
@@ -313,6 +315,7 @@ impl Default for ServerConfig {
         ServerConfig {
             bind: "127.0.0.1:8080".into(),
             workers: 0,
+            room_threads: 0,
             shutdown_timeout_secs: 10,
             room_idle_secs: 60,
         }

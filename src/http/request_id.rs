@@ -37,7 +37,8 @@ pub async fn request_id(
         .get(&HEADER)
         .and_then(sane)
         .unwrap_or_else(fresh);
-    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.path());
+    // One field: the fmt layer formats span fields when the span opens, on every request.
+    let span = tracing::info_span!("request", id = %id);
     let mut res = next.call(req).instrument(span).await?;
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(HEADER, v);
