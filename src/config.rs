@@ -1,7 +1,7 @@
 //! Configuration: defaults, then an optional TOML file, then `MINILVB_*` environment
 //! variables (nested keys joined by `__`, e.g. `MINILVB_LIVE__PUSH_KEY`).
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::path::Path;
 
@@ -31,13 +31,20 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Serializes redacted: a dumped configuration never carries a secret.
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "<redacted>" })
+    }
+}
+
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d).map(Secret)
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -54,7 +61,7 @@ pub struct Config {
 }
 
 /// The operators' dashboard (`GET /dashboard`, `GET /ws/dashboard`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
     /// Token an operator passes as `?token=` or `Authorization: Bearer` when
@@ -81,7 +88,7 @@ impl Default for AdminConfig {
 }
 
 /// The realtime room channel (`GET /ws/room/{liveuserid}`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WsConfig {
     /// A subscriber gets at most one `count` (and one batch of member events) per window.
@@ -120,7 +127,7 @@ impl Default for WsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address to listen on.
@@ -136,7 +143,7 @@ pub struct ServerConfig {
     pub room_idle_secs: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite://minilvb.db?mode=rwc` (default) or `mysql://user:pass@host:3306/db`.
@@ -155,7 +162,7 @@ pub struct DatabaseConfig {
     pub persist_snapshots: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LiveConfig {
     pub bizid: String,
@@ -176,7 +183,7 @@ pub struct LiveConfig {
     pub stale_after_secs: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CosConfig {
     pub appid: String,
@@ -187,7 +194,7 @@ pub struct CosConfig {
     pub validity_secs: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImConfig {
     pub sdkappid: u64,
@@ -195,7 +202,7 @@ pub struct ImConfig {
     pub expire_secs: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ListOrder {
     /// viewercount desc, then start time desc, then userid.
@@ -204,7 +211,7 @@ pub enum ListOrder {
     Newest,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ListConfig {
     pub order: ListOrder,
@@ -214,7 +221,7 @@ pub struct ListConfig {
     pub recording_days: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     pub max_body_bytes: usize,
@@ -228,7 +235,7 @@ pub struct LimitsConfig {
     pub max_rooms: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMode {
     Required,
@@ -236,7 +243,7 @@ pub enum AuthMode {
 }
 
 /// Accounts and access control (`[auth]`). Durations are seconds.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// `required` (default): actions on behalf of a user need that user's token.
@@ -300,7 +307,7 @@ impl AuthConfig {
 }
 
 /// Self-hosted media servers (nginx-rtmp, SRS).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MediaConfig {
     /// Base URL under which the media server's recordings directory is served; a recorded
@@ -664,6 +671,28 @@ mod tests {
             !s.contains("topsecretvalue") && !s.contains("hunter2"),
             "{s}"
         );
+    }
+
+    /// Every key has a line in minilvb.example.toml, and the example parses as it is.
+    #[test]
+    fn the_example_documents_every_key() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/minilvb.example.toml"))
+                .unwrap();
+        let example: toml::Table = text.parse().unwrap();
+        let _: Config = toml::Value::Table(example.clone())
+            .try_into()
+            .expect("the example is a valid config");
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        for (section, keys) in defaults {
+            let documented = example.get(&section).and_then(|v| v.as_table());
+            for key in keys.as_table().unwrap().keys() {
+                assert!(
+                    documented.is_some_and(|t| t.contains_key(key)),
+                    "{section}.{key} is not in minilvb.example.toml"
+                );
+            }
+        }
     }
 
     #[test]
