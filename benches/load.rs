@@ -713,7 +713,7 @@ fn wrk_crosscheck(port: u16, connections: usize, duration: Duration) -> Option<(
         "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{\"Action\":\"ChangeCount\",\"userid\":\"r0\",\"type\":1,\"optype\":0,\"flag\":0}'\n",
     )
     .ok()?;
-    let run = |extra: &[&str]| -> Option<f64> {
+    let run = |path: &str, extra: &[&str]| -> Option<f64> {
         let out = Command::new("wrk")
             .args([
                 "-t1",
@@ -721,7 +721,7 @@ fn wrk_crosscheck(port: u16, connections: usize, duration: Duration) -> Option<(
                 &format!("-d{}s", duration.as_secs().max(1)),
             ])
             .args(extra)
-            .arg(format!("http://127.0.0.1:{port}/"))
+            .arg(format!("http://127.0.0.1:{port}{path}"))
             .output()
             .ok()?;
         let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -732,25 +732,8 @@ fn wrk_crosscheck(port: u16, connections: usize, duration: Duration) -> Option<(
             .parse()
             .ok()
     };
-    let health = {
-        let out = Command::new("wrk")
-            .args([
-                "-t1",
-                &format!("-c{connections}"),
-                &format!("-d{}s", duration.as_secs().max(1)),
-            ])
-            .arg(format!("http://127.0.0.1:{port}/healthz"))
-            .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        text.lines()
-            .find(|l| l.starts_with("Requests/sec:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?
-    };
-    let like = run(&["-s", script.to_str()?])?;
+    let health = run("/healthz", &[])?;
+    let like = run("/", &["-s", script.to_str()?])?;
     let _ = std::fs::remove_file(script);
     Some((health, like))
 }
