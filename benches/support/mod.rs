@@ -1,0 +1,214 @@
+//! Shared by the benches: a Config over a fresh database (SQLite in a temp dir, or a fresh
+//! MariaDB database when MINILVB_TEST_MYSQL_URL is set), live rooms started through the
+//! room actors, and fabricated room records.
+#![allow(dead_code)]
+
+use minilvb::config::{AuthMode, Secret};
+use minilvb::model::{Counters, RoomInfo, RoomKey, RoomRecord};
+use minilvb::protocol::types::UserInfo;
+use minilvb::room::{NewBroadcast, SetStatus};
+use minilvb::{AppState, Config};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Mysql,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Mysql => "mariadb",
+        }
+    }
+}
+
+/// A database that exists for one run only; `drop_db` removes it.
+pub struct BenchDb {
+    pub backend: Backend,
+    pub url: String,
+    name: String,
+    admin_url: Option<String>,
+    dir: Option<PathBuf>,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn unique() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos % 1_000_000_000
+    )
+}
+
+impl BenchDb {
+    /// `None` for MariaDB when MINILVB_TEST_MYSQL_URL is not set.
+    pub async fn new(backend: Backend) -> Option<BenchDb> {
+        let name = format!("minilvb_b_{}", unique());
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(&name);
+                std::fs::create_dir_all(&dir).unwrap();
+                let url = format!("sqlite://{}/bench.db?mode=rwc", dir.display());
+                Some(BenchDb {
+                    backend,
+                    url,
+                    name,
+                    admin_url: None,
+                    dir: Some(dir),
+                })
+            }
+            Backend::Mysql => {
+                let admin = std::env::var("MINILVB_TEST_MYSQL_URL").ok()?;
+                let admin = admin.trim_end_matches('/').to_string();
+                sqlx::any::install_default_drivers();
+                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+                    .await
+                    .expect("connect to MINILVB_TEST_MYSQL_URL");
+                sqlx::query(&format!(
+                    "CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+                ))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+                let url = format!("{admin}/{name}");
+                Some(BenchDb {
+                    backend,
+                    url,
+                    name,
+                    admin_url: Some(admin),
+                    dir: None,
+                })
+            }
+        }
+    }
+
+    pub async fn drop_db(&self) {
+        if let Some(admin) = &self.admin_url {
+            if let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(admin).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {}", self.name))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A serving configuration over `db`: loopback on an ephemeral port, 2 workers, default
+/// snapshot interval (1 s) and index tick (50 ms), auth off.
+pub fn bench_config(db: &BenchDb) -> Config {
+    let mut c = Config::default();
+    c.server.bind = "127.0.0.1:0".into();
+    c.server.workers = 2;
+    c.server.shutdown_timeout_secs = 5;
+    c.database.url = Secret::new(db.url.clone());
+    c.live.bizid = "2519".into();
+    c.live.push_key = Secret::new("e12c46f2612d5106e2034781ab261ca3");
+    c.live.api_key = Secret::new("bench-api-key-0123456789");
+    c.im.sdkappid = 1400000000;
+    c.im.secret_key =
+        Secret::new("5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e");
+    c.auth.mode = AuthMode::Off;
+    c
+}
+
+/// What RequestLVBAddr would store for `vj`.
+pub fn room_info(vj: &str, timestamp: i64) -> RoomInfo {
+    let stream = format!("2519_{vj}");
+    RoomInfo {
+        groupid: format!("g_{vj}"),
+        title: format!("title of {vj}"),
+        userinfo: UserInfo {
+            nickname: format!("nick {vj}"),
+            headpic: format!("http://img.example.com/{vj}.png"),
+            frontcover: String::new(),
+            location: "Shenzhen".into(),
+        },
+        playurl: format!("http://2519.liveplay.myqcloud.com/live/{stream}.flv"),
+        hls_play_url: format!("http://2519.liveplay.myqcloud.com/live/{stream}.m3u8"),
+        stream,
+        timestamp,
+        snapshot_url: String::new(),
+    }
+}
+
+/// Starts a broadcast for `vj` and sets it online, through the room actor (what
+/// RequestLVBAddr then ChangeStatus do). Returns the room.
+pub async fn go_live(state: &AppState, vj: &str) -> actix::Addr<minilvb::room::Room> {
+    let room = state.registry.live_or_new(vj).await.expect("room");
+    room.send(NewBroadcast {
+        info: room_info(vj, minilvb::model::now_unix()),
+    })
+    .await
+    .expect("mailbox")
+    .expect("new broadcast");
+    room.send(SetStatus { online: true })
+        .await
+        .expect("mailbox")
+        .expect("online");
+    room
+}
+
+/// xorshift64*: deterministic fabricated data without a dependency.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// `n` online live rooms with varied, heavy-tailed viewer counts (most rooms have a few
+/// viewers, a few have tens of thousands) and start times spread over the last day.
+pub fn fabricated_live_rooms(n: usize) -> Vec<RoomRecord> {
+    let mut rng = Rng::new(0x5EED_0000 + n as u64);
+    let now = minilvb::model::now_unix();
+    (0..n)
+        .map(|i| {
+            let vj = format!("vj{i:07}");
+            // 2^(0..16) scaled by a uniform factor: a long tail, many ties at the bottom.
+            let viewers = (rng.next() % 64) << (rng.next() % 11);
+            let started = now - (rng.next() % 86_400) as i64;
+            RoomRecord {
+                key: RoomKey::Live(vj.clone()),
+                info: room_info(&vj, started),
+                counters: Counters {
+                    epoch: 1,
+                    online: true,
+                    likes: rng.next() % 100_000,
+                    views: viewers * 3,
+                    seen_at: now,
+                },
+                members: Vec::new(),
+                member_count: viewers,
+            }
+        })
+        .collect()
+}
+
+/// `/proc/loadavg`, to tell in the output whether other work shared the machine.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
