@@ -84,28 +84,30 @@ impl Fanout {
         self.count_dirty = false;
     }
 
-    pub fn note_enter(&mut self, m: MemberInfo) {
-        self.note(Op::Enter, m);
+    /// A member entered. Nothing is copied unless someone is subscribed.
+    pub fn note_enter(&mut self, userid: &str, nickname: &str, headpic: &str) {
+        self.note(Op::Enter, || MemberInfo {
+            userid: userid.into(),
+            nickname: nickname.into(),
+            headpic: headpic.into(),
+        });
     }
 
     pub fn note_quit(&mut self, userid: &str) {
-        self.note(
-            Op::Quit,
-            MemberInfo {
-                userid: userid.into(),
-                nickname: String::new(),
-                headpic: String::new(),
-            },
-        );
+        self.note(Op::Quit, || MemberInfo {
+            userid: userid.into(),
+            nickname: String::new(),
+            headpic: String::new(),
+        });
     }
 
-    fn note(&mut self, op: Op, m: MemberInfo) {
+    fn note(&mut self, op: Op, m: impl FnOnce() -> MemberInfo) {
         self.count_dirty = true;
         if self.subs.is_empty() {
             return;
         }
         if self.ops.len() < MAX_BATCH {
-            self.ops.push((op, m));
+            self.ops.push((op, m()));
         } else {
             self.truncated = true;
         }
@@ -180,21 +182,14 @@ pub fn closed_frame(reason: &str) -> Frame {
 mod tests {
     use super::*;
 
-    fn member(id: &str) -> MemberInfo {
-        MemberInfo {
-            userid: id.into(),
-            nickname: "n".into(),
-            headpic: "".into(),
-        }
-    }
 
     #[tokio::test]
     async fn batches_keep_order_and_a_full_queue_drops_the_subscriber() {
         let mut f = Fanout::default();
         let (tx, mut rx) = mpsc::channel(2);
         f.subscribe(1, tx, "snap".into());
-        f.note_enter(member("a"));
-        f.note_enter(member("b"));
+        f.note_enter("a", "n", "");
+        f.note_enter("b", "n", "");
         f.note_quit("a");
         f.note_count();
         let ev = f.take_events(1, 5);

@@ -303,11 +303,7 @@ impl Handler<Enter> for Room {
         match self.members.enter(&msg.userid, &msg.nickname, &msg.headpic) {
             Some(m) => {
                 self.add_members(1);
-                self.fanout.note_enter(MemberInfo {
-                    userid: m.userid.clone(),
-                    nickname: m.nickname.clone(),
-                    headpic: m.headpic.clone(),
-                });
+                self.fanout.note_enter(&m.userid, &m.nickname, &m.headpic);
                 // Views count entries of distinct viewers over the broadcast (a live room's
                 // figure passes to its recording); a live room shows its current members.
                 self.counters.views += 1;

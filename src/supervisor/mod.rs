@@ -42,9 +42,10 @@ struct Pending {
 
 impl Pending {
     fn from_item(mut item: SnapshotItem) -> Self {
-        let mut members = HashMap::new();
-        for m in item.upserts.drain(..) {
-            members.insert(m.userid.clone(), Some(m));
+        let mut members = HashMap::with_capacity(item.upserts.len() + item.deletes.len());
+        // The userid moves into the key (and back in `into_item`): no copy per member.
+        for mut m in item.upserts.drain(..) {
+            members.insert(std::mem::take(&mut m.userid), Some(m));
         }
         for d in item.deletes.drain(..) {
             members.insert(d, None);
@@ -68,7 +69,10 @@ impl Pending {
     fn into_item(mut self) -> SnapshotItem {
         for (id, m) in self.members {
             match m {
-                Some(m) => self.item.upserts.push(m),
+                Some(mut m) => {
+                    m.userid = id;
+                    self.item.upserts.push(m);
+                }
                 None => self.item.deletes.push(id),
             }
         }
@@ -91,7 +95,8 @@ pub struct Supervisor {
     list: SharedList,
     pending: HashMap<RoomKey, Pending>,
     /// The batch being written now: still the newest state of its rooms until it commits.
-    inflight: HashMap<RoomKey, SnapshotItem>,
+    inflight: Arc<Vec<SnapshotItem>>,
+    inflight_index: HashMap<RoomKey, usize>,
     writing: bool,
     writing_since: Option<Instant>,
     failures: u32,
@@ -112,7 +117,8 @@ impl Supervisor {
             health,
             list,
             pending: HashMap::new(),
-            inflight: HashMap::new(),
+            inflight: Arc::new(Vec::new()),
+            inflight_index: HashMap::new(),
             writing: false,
             writing_since: None,
             failures: 0,
@@ -174,7 +180,14 @@ impl Supervisor {
             .map(|i| 1 + i.upserts.len() + i.deletes.len())
             .sum::<usize>();
         self.writing = true;
-        self.inflight = items.iter().map(|i| (i.key.clone(), i.clone())).collect();
+        // Shared with the write, not copied: PendingFor reads it while it is in flight.
+        let items = Arc::new(items);
+        self.inflight_index = items
+            .iter()
+            .enumerate()
+            .map(|(n, i)| (i.key.clone(), n))
+            .collect();
+        self.inflight = items.clone();
         let store = self.store.clone();
         let started = Instant::now();
         self.writing_since = Some(started);
@@ -186,7 +199,10 @@ impl Supervisor {
             .into_actor(self)
             .map(move |(r, items), act, ctx| {
                 act.writing = false;
-                act.inflight.clear();
+                act.inflight = Arc::new(Vec::new());
+                act.inflight_index.clear();
+                // The only holder now: taking the items back copies nothing.
+                let items = Arc::try_unwrap(items).unwrap_or_else(|shared| (*shared).clone());
                 match r {
                     Ok(()) => {
                         act.failures = 0;
@@ -304,7 +320,12 @@ pub struct PendingFor {
 impl Handler<PendingFor> for Supervisor {
     type Result = Option<SnapshotItem>;
     fn handle(&mut self, msg: PendingFor, _: &mut Context<Self>) -> Self::Result {
-        let mut merged = self.inflight.get(&msg.key).cloned().map(Pending::from_item);
+        let mut merged = self
+            .inflight_index
+            .get(&msg.key)
+            .and_then(|&n| self.inflight.get(n))
+            .cloned()
+            .map(Pending::from_item);
         if let Some(newer) = self.pending.get(&msg.key).cloned() {
             match merged.as_mut() {
                 Some(m) => m.merge_newer(newer),
