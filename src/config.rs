@@ -559,7 +559,7 @@ impl Config {
             w.push("cos.appid/bucket/secret_key are not all set: GetCOSSign is refused".into());
         }
         if self.im.sdkappid == 0 || self.im.secret_key.is_empty() {
-            w.push("im.sdkappid/secret_key are not set: Login answers no IM UserSig".into());
+            w.push("im.sdkappid/secret_key are not set: Login answers an empty IM UserSig".into());
         }
         if self.auth.mode == AuthMode::Off {
             w.push(

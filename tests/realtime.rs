@@ -374,3 +374,40 @@ async fn a_thousand_sockets_on_one_room_all_receive_the_final_count() {
     app.stop().await;
     db.drop_db().await;
 }
+
+db_test!(an_idle_room_stops_and_comes_back_with_its_state, |db| {
+    let mut cfg = rt_config(db);
+    cfg.server.room_idle_secs = 1;
+    let app = spawn_app(cfg).await;
+    app.go_live("idle").await;
+    app.enter("v1", "idle").await;
+    for _ in 0..3 {
+        app.ok(json!({"Action":"ChangeCount","userid":"idle","type":1,"optype":0}))
+            .await;
+    }
+    app.ok(
+        json!({"Action":"QuitGroup","userid":"v1","liveuserid":"idle","groupid":"g_idle","flag":0}),
+    )
+    .await;
+    app.ok(json!({"Action":"ChangeStatus","userid":"idle","status":1}))
+        .await;
+    // Offline, no members, no subscribers: the actor stops after the grace period.
+    let t = Instant::now();
+    while app.state.registry.len() != 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the idle room never stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Reactivated on the next request, with what it had (from the store or the
+    // supervisor's not-yet-written changes).
+    let info = app.info("idle").await;
+    assert_eq!(info["likecount"], 3);
+    assert_eq!(info["viewercount"], 0);
+    assert_eq!(app.state.registry.len(), 1);
+    app.ok(json!({"Action":"ChangeStatus","userid":"idle","status":0}))
+        .await;
+    assert_eq!(app.info("idle").await["status"], "1");
+    app.stop().await;
+});

@@ -32,7 +32,7 @@ impl Page {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Request {
     RequestLvbAddr {
         userid: String,
@@ -94,6 +94,98 @@ pub enum Request {
 const MAX_SECRET_LEN: usize = 256;
 /// Page numbers beyond this cannot reach any item and would only overflow arithmetic.
 const MAX_PAGENO: i64 = 10_000_000;
+
+/// Passwords and refresh tokens never print, not even in a debug log of a request.
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Request::Register { userid, .. } | Request::Login { userid, .. } => {
+                write!(
+                    f,
+                    "{} {{ userid: {userid:?}, password: <redacted> }}",
+                    self.action()
+                )
+            }
+            Request::Refresh { userid, .. } => {
+                write!(
+                    f,
+                    "Refresh {{ userid: {userid:?}, refresh_token: <redacted> }}"
+                )
+            }
+            Request::RequestLvbAddr {
+                userid,
+                groupid,
+                title,
+                userinfo,
+            } => f
+                .debug_struct("RequestLVBAddr")
+                .field("userid", userid)
+                .field("groupid", groupid)
+                .field("title", title)
+                .field("userinfo", userinfo)
+                .finish(),
+            Request::ChangeStatus { userid, online } => f
+                .debug_struct("ChangeStatus")
+                .field("userid", userid)
+                .field("online", online)
+                .finish(),
+            Request::ChangeCount {
+                userid,
+                likes,
+                increase,
+                recording,
+            } => f
+                .debug_struct("ChangeCount")
+                .field("userid", userid)
+                .field("likes", likes)
+                .field("increase", increase)
+                .field("recording", recording)
+                .finish(),
+            Request::FetchList { flag, page } => f
+                .debug_struct("FetchList")
+                .field("flag", flag)
+                .field("page", page)
+                .finish(),
+            Request::GetCosSign => f.write_str("GetCOSSign"),
+            Request::EnterGroup {
+                userid,
+                liveuserid,
+                target,
+                ..
+            } => f
+                .debug_struct("EnterGroup")
+                .field("userid", userid)
+                .field("liveuserid", liveuserid)
+                .field("target", target)
+                .finish_non_exhaustive(),
+            Request::QuitGroup {
+                userid,
+                liveuserid,
+                target,
+            } => f
+                .debug_struct("QuitGroup")
+                .field("userid", userid)
+                .field("liveuserid", liveuserid)
+                .field("target", target)
+                .finish(),
+            Request::FetchGroupMemberList {
+                liveuserid,
+                groupid,
+                page,
+            } => f
+                .debug_struct("FetchGroupMemberList")
+                .field("liveuserid", liveuserid)
+                .field("groupid", groupid)
+                .field("page", page)
+                .finish(),
+            Request::GetUserInfo { userid, recording } => f
+                .debug_struct("GetUserInfo")
+                .field("userid", userid)
+                .field("recording", recording)
+                .finish(),
+        }
+    }
+}
 
 impl Request {
     /// The Action name, for logs and metrics.
@@ -305,6 +397,20 @@ mod tests {
         assert_eq!(e.msg, "body must be a JSON object");
         let e = parse(r#"{"Action":"RequestLVBAddr","userid":"a","groupid":"g","title":"t","userinfo":{"nickname":5.5}}"#).unwrap_err();
         assert_eq!(e.msg, "field 'userinfo.nickname' must be a string");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let r =
+            parse(r#"{"Action":"Login","userid":"alice","password":"hunter2hunter2"}"#).unwrap();
+        let shown = format!("{r:?}");
+        assert!(
+            shown.contains("alice") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        let r =
+            parse(r#"{"Action":"Refresh","userid":"alice","refresh_token":"tok-secret"}"#).unwrap();
+        assert!(!format!("{r:?}").contains("tok-secret"));
     }
 
     #[test]

@@ -182,7 +182,6 @@ pub fn closed_frame(reason: &str) -> Frame {
 mod tests {
     use super::*;
 
-
     #[tokio::test]
     async fn batches_keep_order_and_a_full_queue_drops_the_subscriber() {
         let mut f = Fanout::default();
