@@ -393,7 +393,7 @@ db_test!(an_idle_room_stops_and_comes_back_with_its_state, |db| {
         .await;
     // Offline, no members, no subscribers: the actor stops after the grace period.
     let t = Instant::now();
-    while app.state.registry.len() != 0 {
+    while !app.state.registry.is_empty() {
         assert!(
             t.elapsed() < Duration::from_secs(10),
             "the idle room never stopped"

@@ -8,103 +8,11 @@ use minilvb::model::{Counters, RoomInfo, RoomKey, RoomRecord};
 use minilvb::protocol::types::UserInfo;
 use minilvb::room::{NewBroadcast, SetStatus};
 use minilvb::{AppState, Config};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Mysql,
-}
-
-impl Backend {
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Mysql => "mariadb",
-        }
-    }
-}
-
-/// A database that exists for one run only; `drop_db` removes it.
-pub struct BenchDb {
-    pub backend: Backend,
-    pub url: String,
-    name: String,
-    admin_url: Option<String>,
-    dir: Option<PathBuf>,
-}
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn unique() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{}_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        nanos % 1_000_000_000
-    )
-}
-
-impl BenchDb {
-    /// `None` for MariaDB when MINILVB_TEST_MYSQL_URL is not set.
-    pub async fn new(backend: Backend) -> Option<BenchDb> {
-        let name = format!("minilvb_b_{}", unique());
-        match backend {
-            Backend::Sqlite => {
-                let dir = std::env::temp_dir().join(&name);
-                std::fs::create_dir_all(&dir).unwrap();
-                let url = format!("sqlite://{}/bench.db?mode=rwc", dir.display());
-                Some(BenchDb {
-                    backend,
-                    url,
-                    name,
-                    admin_url: None,
-                    dir: Some(dir),
-                })
-            }
-            Backend::Mysql => {
-                let admin = std::env::var("MINILVB_TEST_MYSQL_URL").ok()?;
-                let admin = admin.trim_end_matches('/').to_string();
-                sqlx::any::install_default_drivers();
-                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
-                    .await
-                    .expect("connect to MINILVB_TEST_MYSQL_URL");
-                sqlx::query(&format!(
-                    "CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-                ))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-                let url = format!("{admin}/{name}");
-                Some(BenchDb {
-                    backend,
-                    url,
-                    name,
-                    admin_url: Some(admin),
-                    dir: None,
-                })
-            }
-        }
-    }
-
-    pub async fn drop_db(&self) {
-        if let Some(admin) = &self.admin_url {
-            if let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(admin).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {}", self.name))
-                    .execute(&mut conn)
-                    .await;
-            }
-        }
-        if let Some(dir) = &self.dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
+// The benches use the tests' fresh-database helper rather than a copy of it.
+#[path = "../../tests/common/mod.rs"]
+pub mod common;
+pub use common::{Backend, TestDb as BenchDb};
 
 /// A serving configuration over `db`: loopback on an ephemeral port, 2 workers, default
 /// snapshot interval (1 s) and index tick (50 ms), auth off.

@@ -20,6 +20,15 @@ pub enum Backend {
     Mysql,
 }
 
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Mysql => "mariadb",
+        }
+    }
+}
+
 /// A database that exists for one test only.
 pub struct TestDb {
     pub backend: Backend,
