@@ -3,10 +3,9 @@
 //! * `room/*` — Enter, Quit and Like round trips (send + await the reply) to one live room
 //!   actor of a real `Application` (SQLite in a fresh temp dir), from the System thread to
 //!   the room's arbiter thread, as an HTTP worker does; plus the same Like through HTTP.
-//! * `fetchlist_msg/*` — FetchList{Live, offset, 20} round trips to a Supervisor actor
-//!   seeded with 10k / 100k online live rooms: first, middle and last page; and
-//!   `fetchlist_read/*` — the same page read the FetchList action does now, under the
-//!   shared list's read lock, without a mailbox.
+//! * `fetchlist_read/*` — the page read the FetchList action does, under the shared list's
+//!   read lock, over a list seeded by a Supervisor with 10k / 100k online live rooms: first,
+//!   middle and last page.
 //! * `orderindex_page/*` — the index's `page(offset, 20)` alone, same sizes and offsets,
 //!   beside `btreeset_skip/*` (`iter().skip(offset).take(20)` on a `BTreeSet` of the same keys,
 //!   the obvious alternative that src/supervisor/index.rs explains away).
@@ -23,7 +22,7 @@ use minilvb::protocol::request::ListFlag;
 use minilvb::room::{Enter, Like, Quit, Room};
 use minilvb::store::{SqlStore, Store};
 use minilvb::supervisor::index::OrderIndex;
-use minilvb::supervisor::{FetchList, Health, ListIndex, SharedList, Supervisor, SupervisorConfig};
+use minilvb::supervisor::{Health, ListIndex, SharedList, Supervisor, SupervisorConfig};
 use minilvb::Application;
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
@@ -204,46 +203,24 @@ fn fetchlist_benches(c: &mut Criterion) {
     );
     for n in [10_000usize, 100_000] {
         let list: SharedList = Arc::new(RwLock::new(ListIndex::new(ListOrder::Popular, 7)));
-        let sup = exec.0.block_on(async {
+        exec.0.block_on(async {
             let mut sup = Supervisor::new(
                 SupervisorConfig {
                     persist: true,
-                    order: ListOrder::Popular,
                     snapshot_interval: Duration::from_millis(1000),
                     max_backoff: Duration::from_millis(10_000),
-                    recording_days: 7,
                 },
                 store.clone(),
                 Arc::new(Health::default()),
                 list.clone(),
             );
             sup.seed(support::fabricated_live_rooms(n), Vec::new());
-            sup.start()
         });
-        let fetch = |offset: usize| FetchList {
-            flag: ListFlag::Live,
-            offset,
-            limit: PAGE,
-        };
-        // The FetchList message: a round trip to the supervisor actor (same thread).
-        let mut g = c.benchmark_group("fetchlist_msg");
-        short(&mut g);
-        for (name, offset) in offsets(n) {
-            // Sanity: a full page at every offset, the total is n, both paths agree.
-            let page = exec
-                .0
-                .block_on(async { sup.send(fetch(offset)).await.unwrap() });
+        for (_, offset) in offsets(n) {
+            // Sanity: a full page at every offset, and the total is n.
+            let page = list.read().unwrap().page(ListFlag::Live, offset, PAGE);
             assert_eq!((page.total, page.items.len()), (n, PAGE));
-            let read = list.read().unwrap().page(ListFlag::Live, offset, PAGE);
-            assert_eq!(read.items, page.items);
-            g.bench_with_input(BenchmarkId::new(name, n), &offset, |b, &offset| {
-                b.to_async(&exec).iter(|| async {
-                    let page = sup.send(fetch(offset)).await.unwrap();
-                    black_box(page.items.len())
-                })
-            });
         }
-        g.finish();
         // What the FetchList action does now: a page read under the shared read lock.
         let mut g = c.benchmark_group("fetchlist_read");
         short(&mut g);

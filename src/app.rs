@@ -75,10 +75,8 @@ impl Application {
         let mut sup = Supervisor::new(
             SupervisorConfig {
                 persist: config.database.persist_snapshots,
-                order: config.list.order,
                 snapshot_interval: Duration::from_millis(config.database.snapshot_interval_ms),
                 max_backoff: Duration::from_millis(config.database.max_backoff_ms),
-                recording_days: config.list.recording_days,
             },
             store.clone(),
             health.clone(),
@@ -215,16 +213,11 @@ fn spawn_stale_sweep(state: web::Data<AppState>) {
         loop {
             tick.tick().await;
             let before = crate::model::now_unix() - stale;
-            let Ok(ids) = state
-                .supervisor
-                .send(crate::supervisor::StaleLive {
-                    before,
-                    limit: 10_000,
-                })
-                .await
-            else {
-                break; // the supervisor is gone: shutting down
-            };
+            let ids = state
+                .list
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .stale_live(before, 10_000);
             for vj in ids {
                 if let Ok(Some(room)) = state.registry.get(&crate::model::RoomKey::Live(vj)).await {
                     let _ = room

@@ -160,7 +160,11 @@ impl Metrics {
             (
                 "minilvb_live_rooms",
                 "Live rooms online (listed).",
-                h.live_rooms.load(Ordering::Relaxed) as u64,
+                state
+                    .list
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .live_len() as u64,
             ),
             (
                 "minilvb_active_rooms",

@@ -10,7 +10,6 @@ use crate::app::AppState;
 use crate::config::AuthMode;
 use crate::protocol::request::ListFlag;
 use crate::protocol::types::PusherInfo;
-use crate::supervisor::FetchList;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message};
@@ -238,9 +237,7 @@ async fn run(
     let end = loop {
         tokio::select! {
             _ = tick.tick() => {
-                let Some((key, frame)) = snapshot(&state, limit, timeout).await else {
-                    continue; // the supervisor is busy or gone: try again next tick
-                };
+                let (key, frame) = snapshot(&state, limit);
                 if key == last_sent {
                     continue;
                 }
@@ -288,19 +285,14 @@ async fn run(
 
 /// The first `limit` live rooms and recordings: a key to detect changes (the frame without
 /// its time) and the frame to send.
-async fn snapshot(state: &AppState, limit: usize, timeout: Duration) -> Option<(String, String)> {
-    let fetch = |flag| {
-        tokio::time::timeout(
-            timeout,
-            state.supervisor.send(FetchList {
-                flag,
-                offset: 0,
-                limit,
-            }),
+fn snapshot(state: &AppState, limit: usize) -> (String, String) {
+    let (live, vod) = {
+        let list = state.list.read().unwrap_or_else(|e| e.into_inner());
+        (
+            list.page(ListFlag::Live, 0, limit),
+            list.page(ListFlag::Recordings, 0, limit),
         )
     };
-    let live = fetch(ListFlag::Live).await.ok()?.ok()?;
-    let vod = fetch(ListFlag::Recordings).await.ok()?.ok()?;
     let parse = |items: &[Arc<str>]| -> Vec<PusherInfo> {
         items
             .iter()
@@ -335,7 +327,7 @@ async fn snapshot(state: &AppState, limit: usize, timeout: Duration) -> Option<(
     });
     let key = data.to_string();
     data["at"] = json!(crate::model::now_unix());
-    Some((key, data.to_string()))
+    (key, data.to_string())
 }
 
 fn reason(code: CloseCode, description: &str) -> CloseReason {

@@ -23,7 +23,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "status": if degraded { "degraded" } else { "ready" },
         "database": if db_ok { "up" } else { "down" },
         "pending_rooms": state.health.pending_rooms.load(Ordering::Relaxed),
-        "live_rooms": state.health.live_rooms.load(Ordering::Relaxed),
+        "live_rooms": state.list.read().unwrap_or_else(|e| e.into_inner()).live_len(),
     });
     let mut resp = if degraded {
         HttpResponse::ServiceUnavailable()

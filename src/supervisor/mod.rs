@@ -5,9 +5,7 @@ pub mod index;
 pub mod list;
 mod registry;
 
-use crate::config::ListOrder;
 use crate::model::{Member, RoomKey, RoomRecord, SnapshotItem};
-use crate::protocol::request::ListFlag;
 use crate::store::Store;
 use actix::prelude::*;
 pub use list::{ListEntry, ListIndex, ListPage, SharedList};
@@ -26,7 +24,6 @@ pub struct Health {
     pub snapshots_ok: AtomicU64,
     pub snapshot_failures: AtomicU64,
     pub rows_written: AtomicU64,
-    pub live_rooms: AtomicUsize,
     pub ws_connections: AtomicUsize,
     /// Members across active rooms (rooms add and subtract as viewers come and go).
     pub members: std::sync::atomic::AtomicI64,
@@ -82,10 +79,8 @@ impl Pending {
 
 pub struct SupervisorConfig {
     pub persist: bool,
-    pub order: ListOrder,
     pub snapshot_interval: Duration,
     pub max_backoff: Duration,
-    pub recording_days: u64,
 }
 
 pub struct Supervisor {
@@ -141,13 +136,10 @@ impl Supervisor {
     }
 
     fn set_entry(&mut self, key: &RoomKey, entry: Option<ListEntry>) {
-        let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
-        list.set_entry(key, entry);
-        if key.is_live() {
-            self.health
-                .live_rooms
-                .store(list.live_len(), Ordering::Relaxed);
-        }
+        self.list
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_entry(key, entry);
     }
 
     fn try_write(&mut self, ctx: &mut Context<Self>) {
@@ -293,22 +285,6 @@ impl Handler<RoomChanged> for Supervisor {
     }
 }
 
-#[derive(Message)]
-#[rtype(result = "ListPage")]
-pub struct FetchList {
-    pub flag: ListFlag,
-    pub offset: usize,
-    pub limit: usize,
-}
-
-impl Handler<FetchList> for Supervisor {
-    type Result = MessageResult<FetchList>;
-    fn handle(&mut self, msg: FetchList, _: &mut Context<Self>) -> Self::Result {
-        let list = self.list.read().unwrap_or_else(|e| e.into_inner());
-        MessageResult(list.page(msg.flag, msg.offset, msg.limit))
-    }
-}
-
 /// Changes of a room not yet in the database (pending or being written), merged: a room
 /// reactivated from the store applies them so that nothing handed over is missed.
 #[derive(Message)]
@@ -333,24 +309,6 @@ impl Handler<PendingFor> for Supervisor {
             }
         }
         merged.map(Pending::into_item)
-    }
-}
-
-/// Listed live rooms whose last sign of life is older than `before` (at most `limit`).
-#[derive(Message)]
-#[rtype(result = "Vec<String>")]
-pub struct StaleLive {
-    pub before: i64,
-    pub limit: usize,
-}
-
-impl Handler<StaleLive> for Supervisor {
-    type Result = Vec<String>;
-    fn handle(&mut self, msg: StaleLive, _: &mut Context<Self>) -> Vec<String> {
-        self.list
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .stale_live(msg.before, msg.limit)
     }
 }
 

@@ -124,11 +124,6 @@ impl Registry {
         Ok(entry.clone())
     }
 
-    /// Activates a room from a record the caller just wrote (a new recording).
-    pub fn activate_record(&self, record: RoomRecord) -> Addr<Room> {
-        self.activate(record)
-    }
-
     pub fn all(&self) -> Vec<Addr<Room>> {
         self.rooms.iter().map(|e| e.value().clone()).collect()
     }
