@@ -61,6 +61,17 @@ fn str_field<'a>(
     }
 }
 
+/// The first of `names` that is a non-empty string (a field of the wrong type or too long
+/// is an error, not skipped); "missing" names the first.
+fn required<'a>(o: &'a Map<String, Value>, names: &[&str], max: usize) -> Result<&'a str, String> {
+    for name in names {
+        if let Some(s) = str_field(o, name, max)?.filter(|s| !s.is_empty()) {
+            return Ok(s);
+        }
+    }
+    Err(format!("missing '{}'", names[0]))
+}
+
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>, String> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(o)) => Ok(o),
@@ -96,13 +107,8 @@ async fn tencent_inner(state: web::Data<AppState>, body: web::Bytes) -> HttpResp
     let Some(event) = int_field(&o, "event_type") else {
         return bad("missing or invalid 'event_type'");
     };
-    let stream = match str_field(&o, "stream_id", MAX_STREAM) {
-        Ok(Some(s)) if !s.is_empty() => s.to_string(),
-        Ok(_) => match str_field(&o, "channel_id", MAX_STREAM) {
-            Ok(Some(s)) if !s.is_empty() => s.to_string(),
-            Ok(_) => return bad("missing 'stream_id'"),
-            Err(m) => return bad(m),
-        },
+    let stream = match required(&o, &["stream_id", "channel_id"], MAX_STREAM) {
+        Ok(s) => s.to_string(),
         Err(m) => return bad(m),
     };
     let result = match event {
@@ -110,15 +116,12 @@ async fn tencent_inner(state: web::Data<AppState>, body: web::Bytes) -> HttpResp
             media::stream_status(&state, &stream, event == 1, int_field(&o, "event_time")).await
         }
         100 => {
-            let fileid = match str_field(&o, "file_id", MAX_ID) {
-                Ok(Some(f)) if !f.is_empty() => f,
-                Ok(_) => return bad("missing 'file_id'"),
-                Err(m) => return bad(m),
-            };
-            let url = match str_field(&o, "video_url", MAX_URL) {
-                Ok(Some(u)) if !u.is_empty() => u,
-                Ok(_) => return bad("missing 'video_url'"),
-                Err(m) => return bad(m),
+            let (fileid, url) = match (
+                required(&o, &["file_id"], MAX_ID),
+                required(&o, &["video_url"], MAX_URL),
+            ) {
+                (Ok(f), Ok(u)) => (f, u),
+                (Err(m), _) | (_, Err(m)) => return bad(m),
             };
             let hls =
                 o.get("file_format").and_then(Value::as_str) == Some("hls") || media::is_hls(url);
@@ -241,9 +244,8 @@ async fn srs_inner(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
         Ok(o) => o,
         Err(m) => return bad(m),
     };
-    let stream = match str_field(&o, "stream", MAX_STREAM) {
-        Ok(Some(s)) if !s.is_empty() => s.to_string(),
-        Ok(_) => return bad("missing 'stream'"),
+    let stream = match required(&o, &["stream"], MAX_STREAM) {
+        Ok(s) => s.to_string(),
         Err(m) => return bad(m),
     };
     let action = o.get("action").and_then(Value::as_str).unwrap_or("");
