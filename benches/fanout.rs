@@ -29,6 +29,10 @@
 //! chooses the sizes, MINILVB_BENCH_BURSTS (default 3) and MINILVB_BENCH_PACED (default 2)
 //! the number of bursts of each kind, MINILVB_BENCH_BIN another server binary to run.
 
+// The tests' helpers for child servers and /proc readings.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -181,12 +185,7 @@ impl ChildServer {
     }
 
     fn listening_port(&self) -> Option<u16> {
-        self.log_text().lines().find_map(|line| {
-            let v: Value = serde_json::from_str(line).ok()?;
-            (v["fields"]["message"] == "minilvb listening")
-                .then(|| v["fields"]["port"].as_u64())?
-                .map(|p| p as u16)
-        })
+        common::listening_port(&self.log_text())
     }
 
     fn log_text(&self) -> String {
@@ -199,14 +198,8 @@ impl ChildServer {
 
     /// Resident memory of the child, in bytes.
     fn rss(&self) -> Result<u64, String> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .map_err(|e| format!("/proc/{}/status: {e}", self.pid()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-            .ok_or_else(|| "no VmRSS in /proc/<pid>/status".to_string())
+        common::proc_rss_bytes(&self.pid().to_string())
+            .ok_or_else(|| format!("no VmRSS in /proc/{}/status", self.pid()))
     }
 
     /// User + system CPU time of the child so far.
@@ -874,9 +867,9 @@ fn print_tables(results: &[SizeResult]) {
     println!();
     println!(
         "sending: first like sent -> last like answered; like p50/p99/max: each like's \
-         answer time. min..max: the final count waits for \
-         the end of the coalescing window (it closes {COALESCE_MS} ms after the window's first \
-         like), then goes out to every socket; spread = max - min is that fan-out. bound: \
+         answer time. min..max: the final count goes out at \
+         once after a quiet spell, else at the end of the coalescing window ({COALESCE_MS} ms) \
+         that the first count opened, then to every socket; spread = max - min is that fan-out. bound: \
          sending / {COALESCE_MS} ms + 2, the most count events coalescing allows. srv CPU / \
          cli CPU: user+system time of the server and of this process (10k clients and the \
          senders) from the first like until every socket had the final count."
@@ -940,18 +933,7 @@ fn clock_ticks() -> u64 {
 
 /// User + system CPU time of a process so far (`/proc/<pid>/stat`), zero if unreadable.
 fn proc_cpu(pid: &str) -> Duration {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return Duration::ZERO;
-    };
-    // utime and stime are the 14th and 15th fields, the 12th and 13th after the
-    // parenthesised command name.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64)
+    Duration::from_secs_f64(common::proc_cpu_ticks(pid) as f64 / clock_ticks() as f64)
 }
 
 fn own_cpu() -> Duration {

@@ -17,6 +17,10 @@
 //! MariaDB is included in the persistence comparison when MINILVB_TEST_MYSQL_URL is set.
 //! MINILVB_BENCH_BIN runs another server binary (e.g. an older build, for before/after).
 
+// The tests' helpers for child servers and /proc readings.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use serde_json::{json, Value};
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -184,13 +188,8 @@ impl Server {
         let started = Instant::now();
         let port = loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(p) = text.lines().find_map(|l| {
-                let v: Value = serde_json::from_str(l).ok()?;
-                (v["fields"]["message"] == "minilvb listening")
-                    .then(|| v["fields"]["port"].as_u64())
-                    .flatten()
-            }) {
-                break p as u16;
+            if let Some(p) = common::listening_port(&text) {
+                break p;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(120),
@@ -395,21 +394,11 @@ struct Stats {
 }
 
 fn cpu_ticks(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    common::proc_cpu_ticks(&pid.to_string())
 }
 
 fn rss_mb(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
+    common::proc_rss_bytes(&pid.to_string()).unwrap_or(0) as f64 / (1024.0 * 1024.0)
 }
 
 /// Drives `measured` connections with `gen` (and `background` unmeasured ones with `bg`)

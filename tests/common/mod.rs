@@ -340,12 +340,7 @@ impl ChildServer {
     }
 
     fn listening_port(&self) -> Option<u16> {
-        self.log_text().lines().find_map(|line| {
-            let v: Value = serde_json::from_str(line).ok()?;
-            (v["fields"]["message"] == "minilvb listening")
-                .then(|| v["fields"]["port"].as_u64())?
-                .map(|p| p as u16)
-        })
+        listening_port(&self.log_text())
     }
 
     pub fn log_text(&self) -> String {
@@ -363,4 +358,37 @@ impl Drop for ChildServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The port a `minilvb` child reported in its JSON log ("minilvb listening").
+pub fn listening_port(log: &str) -> Option<u16> {
+    log.lines().find_map(|line| {
+        let v: Value = serde_json::from_str(line).ok()?;
+        (v["fields"]["message"] == "minilvb listening")
+            .then(|| v["fields"]["port"].as_u64())?
+            .map(|p| p as u16)
+    })
+}
+
+/// User + system CPU time of a process so far, in clock ticks (`pid` may be "self");
+/// zero if unreadable.
+pub fn proc_cpu_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // utime and stime are the 12th and 13th fields after the parenthesised command name.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+}
+
+/// Resident memory of a process in bytes (`VmRSS`), if readable.
+pub fn proc_rss_bytes(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
 }
