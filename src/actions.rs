@@ -9,7 +9,7 @@ use crate::room::{
     Enter, GetInfo, GetState, Like, MemberPage, NewBroadcast, Quit, Room, SetStatus,
 };
 use crate::sign;
-use actix::{Handler, MailboxError, Message};
+use actix::{Handler, Message};
 
 /// Who is calling: the bearer token (header or body field) and the client address.
 #[derive(Debug, Clone, Default)]
@@ -255,20 +255,10 @@ async fn request_lvb_addr(
         timestamp: now,
         snapshot_url: String::new(),
     };
-    // A room that stopped (idle) between lookup and send is reactivated and asked again.
-    let mut answer = None;
-    for _ in 0..3 {
-        let room = state.registry.live_or_new(&userid).await?;
-        match room.send(NewBroadcast { info: info.clone() }).await {
-            Ok(r) => {
-                answer = Some(r);
-                break;
-            }
-            Err(MailboxError::Closed) => continue,
-            Err(e) => return Err(ApiError::from_mailbox(e)),
-        }
-    }
-    answer.ok_or_else(|| ApiError::from_mailbox(MailboxError::Closed))??;
+    state
+        .registry
+        .ask_live_or_new(&userid, NewBroadcast { info })
+        .await??;
     let expiry = now.max(0) as u64 + live.url_validity_secs;
     json(&PushAddr {
         pushurl: urls.push(&stream, expiry, live.push_key.expose()),

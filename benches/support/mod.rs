@@ -55,13 +55,19 @@ pub fn room_info(vj: &str, timestamp: i64) -> RoomInfo {
 /// Starts a broadcast for `vj` and sets it online, through the room actor (what
 /// RequestLVBAddr then ChangeStatus do). Returns the room.
 pub async fn go_live(state: &AppState, vj: &str) -> actix::Addr<minilvb::room::Room> {
-    let room = state.registry.live_or_new(vj).await.expect("room");
-    room.send(NewBroadcast {
-        info: room_info(vj, minilvb::model::now_unix()),
-    })
-    .await
-    .expect("mailbox")
-    .expect("new broadcast");
+    let info = room_info(vj, minilvb::model::now_unix());
+    let registry = &state.registry;
+    registry
+        .ask_live_or_new(vj, NewBroadcast { info })
+        .await
+        .expect("room")
+        .expect("new broadcast");
+    let key = minilvb::model::RoomKey::Live(vj.to_string());
+    let room = registry
+        .get(&key)
+        .await
+        .expect("store")
+        .expect("the room exists");
     room.send(SetStatus { online: true })
         .await
         .expect("mailbox")

@@ -74,12 +74,41 @@ impl Registry {
         M::Result: Send,
         Room: Handler<M>,
     {
+        self.ask_room(key, msg, false).await
+    }
+
+    /// Like `ask`, on a VJ's live room, created empty (no broadcast yet) when it has none.
+    pub async fn ask_live_or_new<M>(&self, userid: &str, msg: M) -> Result<M::Result, ApiError>
+    where
+        M: Message + Send + Clone + 'static,
+        M::Result: Send,
+        Room: Handler<M>,
+    {
+        let key = RoomKey::Live(userid.to_string());
+        let answer = self.ask_room(&key, msg, true).await?;
+        answer.ok_or_else(|| ApiError::from_mailbox(MailboxError::Closed))
+    }
+
+    async fn ask_room<M>(
+        &self,
+        key: &RoomKey,
+        msg: M,
+        create: bool,
+    ) -> Result<Option<M::Result>, ApiError>
+    where
+        M: Message + Send + Clone + 'static,
+        M::Result: Send,
+        Room: Handler<M>,
+    {
         for _ in 0..3 {
-            let Some(addr) = self.get(key).await? else {
-                return Ok(None);
+            let addr = match self.get(key).await? {
+                Some(a) => a,
+                None if create => self.create_live(key)?,
+                None => return Ok(None),
             };
             match addr.send(msg.clone()).await {
                 Ok(r) => return Ok(Some(r)),
+                // Stopped while idle between lookup and send: look it up (reactivate) again.
                 Err(MailboxError::Closed) => {
                     self.rooms.remove_if(key, |_, a| *a == addr);
                 }
@@ -111,15 +140,14 @@ impl Registry {
         entry.clone()
     }
 
-    /// A VJ's live room, created empty (no broadcast yet) when the VJ has none.
-    pub async fn live_or_new(&self, userid: &str) -> Result<Addr<Room>, ApiError> {
-        let key = RoomKey::Live(userid.to_string());
-        if let Some(a) = self.get(&key).await? {
-            return Ok(a);
-        }
+    /// An empty live room (no broadcast yet) for a VJ the store does not know.
+    fn create_live(&self, key: &RoomKey) -> Result<Addr<Room>, ApiError> {
         self.check_capacity()?;
         let entry = self.rooms.entry(key.clone()).or_insert_with(|| {
-            self.spawn(Room::empty_live(userid.to_string(), self.env.clone()), &key)
+            self.spawn(
+                Room::empty_live(key.vj().to_string(), self.env.clone()),
+                key,
+            )
         });
         Ok(entry.clone())
     }
