@@ -92,12 +92,11 @@ impl Application {
         } else {
             config.server.workers
         };
-        let room_threads = if config.server.room_threads == 0 {
-            workers
-        } else {
-            config.server.room_threads
-        };
-        let arbiters: Vec<Arbiter> = (0..room_threads).map(|_| Arbiter::new()).collect();
+        // 0: rooms run on the HTTP workers (each registers itself below); else a pool.
+        let arbiters: Vec<Arbiter> = (0..config.server.room_threads)
+            .map(|_| Arbiter::new())
+            .collect();
+        let rooms_on_workers = arbiters.is_empty();
         let env = Arc::new(RoomEnv {
             store: store.clone(),
             supervisor: supervisor.clone(),
@@ -109,6 +108,7 @@ impl Application {
             max_subscribers: config.ws.max_per_room,
             idle_stop: Duration::from_secs(config.server.room_idle_secs),
             health: health.clone(),
+            alive: Default::default(),
         });
         let registry = Arc::new(Registry::new(
             arbiters.iter().map(|a| a.handle()).collect(),
@@ -138,6 +138,10 @@ impl Application {
         spawn_stale_sweep(state.clone());
         let data = state.clone();
         let server = HttpServer::new(move || {
+            // Runs once on each worker's thread as it starts.
+            if rooms_on_workers {
+                data.registry.add_arbiter(Arbiter::current());
+            }
             App::new()
                 .app_data(data.clone())
                 .wrap(actix_web::middleware::from_fn(
@@ -229,16 +233,38 @@ fn spawn_stale_sweep(state: web::Data<AppState>) {
     });
 }
 
-/// Rooms hand their pending changes to the supervisor, which writes them all.
+/// Rooms hand their pending changes to the supervisor, which writes them all. Rooms on
+/// stopped HTTP workers hand theirs over as their threads drop them; this waits for that.
 pub async fn flush_state(state: &AppState, deadline: Duration) -> bool {
-    let rooms = state.registry.all();
-    tracing::info!(rooms = rooms.len(), "flushing rooms");
-    for r in rooms {
-        let _ = r.send(FlushNow).await;
+    let until = std::time::Instant::now() + deadline;
+    loop {
+        let rooms = state.registry.all();
+        let mut answered = 0;
+        for r in &rooms {
+            if r.send(FlushNow).await.is_ok() {
+                answered += 1;
+            }
+        }
+        let alive = state.registry.alive();
+        if alive <= answered {
+            tracing::info!(rooms = answered, "rooms flushed");
+            break;
+        }
+        if std::time::Instant::now() >= until {
+            tracing::warn!(
+                waiting = alive - answered,
+                "rooms on stopped workers did not hand over in time"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let left = until.saturating_duration_since(std::time::Instant::now());
     state
         .supervisor
-        .send(FlushAll { deadline })
+        .send(FlushAll {
+            deadline: left.max(Duration::from_secs(1)),
+        })
         .await
         .unwrap_or(false)
 }

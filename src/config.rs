@@ -134,7 +134,8 @@ pub struct ServerConfig {
     pub bind: String,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
-    /// Threads the room actors run on; 0 means as many as HTTP workers.
+    /// Dedicated threads for the room actors; 0 (the default) runs rooms on the HTTP
+    /// workers' own threads, which saves a thread hand-off per request.
     pub room_threads: usize,
     /// Seconds to wait for in-flight requests on shutdown.
     pub shutdown_timeout_secs: u64,

@@ -34,6 +34,8 @@ pub struct RoomEnv {
     /// An idle room (offline, no members, no subscribers) stops after this long.
     pub idle_stop: Duration,
     pub health: Arc<crate::supervisor::Health>,
+    /// Room values in memory: a shutdown waits for this to fall before the final flush.
+    pub alive: std::sync::atomic::AtomicUsize,
 }
 
 pub struct Room {
@@ -55,20 +57,33 @@ impl Actor for Room {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Rooms queue at most this many requests; senders wait (backpressure) beyond it.
         ctx.set_mailbox_capacity(256);
-        self.add_members(self.members.len() as i64);
         self.maybe_idle(ctx);
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
-        self.add_members(-(self.members.len() as i64));
         let me = ctx.address();
         self.env.rooms.remove_if(&self.key, |_, a| *a == me);
     }
 }
 
+/// A room is dropped without `stopped` when its thread ends (an HTTP worker stopping at
+/// shutdown): whatever it has not handed over yet goes to the supervisor here.
+impl Drop for Room {
+    fn drop(&mut self) {
+        if self.flush_scheduled || !self.member_changes.is_empty() {
+            self.flush();
+        }
+        self.add_members(-(self.members.len() as i64));
+        self.env
+            .alive
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 impl Room {
     pub fn new(record: RoomRecord, env: Arc<RoomEnv>) -> Self {
-        Room {
+        env.alive.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let room = Room {
             key: record.key,
             info: record.info,
             counters: record.counters,
@@ -78,7 +93,9 @@ impl Room {
             flush_scheduled: false,
             fanout: Fanout::default(),
             idle_check_scheduled: false,
-        }
+        };
+        room.add_members(room.members.len() as i64);
+        room
     }
 
     /// A live room that has never begun a broadcast.

@@ -1,6 +1,8 @@
-//! Room key → actor address. Rooms are activated from the store on first use and run on a
-//! small pool of arbiters owned by the app (not the HTTP workers), so they outlive the HTTP
-//! server during a graceful shutdown and can flush.
+//! Room key → actor address. Rooms are activated from the store on first use. By default
+//! they run on the HTTP workers' own threads: a request then reaches its room without waking
+//! another thread when both share a worker, and otherwise wakes a thread that is already busy
+//! serving HTTP. A room whose worker stops hands its pending changes to the supervisor as it
+//! is dropped (see `Room`'s `Drop`), so a graceful shutdown loses nothing.
 
 use crate::model::{RoomKey, RoomRecord, SnapshotItem};
 use crate::protocol::{ApiError, Code};
@@ -9,24 +11,38 @@ use crate::supervisor::PendingFor;
 use actix::prelude::*;
 use dashmap::DashMap;
 use std::hash::BuildHasher;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 pub struct Registry {
     rooms: Arc<DashMap<RoomKey, Addr<Room>>>,
-    arbiters: Vec<ArbiterHandle>,
+    /// Where rooms run: each HTTP worker adds itself as it starts (or a dedicated pool).
+    arbiters: RwLock<Vec<ArbiterHandle>>,
     env: Arc<RoomEnv>,
     hasher: std::collections::hash_map::RandomState,
 }
 
 impl Registry {
     pub fn new(arbiters: Vec<ArbiterHandle>, env: Arc<RoomEnv>) -> Self {
-        assert!(!arbiters.is_empty(), "at least one room arbiter");
         Registry {
             rooms: env.rooms.clone(),
-            arbiters,
+            arbiters: RwLock::new(arbiters),
             env,
             hasher: Default::default(),
         }
+    }
+
+    /// Lets rooms run on this arbiter (an HTTP worker, as it starts).
+    pub fn add_arbiter(&self, arbiter: ArbiterHandle) {
+        self.arbiters
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(arbiter);
+    }
+
+    /// Room actors in memory, including those whose thread is stopping and that have not
+    /// yet handed over their changes.
+    pub fn alive(&self) -> usize {
+        self.env.alive.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn len(&self) -> usize {
@@ -37,12 +53,27 @@ impl Registry {
         self.rooms.is_empty()
     }
 
-    fn arbiter_for(&self, key: &RoomKey) -> &ArbiterHandle {
-        &self.arbiters[(self.hasher.hash_one(key) as usize) % self.arbiters.len()]
-    }
-
+    /// Starts a room on the arbiter its key hashes to, skipping arbiters that have stopped
+    /// (a worker restarted after a panic). With none registered yet (start-up), it runs on
+    /// the caller's arbiter.
     fn spawn(&self, room: Room, key: &RoomKey) -> Addr<Room> {
-        Room::start_in_arbiter(self.arbiter_for(key), move |_| room)
+        let hash = self.hasher.hash_one(key) as usize;
+        loop {
+            let arbiter = {
+                let list = self.arbiters.read().unwrap_or_else(|e| e.into_inner());
+                if list.is_empty() {
+                    return room.start();
+                }
+                list[hash % list.len()].clone()
+            };
+            if arbiter.spawn(std::future::ready(())) {
+                return Room::start_in_arbiter(&arbiter, move |_| room);
+            }
+            self.arbiters
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|a| a.spawn(std::future::ready(())));
+        }
     }
 
     /// The room's actor, activated from the store if needed; `None` if the room is unknown.
