@@ -5,7 +5,9 @@
 //! requests/s, p50/p99/p999 latency, errors, resident memory and each target's ratio
 //! against the `/healthz` run of the same invocation. Exits non-zero when a target is
 //! missed. Options:
-//!   --duration SECS        per scenario (default 5)
+//!   --duration SECS        per scenario, and as long again for its healthz slices (default 6)
+//!   --rounds N             slices each scenario is cut into, alternating with /healthz
+//!                          slices on the same server (default 4)
 //!   --connections N        keep-alive connections (default 128)
 //!   --only a,b,...         scenarios: healthz,enter,quit,like,hot,list,mixed,persist,memory
 //!   --mix enter=30,like=40,quit=20,list=5,members=5   the mixed scenario's weights
@@ -33,6 +35,7 @@ use tokio::net::TcpStream;
 
 struct Opts {
     duration: Duration,
+    rounds: usize,
     connections: usize,
     only: Vec<String>,
     mix: Vec<(String, u32)>,
@@ -46,7 +49,8 @@ struct Opts {
 
 fn opts() -> Opts {
     let mut o = Opts {
-        duration: Duration::from_secs(5),
+        duration: Duration::from_secs(6),
+        rounds: 4,
         connections: 128,
         only: [
             "healthz", "enter", "quit", "like", "hot", "list", "mixed", "persist", "memory",
@@ -70,6 +74,7 @@ fn opts() -> Opts {
         let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
         match a.as_str() {
             "--duration" => o.duration = Duration::from_secs_f64(val().parse().expect("seconds")),
+            "--rounds" => o.rounds = val().parse().expect("count"),
             "--connections" => o.connections = val().parse().expect("count"),
             "--only" => o.only = val().split(',').map(String::from).collect(),
             "--mix" => o.mix = parse_mix(&val()),
@@ -83,6 +88,7 @@ fn opts() -> Opts {
         }
     }
     o.connections = o.connections.clamp(1, 1024);
+    o.rounds = o.rounds.clamp(1, 20);
     o.duration = o
         .duration
         .clamp(Duration::from_millis(500), Duration::from_secs(120));
@@ -391,6 +397,20 @@ struct Stats {
     rss_mb: f64,
     server_cpu: f64,
     client_cpu: f64,
+    /// Throughput against the `/healthz` slices interleaved with this scenario's (0: none).
+    ratio: f64,
+    /// p99 against those slices' p99.
+    p99_ratio: f64,
+}
+
+/// One bounded stretch of load: the raw figures, so slices can be pooled.
+struct Slice {
+    lat: Vec<u32>,
+    errors: u64,
+    secs: f64,
+    server_ticks: u64,
+    client_ticks: u64,
+    rss_mb: f64,
 }
 
 fn cpu_ticks(pid: u32) -> u64 {
@@ -399,6 +419,36 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 fn rss_mb(pid: u32) -> f64 {
     common::proc_rss_bytes(&pid.to_string()).unwrap_or(0) as f64 / (1024.0 * 1024.0)
+}
+
+/// Pools slices into one row: requests over the summed time, percentiles over every sample.
+fn summarize(name: &str, slices: &[&Slice]) -> Stats {
+    let mut lat: Vec<u32> = slices.iter().flat_map(|s| s.lat.iter().copied()).collect();
+    lat.sort_unstable();
+    let secs: f64 = slices.iter().map(|s| s.secs).sum::<f64>().max(1e-9);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    let hz = 100.0; // clock ticks per second on Linux
+    let ticks = |f: fn(&Slice) -> u64| slices.iter().map(|s| f(s)).sum::<u64>() as f64;
+    Stats {
+        name: name.into(),
+        requests: lat.len() as u64,
+        errors: slices.iter().map(|s| s.errors).sum(),
+        secs,
+        rps: lat.len() as f64 / secs,
+        p50: pct(0.50),
+        p99: pct(0.99),
+        p999: pct(0.999),
+        rss_mb: slices.last().map(|s| s.rss_mb).unwrap_or(0.0),
+        server_cpu: ticks(|s| s.server_ticks) / hz / secs * 100.0,
+        client_cpu: ticks(|s| s.client_ticks) / hz / secs * 100.0,
+        ratio: 0.0,
+        p99_ratio: 0.0,
+    }
 }
 
 /// Drives `measured` connections with `gen` (and `background` unmeasured ones with `bg`)
@@ -412,6 +462,20 @@ async fn drive(
     bg: Option<Gen>,
     duration: Duration,
 ) -> Stats {
+    let s = drive_slice(name, server, measured, gen, background, bg, duration).await;
+    eprintln!();
+    summarize(name, &[&s])
+}
+
+async fn drive_slice(
+    name: &str,
+    server: &Server,
+    measured: usize,
+    gen: Gen,
+    background: usize,
+    bg: Option<Gen>,
+    duration: Duration,
+) -> Slice {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let (cpu0, self0) = (cpu_ticks(server.pid()), cpu_ticks(std::process::id()));
@@ -456,17 +520,17 @@ async fn drive(
         }));
     }
     // Progress while it runs.
-    let mut last = 0;
+    let mut last = (0, Duration::ZERO);
     while started.elapsed() < duration {
-        tokio::time::sleep(Duration::from_secs(1).min(duration)).await;
-        let n = done.load(Ordering::Relaxed);
+        tokio::time::sleep((duration - started.elapsed()).min(Duration::from_secs(1))).await;
+        let (n, t) = (done.load(Ordering::Relaxed), started.elapsed());
         eprint!(
-            "\r  {name:<10} {:>5.1}s {:>9} requests  {:>8.0}/s   ",
-            started.elapsed().as_secs_f64(),
+            "\r  {name:<14} {:>5.1}s {:>9} requests  {:>8.0}/s   ",
+            t.as_secs_f64(),
             n,
-            (n - last) as f64
+            (n - last.0) as f64 / (t - last.1).as_secs_f64().max(1e-3)
         );
-        last = n;
+        last = (n, t);
     }
     stop.store(true, Ordering::Relaxed);
     let mut lat = Vec::new();
@@ -478,29 +542,74 @@ async fn drive(
     }
     let secs = started.elapsed().as_secs_f64();
     let (cpu1, self1) = (cpu_ticks(server.pid()), cpu_ticks(std::process::id()));
-    eprintln!();
-    lat.sort_unstable();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0) as f64
-            / 1000.0
-    };
-    let hz = 100.0; // clock ticks per second on Linux
-    Stats {
-        name: name.into(),
-        requests: lat.len() as u64,
+    Slice {
+        lat,
         errors,
         secs,
-        rps: lat.len() as f64 / secs,
-        p50: pct(0.50),
-        p99: pct(0.99),
-        p999: pct(0.999),
+        server_ticks: cpu1 - cpu0,
+        client_ticks: self1 - self0,
         rss_mb: rss_mb(server.pid()),
-        server_cpu: (cpu1 - cpu0) as f64 / hz / secs * 100.0,
-        client_cpu: (self1 - self0) as f64 / hz / secs * 100.0,
     }
 }
+
+/// A scenario measured in `rounds` slices, each beside a `/healthz` slice on the same
+/// server (alternating which goes first), so drift on a shared machine hits both sides of
+/// the ratio alike. A short pause lets each slice's background work (snapshots) finish
+/// before the next one starts. Returns the scenario's row (with its ratios) and the
+/// healthz slices, for the pooled healthz row.
+async fn paired(
+    name: &str,
+    server: &Server,
+    o: &Opts,
+    (measured, gen): (usize, Gen),
+    background: Option<(usize, Gen)>,
+) -> (Stats, Vec<Slice>) {
+    let slice = o.duration.div_f64(o.rounds as f64);
+    let health: Gen = Arc::new(|_, _| get("/healthz"));
+    let (mut mine, mut base) = (Vec::new(), Vec::new());
+    for round in 0..o.rounds {
+        for turn in 0..2 {
+            tokio::time::sleep(SETTLE).await;
+            if (round + turn) % 2 == 0 {
+                base.push(
+                    drive_slice(
+                        "healthz",
+                        server,
+                        o.connections,
+                        health.clone(),
+                        0,
+                        None,
+                        slice,
+                    )
+                    .await,
+                );
+            } else {
+                let (bn, bg) = background.clone().unzip();
+                mine.push(
+                    drive_slice(
+                        name,
+                        server,
+                        measured,
+                        gen.clone(),
+                        bn.unwrap_or(0),
+                        bg,
+                        slice,
+                    )
+                    .await,
+                );
+            }
+        }
+    }
+    eprintln!();
+    let mut s = summarize(name, &mine.iter().collect::<Vec<_>>());
+    let b = summarize("healthz", &base.iter().collect::<Vec<_>>());
+    s.ratio = s.rps / b.rps.max(1.0);
+    s.p99_ratio = s.p99 / b.p99.max(0.001);
+    (s, base)
+}
+
+/// Pause between slices: longer than a snapshot interval plus a commit.
+const SETTLE: Duration = Duration::from_millis(400);
 
 async fn call_ok(port: u16, body: Value) {
     let mut c = Conn::open(port).await.unwrap();
@@ -597,29 +706,26 @@ fn ratio_target(
     out: &mut Vec<Target>,
     name: &str,
     s: &Stats,
-    base: &Stats,
     min_ratio: f64,
     max_p99: Option<f64>,
 ) {
-    let r = s.rps / base.rps.max(1.0);
     out.push(Target {
         name: format!("{name} throughput"),
-        value: r,
+        value: s.ratio,
         goal: format!("≥ {min_ratio:.2} × healthz"),
-        met: r >= min_ratio,
+        met: s.ratio >= min_ratio,
     });
     if let Some(k) = max_p99 {
-        let q = s.p99 / base.p99.max(0.001);
         out.push(Target {
             name: format!("{name} p99"),
-            value: q,
+            value: s.p99_ratio,
             goal: format!("≤ {k:.1} × healthz p99"),
-            met: q <= k,
+            met: s.p99_ratio <= k,
         });
     }
 }
 
-fn print_table(rows: &[Stats], base: Option<&Stats>) {
+fn print_table(rows: &[Stats]) {
     println!();
     println!(
         "{:<14} {:>10} {:>9} {:>9} {:>9} {:>7} {:>8} {:>7} {:>10} {:>10}",
@@ -635,9 +741,13 @@ fn print_table(rows: &[Stats], base: Option<&Stats>) {
         "client CPU"
     );
     for s in rows {
-        let ratio = base.map(|b| s.rps / b.rps.max(1.0)).unwrap_or(0.0);
+        let ratio = if s.ratio > 0.0 {
+            format!("{:.2}", s.ratio)
+        } else {
+            "-".into()
+        };
         println!(
-            "{:<14} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>7} {:>8.1} {:>7.2} {:>9.0}% {:>9.0}%",
+            "{:<14} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>7} {:>8.1} {:>7} {:>9.0}% {:>9.0}%",
             s.name,
             s.rps,
             s.p50,
@@ -745,59 +855,40 @@ async fn main() {
 
     let main = Server::start(Db::Sqlite, async |url: &str| seed_rooms(url, o.rooms).await).await;
     live_rooms(main.port, 1).await; // r0 via the protocol as well
-    let base = drive(
-        "healthz",
-        &main,
-        n,
-        Arc::new(|_, _| get("/healthz")),
-        0,
-        None,
-        o.duration,
-    )
-    .await;
-    rows.push(base.clone());
+                                    // Every healthz slice of the main server, pooled into the healthz row.
+    let mut health: Vec<Slice> = Vec::new();
     for (name, gen) in [
         ("enter", gen_enter(o.rooms)),
         ("quit", gen_quit(o.rooms)),
         ("like", gen_like(o.rooms)),
     ] {
         if want(name) {
-            let s = drive(name, &main, n, gen, 0, None, o.duration).await;
-            ratio_target(
-                &mut targets,
-                &format!("1. {name}"),
-                &s,
-                &base,
-                0.60,
-                Some(5.0),
-            );
+            let (s, h) = paired(name, &main, &o, (n, gen), None).await;
+            ratio_target(&mut targets, &format!("1. {name}"), &s, 0.60, Some(5.0));
             rows.push(s);
+            health.extend(h);
         }
     }
     if want("hot") {
-        let s = drive("hot-room", &main, n, gen_like(1), 0, None, o.duration).await;
-        ratio_target(
-            &mut targets,
-            "2. like storm, one room",
-            &s,
-            &base,
-            0.50,
-            None,
-        );
+        let (s, h) = paired("hot-room", &main, &o, (n, gen_like(1)), None).await;
+        ratio_target(&mut targets, "2. like storm, one room", &s, 0.50, None);
         rows.push(s);
+        health.extend(h);
     }
     if want("mixed") {
-        let s = drive(
-            "mixed",
-            &main,
-            n,
-            gen_mixed(o.rooms, &o.mix),
-            0,
-            None,
-            o.duration,
-        )
-        .await;
+        let (s, h) = paired("mixed", &main, &o, (n, gen_mixed(o.rooms, &o.mix)), None).await;
         rows.push(s);
+        health.extend(h);
+    }
+    if want("healthz") && health.is_empty() {
+        let health_gen: Gen = Arc::new(|_, _| get("/healthz"));
+        health.push(drive_slice("healthz", &main, n, health_gen, 0, None, o.duration).await);
+        eprintln!();
+    }
+    if !health.is_empty() {
+        let mut h = summarize("healthz", &health.iter().collect::<Vec<_>>());
+        h.ratio = 1.0;
+        rows.insert(0, h);
     }
     let cross = wrk_crosscheck(main.port, n, o.duration.min(Duration::from_secs(3)));
     drop(main);
@@ -809,21 +900,18 @@ async fn main() {
         })
         .await;
         let quarter = (n / 4).max(1);
-        let s = drive(
+        let (s, _) = paired(
             "list-100k",
             &srv,
-            n - quarter,
-            gen_list(o.list_rooms),
-            quarter,
-            Some(gen_like(o.list_rooms)),
-            o.duration,
+            &o,
+            (n - quarter, gen_list(o.list_rooms)),
+            Some((quarter, gen_like(o.list_rooms))),
         )
         .await;
         ratio_target(
             &mut targets,
             "3. FetchList at 100k rooms under mutations",
             &s,
-            &base,
             0.50,
             None,
         );
@@ -831,48 +919,62 @@ async fn main() {
     }
 
     if want("persist") {
+        // The servers run side by side and take turns, slice by slice, so drift on the
+        // machine weighs on each alike; the pause between slices lets a server finish
+        // writing the previous slice's changes before another is measured.
         let mut kinds = vec![(Db::Off, "off"), (Db::Sqlite, "sqlite")];
         if std::env::var_os("MINILVB_TEST_MYSQL_URL").is_some() {
             kinds.push((Db::Mysql, "mariadb"));
         }
-        let mut off: Option<(Stats, Stats)> = None;
-        for (db, label) in kinds {
-            let srv = Server::start(db, async |url: &str| seed_rooms(url, o.rooms).await).await;
-            let e = drive(
-                &format!("enter/{label}"),
-                &srv,
-                n,
-                gen_enter(o.rooms),
-                0,
-                None,
-                o.duration,
-            )
-            .await;
-            let l = drive(
-                &format!("like/{label}"),
-                &srv,
-                n,
-                gen_like(o.rooms),
-                0,
-                None,
-                o.duration,
-            )
-            .await;
-            if let Some((oe, ol)) = &off {
-                for (s, base_off) in [(&e, oe), (&l, ol)] {
-                    let r = s.rps / base_off.rps.max(1.0);
+        let mut servers = Vec::new();
+        for (db, label) in &kinds {
+            let srv = Server::start(*db, async |url: &str| seed_rooms(url, o.rooms).await).await;
+            servers.push((srv, *label));
+        }
+        let slice = o.duration.div_f64(o.rounds as f64);
+        for (action, gen) in [("enter", gen_enter(o.rooms)), ("like", gen_like(o.rooms))] {
+            let mut slices: Vec<Vec<Slice>> = servers.iter().map(|_| Vec::new()).collect();
+            for round in 0..o.rounds {
+                for k in 0..servers.len() {
+                    // Rotate who goes first from round to round.
+                    let i = (k + round) % servers.len();
+                    let (srv, label) = &servers[i];
+                    tokio::time::sleep(SETTLE).await;
+                    slices[i].push(
+                        drive_slice(
+                            &format!("{action}/{label}"),
+                            srv,
+                            n,
+                            gen.clone(),
+                            0,
+                            None,
+                            slice,
+                        )
+                        .await,
+                    );
+                }
+            }
+            eprintln!();
+            let stats: Vec<Stats> = servers
+                .iter()
+                .zip(&slices)
+                .map(|((_, label), sl)| {
+                    summarize(&format!("{action}/{label}"), &sl.iter().collect::<Vec<_>>())
+                })
+                .collect();
+            let off = stats[0].rps.max(1.0);
+            for mut st in stats {
+                if !st.name.ends_with("/off") {
+                    st.ratio = st.rps / off;
                     targets.push(Target {
-                        name: format!("5. {} vs persistence off", s.name),
-                        value: r,
+                        name: format!("5. {} vs persistence off", st.name),
+                        value: st.ratio,
                         goal: "≥ 0.90".into(),
-                        met: r >= 0.90,
+                        met: st.ratio >= 0.90,
                     });
                 }
-            } else {
-                off = Some((e.clone(), l.clone()));
+                rows.push(st);
             }
-            rows.push(e);
-            rows.push(l);
         }
     }
 
@@ -953,7 +1055,7 @@ async fn main() {
         });
     }
 
-    print_table(&rows, Some(&base));
+    print_table(&rows);
     if let Some((h, l)) = cross {
         println!("\nwrk cross-check (1 thread): healthz {h:.0}/s, like on one room {l:.0}/s, ratio {:.2}", l / h.max(1.0));
     }
@@ -970,7 +1072,8 @@ async fn main() {
     if let Some(p) = &o.json {
         let doc = json!({
             "connections": n, "duration_secs": o.duration.as_secs_f64(),
-            "scenarios": rows.iter().map(|s| json!({"name": s.name, "requests": s.requests, "secs": s.secs, "rps": s.rps, "p50_ms": s.p50, "p99_ms": s.p99, "p999_ms": s.p999,
+            "rounds": o.rounds,
+            "scenarios": rows.iter().map(|s| json!({"name": s.name, "ratio": s.ratio, "requests": s.requests, "secs": s.secs, "rps": s.rps, "p50_ms": s.p50, "p99_ms": s.p99, "p999_ms": s.p999,
                 "errors": s.errors, "rss_mb": s.rss_mb, "server_cpu_pct": s.server_cpu, "client_cpu_pct": s.client_cpu})).collect::<Vec<_>>(),
             "targets": targets.iter().map(|t| json!({"name": t.name, "value": t.value, "goal": t.goal, "met": t.met})).collect::<Vec<_>>(),
             "wrk": cross.map(|(h, l)| json!({"healthz": h, "like_one_room": l})),
