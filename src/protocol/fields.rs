@@ -2,22 +2,48 @@
 //! Numbers may arrive as JSON numbers or numeric strings; `null` is the same as absent.
 
 use super::error::ApiError;
-use serde_json::{Map, Value};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
 
+/// A JSON object's members, borrowed from the body. Each value stays raw JSON text until a
+/// field is asked for, so a request allocates only for the fields it keeps.
 pub struct Fields<'a> {
-    map: &'a Map<String, Value>,
+    members: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+/// Why a body could not be read as an object.
+pub enum ObjectError {
+    /// Not JSON at all (line, column).
+    Syntax(usize, usize),
+    /// JSON, but not an object.
+    NotObject,
 }
 
 impl<'a> Fields<'a> {
-    pub fn new(map: &'a Map<String, Value>) -> Self {
-        Fields { map }
+    /// Reads a JSON object from `text`.
+    pub fn parse(text: &'a [u8]) -> Result<Fields<'a>, ObjectError> {
+        serde_json::from_slice(text).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => ObjectError::NotObject,
+            _ => ObjectError::Syntax(e.line(), e.column()),
+        })
     }
 
-    fn get(&self, name: &str) -> Option<&'a Value> {
-        match self.map.get(name) {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(v),
-        }
+    /// The raw value of a member; `null` is the same as absent, and of repeated names the
+    /// last one counts (as in a JSON map).
+    fn get(&self, name: &str) -> Option<&'a str> {
+        let (_, v) = self.members.iter().rev().find(|(k, _)| k == name)?;
+        let v = v.get();
+        (v != "null").then_some(v)
+    }
+
+    /// A string member, decoded; `None` when the member is not a string.
+    pub fn str(&self, name: &str) -> Option<Cow<'a, str>> {
+        self.get(name).and_then(decode_str)
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
     }
 
     /// A required, non-empty string of at most `max` bytes.
@@ -36,9 +62,15 @@ impl<'a> Fields<'a> {
     pub fn opt_string(&self, name: &str, max: usize) -> Result<Option<String>, ApiError> {
         let s = match self.get(name) {
             None => return Ok(None),
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
-            Some(_) => return Err(ApiError::param(format!("field '{name}' must be a string"))),
+            Some(v) => match decode_str(v) {
+                Some(s) => s.into_owned(),
+                None => match decode_int(v) {
+                    Some(n) => n,
+                    None => {
+                        return Err(ApiError::param(format!("field '{name}' must be a string")))
+                    }
+                },
+            },
         };
         if s.len() > max {
             return Err(ApiError::param(format!(
@@ -52,18 +84,21 @@ impl<'a> Fields<'a> {
     /// An optional integer: a JSON integer or a string of decimal digits.
     pub fn opt_int(&self, name: &str) -> Result<Option<i64>, ApiError> {
         let bad = || ApiError::param(format!("field '{name}' must be an integer"));
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(bad),
-            Some(Value::String(s)) => {
-                let t = s.trim();
-                if t.is_empty() || t.len() > 20 {
-                    return Err(bad());
-                }
-                t.parse::<i64>().map(Some).map_err(|_| bad())
+        let Some(v) = self.get(name) else {
+            return Ok(None);
+        };
+        if let Some(s) = decode_str(v) {
+            let t = s.trim();
+            if t.is_empty() || t.len() > 20 {
+                return Err(bad());
             }
-            Some(_) => Err(bad()),
+            return t.parse::<i64>().map(Some).map_err(|_| bad());
         }
+        // A JSON integer that fits; floats and exponents are not integers here.
+        if v.bytes().all(|b| b == b'-' || b.is_ascii_digit()) {
+            return v.parse::<i64>().map(Some).map_err(|_| bad());
+        }
+        Err(bad())
     }
 
     pub fn int(&self, name: &str) -> Result<i64, ApiError> {
@@ -87,7 +122,9 @@ impl<'a> Fields<'a> {
     pub fn opt_object(&self, name: &str) -> Result<Option<Fields<'a>>, ApiError> {
         match self.get(name) {
             None => Ok(None),
-            Some(Value::Object(m)) => Ok(Some(Fields::new(m))),
+            Some(v) if v.starts_with('{') => Fields::parse(v.as_bytes())
+                .map(Some)
+                .map_err(|_| ApiError::param(format!("field '{name}' must be an object"))),
             Some(_) => Err(ApiError::param(format!("field '{name}' must be an object"))),
         }
     }
@@ -102,5 +139,67 @@ fn check_choice(name: &str, v: i64, allowed: &[i64]) -> Result<i64, ApiError> {
             "field '{name}' must be one of {}, got {v}",
             list.join(", ")
         )))
+    }
+}
+
+/// A JSON string's text; borrowed unless it has escapes.
+fn decode_str(raw: &str) -> Option<Cow<'_, str>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+}
+
+/// A JSON integer (signed or unsigned 64-bit) as decimal text.
+fn decode_int(raw: &str) -> Option<String> {
+    if !raw.bytes().all(|b| b == b'-' || b.is_ascii_digit()) {
+        return None;
+    }
+    raw.parse::<i64>()
+        .map(|n| n.to_string())
+        .or_else(|_| raw.parse::<u64>().map(|n| n.to_string()))
+        .ok()
+}
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Fields<'de>, M::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8).min(32));
+                while let Some(Key(k)) = map.next_key()? {
+                    members.push((k, map.next_value::<&RawValue>()?));
+                }
+                Ok(Fields { members })
+            }
+        }
+        d.deserialize_map(Members)
+    }
+}
+
+/// An object key, borrowed from the body unless it has escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct K;
+        impl<'de> Visitor<'de> for K {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(K)
     }
 }

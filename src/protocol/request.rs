@@ -1,10 +1,9 @@
 //! Parsing a request body into a typed `Request`, once, at the edge.
 
 use super::error::ApiError;
-use super::fields::Fields;
+use super::fields::{Fields, ObjectError};
 use super::types::UserInfo;
 use crate::config::LimitsConfig;
-use serde_json::Value;
 
 /// Which broadcast a room operation targets: the VJ's live room or one of its recordings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,26 +215,21 @@ impl Request {
                 "empty body: expected a JSON object with an 'Action' field",
             ));
         }
-        let value: Value = serde_json::from_slice(body).map_err(|e| {
-            ApiError::param(format!(
-                "body is not valid JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            ))
+        let f = Fields::parse(body).map_err(|e| match e {
+            ObjectError::Syntax(line, column) => ApiError::param(format!(
+                "body is not valid JSON (line {line}, column {column})"
+            )),
+            ObjectError::NotObject => ApiError::param("body must be a JSON object"),
         })?;
-        let Value::Object(map) = value else {
-            return Err(ApiError::param("body must be a JSON object"));
-        };
-        let f = Fields::new(&map);
-        let action = match map.get("Action") {
-            None | Some(Value::Null) => {
-                return Err(ApiError::param("missing required field 'Action'"))
+        let action = match f.str("Action") {
+            Some(a) => a,
+            None if f.has("Action") => {
+                return Err(ApiError::param("field 'Action' must be a string"))
             }
-            Some(Value::String(s)) => s.as_str(),
-            Some(_) => return Err(ApiError::param("field 'Action' must be a string")),
+            None => return Err(ApiError::param("missing required field 'Action'")),
         };
         let token = f.opt_string("token", 512)?;
-        let req = Self::parse_action(action, &f, limits)?;
+        let req = Self::parse_action(&action, &f, limits)?;
         Ok((req, token))
     }
 
@@ -418,5 +412,57 @@ mod tests {
         let e = parse(r#"{"Action":"ChangeCount","userid":"a","type":1,"optype":0,"flag":1}"#)
             .unwrap_err();
         assert_eq!(e.msg, "missing required field 'fileid'");
+    }
+
+    /// Fields are read from the body's raw text: escapes, repeats, nulls and number forms
+    /// must read exactly as a parsed JSON map would give them.
+    #[test]
+    fn raw_fields_read_like_json() {
+        let r = parse(
+            r#"{"Act\u0069on":"EnterGroup","userid":"a\"b\u00e9","liveuserid":12,"groupid":"g","groupid":"g2","flag":null,"nickname":"观众","headpic":"","extra":{"deep":[1,{"x":null}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            Request::EnterGroup {
+                userid: "a\"bé".into(),
+                liveuserid: "12".into(),
+                target: Target::Live {
+                    groupid: "g2".into()
+                },
+                nickname: "观众".into(),
+                headpic: String::new(),
+            }
+        );
+        let e = parse(r#"{"Action":"ChangeStatus","userid":1.5,"status":0}"#).unwrap_err();
+        assert_eq!(e.msg, "field 'userid' must be a string");
+        let e = parse(r#"{"Action":"ChangeStatus","userid":"a","status":1e0}"#).unwrap_err();
+        assert_eq!(e.msg, "field 'status' must be an integer");
+        let e = parse(r#"{"Action":"ChangeStatus","userid":"a","status":true}"#).unwrap_err();
+        assert_eq!(e.msg, "field 'status' must be an integer");
+        let e = parse(r#"{"Action":7}"#).unwrap_err();
+        assert_eq!(e.msg, "field 'Action' must be a string");
+        let e = parse(r#"{"Action":null}"#).unwrap_err();
+        assert_eq!(e.msg, "missing required field 'Action'");
+        let e = parse(r#"{"Action":"FetchList","flag":1} x"#).unwrap_err();
+        assert!(e.msg.starts_with("body is not valid JSON"), "{}", e.msg);
+        let e = parse(r#"{"Action":"FetchList","#).unwrap_err();
+        assert!(e.msg.starts_with("body is not valid JSON"), "{}", e.msg);
+        let e = parse(r#""FetchList""#).unwrap_err();
+        assert_eq!(e.msg, "body must be a JSON object");
+        let e = parse(
+            r#"{"Action":"RequestLVBAddr","userid":"a","groupid":"g","title":"t","userinfo":[1]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.msg, "field 'userinfo' must be an object");
+        let big =
+            parse(r#"{"Action":"ChangeStatus","userid":18446744073709551615,"status":0}"#).unwrap();
+        assert_eq!(
+            big,
+            Request::ChangeStatus {
+                userid: "18446744073709551615".into(),
+                online: true
+            }
+        );
     }
 }
