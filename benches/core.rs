@@ -207,6 +207,7 @@ fn fetchlist_benches(c: &mut Criterion) {
             let mut sup = Supervisor::new(
                 SupervisorConfig {
                     persist: true,
+                    handover_interval: Duration::from_millis(50),
                     snapshot_interval: Duration::from_millis(1000),
                     max_backoff: Duration::from_millis(10_000),
                 },

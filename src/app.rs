@@ -75,6 +75,7 @@ impl Application {
         let mut sup = Supervisor::new(
             SupervisorConfig {
                 persist: config.database.persist_snapshots,
+                handover_interval: Duration::from_millis(config.list.index_tick_ms),
                 snapshot_interval: Duration::from_millis(config.database.snapshot_interval_ms),
                 max_backoff: Duration::from_millis(config.database.max_backoff_ms),
             },
@@ -83,6 +84,7 @@ impl Application {
             list.clone(),
         );
         sup.seed(live, recordings);
+        let handover = sup.handover();
         let supervisor = sup.start();
 
         let workers = if config.server.workers == 0 {
@@ -100,6 +102,7 @@ impl Application {
         let env = Arc::new(RoomEnv {
             store: store.clone(),
             supervisor: supervisor.clone(),
+            handover,
             index_tick: Duration::from_millis(config.list.index_tick_ms),
             max_members: config.limits.max_members_per_room,
             max_rooms: config.limits.max_rooms,

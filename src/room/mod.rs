@@ -9,12 +9,13 @@ use crate::model::{Counters, Member, RoomInfo, RoomKey, RoomRecord, SnapshotItem
 use crate::protocol::types::{MemberInfo, PusherInfo};
 use crate::protocol::ApiError;
 use crate::store::{Store, StoreError};
-use crate::supervisor::{ListEntry, RoomChanged, Supervisor};
+use crate::supervisor::{Handover, ListEntry, RoomChanged, Supervisor};
 use actix::prelude::*;
 use dashmap::DashMap;
 use fanout::{Fanout, Frame};
 pub use members::Members;
-use std::collections::HashMap;
+// foldhash with a per-process seed: cheaper than SipHash on every member change.
+use hashbrown::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -23,6 +24,8 @@ use tokio::sync::mpsc;
 pub struct RoomEnv {
     pub store: Arc<dyn Store>,
     pub supervisor: Addr<Supervisor>,
+    /// Where a room hands its changes to the supervisor.
+    pub handover: Handover,
     /// The registry's map, so an idle room can take itself out before it stops.
     pub rooms: Arc<DashMap<RoomKey, Addr<Room>>>,
     pub index_tick: Duration,
@@ -241,7 +244,7 @@ impl Room {
             }
         }
         let counters = self.counters.clone();
-        self.env.supervisor.do_send(RoomChanged {
+        self.env.handover.send(RoomChanged {
             key: self.key.clone(),
             entry,
             snapshot: SnapshotItem {

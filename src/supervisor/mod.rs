@@ -10,7 +10,8 @@ use crate::store::Store;
 use actix::prelude::*;
 pub use list::{ListEntry, ListIndex, ListPage, SharedList};
 pub use registry::Registry;
-use std::collections::HashMap;
+// foldhash with a per-process seed: cheaper than SipHash on every member change.
+use hashbrown::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,6 +80,9 @@ impl Pending {
 
 pub struct SupervisorConfig {
     pub persist: bool,
+    /// How often room hand-overs are taken from the queue into the index and the pending
+    /// snapshot (rooms hand over at most once per `list.index_tick_ms` each).
+    pub handover_interval: Duration,
     pub snapshot_interval: Duration,
     pub max_backoff: Duration,
 }
@@ -97,6 +101,22 @@ pub struct Supervisor {
     failures: u32,
     next_try: Instant,
     flush_waiters: Vec<oneshot::Sender<bool>>,
+    inbox: std::sync::mpsc::Receiver<RoomChanged>,
+    handover: Handover,
+}
+
+/// Rooms hand their changes over through this queue rather than the supervisor's mailbox:
+/// a hand-over wakes no thread (thousands of rooms each hand over every tick), and the
+/// supervisor takes them all, in order, on its own tick and before anything that reads
+/// them (PendingFor, a snapshot write).
+#[derive(Clone)]
+pub struct Handover(std::sync::mpsc::Sender<RoomChanged>);
+
+impl Handover {
+    pub fn send(&self, change: RoomChanged) {
+        // Fails only once the supervisor is gone: the process is ending.
+        let _ = self.0.send(change);
+    }
 }
 
 impl Supervisor {
@@ -106,6 +126,7 @@ impl Supervisor {
         health: Arc<Health>,
         list: SharedList,
     ) -> Self {
+        let (tx, inbox) = std::sync::mpsc::channel();
         Supervisor {
             cfg,
             store,
@@ -119,6 +140,42 @@ impl Supervisor {
             failures: 0,
             next_try: Instant::now(),
             flush_waiters: Vec::new(),
+            inbox,
+            handover: Handover(tx),
+        }
+    }
+
+    /// The queue rooms hand their changes to.
+    pub fn handover(&self) -> Handover {
+        self.handover.clone()
+    }
+
+    /// Takes every hand-over queued so far, in order.
+    fn take_handovers(&mut self) {
+        let mut any = false;
+        while let Ok(change) = self.inbox.try_recv() {
+            self.room_changed(change);
+            any = true;
+        }
+        if any {
+            self.health
+                .pending_rooms
+                .store(self.pending.len(), Ordering::Relaxed);
+        }
+    }
+
+    fn room_changed(&mut self, msg: RoomChanged) {
+        let current_epoch = self.pending.get(&msg.key).map(|p| p.item.counters.epoch);
+        // An older broadcast's late change must not touch the index of a newer one.
+        if current_epoch.is_none_or(|e| msg.snapshot.counters.epoch >= e) {
+            self.set_entry(&msg.key, msg.entry);
+        }
+        let newer = Pending::from_item(msg.snapshot);
+        match self.pending.get_mut(&msg.key) {
+            Some(p) => p.merge_newer(newer),
+            None => {
+                self.pending.insert(msg.key, newer);
+            }
         }
     }
 
@@ -143,6 +200,7 @@ impl Supervisor {
     }
 
     fn try_write(&mut self, ctx: &mut Context<Self>) {
+        self.take_handovers();
         if let Some(since) = self.writing_since.filter(|_| self.writing) {
             if since.elapsed() > self.cfg.snapshot_interval * 2 {
                 tracing::warn!(
@@ -242,9 +300,9 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Rooms hand over at most one change per tick each, so this mailbox is bounded by
-        // the number of rooms; requests (FetchList) wait when it is full.
+        // Only activations (PendingFor) and shutdown (FlushAll) come through the mailbox.
         ctx.set_mailbox_capacity(4096);
+        ctx.run_interval(self.cfg.handover_interval, |act, _| act.take_handovers());
         ctx.run_interval(self.cfg.snapshot_interval, |act, ctx| act.try_write(ctx));
         ctx.run_interval(Duration::from_secs(60), |act, _| {
             act.list
@@ -256,33 +314,10 @@ impl Actor for Supervisor {
 }
 
 /// A room's state after changes: its list entry (None: not listed) and its snapshot.
-#[derive(Message)]
-#[rtype(result = "()")]
 pub struct RoomChanged {
     pub key: RoomKey,
     pub entry: Option<ListEntry>,
     pub snapshot: SnapshotItem,
-}
-
-impl Handler<RoomChanged> for Supervisor {
-    type Result = ();
-    fn handle(&mut self, msg: RoomChanged, _: &mut Context<Self>) {
-        let current_epoch = self.pending.get(&msg.key).map(|p| p.item.counters.epoch);
-        // An older broadcast's late change must not touch the index of a newer one.
-        if current_epoch.is_none_or(|e| msg.snapshot.counters.epoch >= e) {
-            self.set_entry(&msg.key, msg.entry);
-        }
-        let newer = Pending::from_item(msg.snapshot);
-        match self.pending.get_mut(&msg.key) {
-            Some(p) => p.merge_newer(newer),
-            None => {
-                self.pending.insert(msg.key, newer);
-            }
-        }
-        self.health
-            .pending_rooms
-            .store(self.pending.len(), Ordering::Relaxed);
-    }
 }
 
 /// Changes of a room not yet in the database (pending or being written), merged: a room
@@ -296,6 +331,7 @@ pub struct PendingFor {
 impl Handler<PendingFor> for Supervisor {
     type Result = Option<SnapshotItem>;
     fn handle(&mut self, msg: PendingFor, _: &mut Context<Self>) -> Self::Result {
+        self.take_handovers();
         let mut merged = self
             .inflight_index
             .get(&msg.key)
