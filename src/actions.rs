@@ -56,13 +56,10 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
             Ok(EMPTY.into())
         }
         Request::FetchList { flag, page } => {
-            // A read of the shared index: no mailbox round trip on the hottest read.
-            let p = state.list.read().unwrap_or_else(|e| e.into_inner()).page(
-                flag,
-                page.offset(),
-                page.pagesize,
-            );
-            // Items were encoded once when their room changed: splice them in.
+            // A read of the shared index: no mailbox round trip on the hottest read. Items
+            // were encoded once when their room changed: they are copied out under the lock.
+            let list = state.list.read().unwrap_or_else(|e| e.into_inner());
+            let p = list.page(flag, page.offset(), page.pagesize);
             let mut out =
                 String::with_capacity(48 + p.items.iter().map(|i| i.len() + 1).sum::<usize>());
             out.push_str("{\"totalcount\":");
@@ -75,6 +72,7 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
                 out.push_str(item);
             }
             out.push_str("]}");
+            drop(list);
             Ok(out)
         }
         Request::GetCosSign => {

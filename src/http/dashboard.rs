@@ -288,18 +288,21 @@ async fn run(
 fn snapshot(state: &AppState, limit: usize) -> (String, String) {
     let (live, vod) = {
         let list = state.list.read().unwrap_or_else(|e| e.into_inner());
+        let owned = |p: crate::supervisor::ListPage| -> (usize, Vec<String>) {
+            (p.total, p.items.iter().map(|s| s.to_string()).collect())
+        };
         (
-            list.page(ListFlag::Live, 0, limit),
-            list.page(ListFlag::Recordings, 0, limit),
+            owned(list.page(ListFlag::Live, 0, limit)),
+            owned(list.page(ListFlag::Recordings, 0, limit)),
         )
     };
-    let parse = |items: &[Arc<str>]| -> Vec<PusherInfo> {
+    let parse = |items: &[String]| -> Vec<PusherInfo> {
         items
             .iter()
             .filter_map(|j| serde_json::from_str(j).ok())
             .collect()
     };
-    let rooms: Vec<Value> = parse(&live.items)
+    let rooms: Vec<Value> = parse(&live.1)
         .into_iter()
         .map(|p| {
             json!({
@@ -309,7 +312,7 @@ fn snapshot(state: &AppState, limit: usize) -> (String, String) {
             })
         })
         .collect();
-    let recordings: Vec<Value> = parse(&vod.items)
+    let recordings: Vec<Value> = parse(&vod.1)
         .into_iter()
         .map(|p| {
             json!({
@@ -322,8 +325,8 @@ fn snapshot(state: &AppState, limit: usize) -> (String, String) {
     let mut data = json!({
         "event": "snapshot",
         "limit": limit,
-        "live": {"total": live.total, "rooms": rooms},
-        "recordings": {"total": vod.total, "items": recordings},
+        "live": {"total": live.0, "rooms": rooms},
+        "recordings": {"total": vod.0, "items": recordings},
     });
     let key = data.to_string();
     data["at"] = json!(crate::model::now_unix());

@@ -7,8 +7,8 @@ use crate::config::ListOrder;
 use crate::model::{now_unix, RoomKey};
 use crate::protocol::request::ListFlag;
 use crate::protocol::types::PusherInfo;
-use std::cmp::Reverse;
-use std::collections::HashMap;
+use hashbrown::HashMap;
+use std::cmp::{Ordering, Reverse};
 use std::sync::{Arc, RwLock};
 
 /// A room's list item: its sort fields and its JSON, encoded once per change.
@@ -34,22 +34,49 @@ impl ListEntry {
 
 type LiveKey = (Reverse<u64>, Reverse<i64>, Arc<str>);
 type VodKey = (Reverse<i64>, Arc<str>, Arc<str>);
-/// A listed room's sort key, its encoded item and (live) its last sign of life.
-type LiveSlot = (LiveKey, Arc<str>, i64);
-type VodSlot = (VodKey, Arc<str>);
 
-pub struct ListPage {
+/// A node of a sorted list: ordered by its sort key alone, and carrying the room's encoded
+/// item, so a page is read straight off the tree (no map lookup, no reference counting).
+#[derive(Debug, Clone)]
+struct Item<K> {
+    key: K,
+    json: Arc<str>,
+}
+
+impl<K: Ord> Ord for Item<K> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key.cmp(&other.key)
+    }
+}
+
+impl<K: Ord> PartialOrd for Item<K> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<K: Ord> PartialEq for Item<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl<K: Ord> Eq for Item<K> {}
+
+/// A page of encoded items, borrowed from the index: read it under the lock.
+pub struct ListPage<'a> {
     pub total: usize,
-    pub items: Vec<Arc<str>>,
+    pub items: Vec<&'a str>,
 }
 
 pub struct ListIndex {
     order: ListOrder,
     recording_days: u64,
-    live: OrderIndex<LiveKey>,
-    live_keys: HashMap<Arc<str>, LiveSlot>,
-    vod: OrderIndex<VodKey>,
-    vod_keys: HashMap<(Arc<str>, Arc<str>), VodSlot>,
+    live: OrderIndex<Item<LiveKey>>,
+    /// Each listed live room's node, and its last sign of life.
+    live_keys: HashMap<Arc<str>, (Item<LiveKey>, i64)>,
+    vod: OrderIndex<Item<VodKey>>,
+    vod_keys: HashMap<(Arc<str>, Arc<str>), Item<VodKey>>,
 }
 
 /// The handle both the supervisor (writes) and handlers (reads) hold.
@@ -74,7 +101,7 @@ impl ListIndex {
     pub fn set_entry(&mut self, key: &RoomKey, entry: Option<ListEntry>) {
         match key {
             RoomKey::Live(vj) => {
-                if let Some((old, _, _)) = self.live_keys.remove(vj.as_str()) {
+                if let Some((old, _)) = self.live_keys.remove(vj.as_str()) {
                     self.live.remove(&old);
                 }
                 if let Some(e) = entry {
@@ -83,20 +110,26 @@ impl ListIndex {
                         ListOrder::Newest => 0,
                     };
                     let id: Arc<str> = vj.as_str().into();
-                    let k = (Reverse(viewers), Reverse(e.timestamp), id.clone());
-                    self.live.insert(k.clone());
-                    self.live_keys.insert(id, (k, e.json, e.seen_at));
+                    let item = Item {
+                        key: (Reverse(viewers), Reverse(e.timestamp), id.clone()),
+                        json: e.json,
+                    };
+                    self.live.insert(item.clone());
+                    self.live_keys.insert(id, (item, e.seen_at));
                 }
             }
             RoomKey::Recording { vj, fileid } => {
                 let id: (Arc<str>, Arc<str>) = (vj.as_str().into(), fileid.as_str().into());
-                if let Some((old, _)) = self.vod_keys.remove(&id) {
+                if let Some(old) = self.vod_keys.remove(&id) {
                     self.vod.remove(&old);
                 }
                 if let Some(e) = entry {
-                    let k = (Reverse(e.timestamp), id.0.clone(), id.1.clone());
-                    self.vod.insert(k.clone());
-                    self.vod_keys.insert(id, (k, e.json));
+                    let item = Item {
+                        key: (Reverse(e.timestamp), id.0.clone(), id.1.clone()),
+                        json: e.json,
+                    };
+                    self.vod.insert(item.clone());
+                    self.vod_keys.insert(id, item);
                 }
             }
         }
@@ -108,8 +141,11 @@ impl ListIndex {
 
     /// Recordings at or after the cutoff sort first; their count is the rank of the cutoff.
     fn vod_listed(&self) -> usize {
-        self.vod
-            .rank(&(Reverse(self.vod_cutoff() - 1), "".into(), "".into()))
+        let probe = Item {
+            key: (Reverse(self.vod_cutoff() - 1), "".into(), "".into()),
+            json: "".into(),
+        };
+        self.vod.rank(&probe)
     }
 
     /// Old recordings leave memory (they stay in the database).
@@ -120,38 +156,28 @@ impl ListIndex {
                 .vod
                 .page(self.vod.len() - 1, 1)
                 .first()
-                .map(|k| (*k).clone())
+                .map(|item| (*item).clone())
             else {
                 break;
             };
             self.vod.remove(&last);
-            self.vod_keys.remove(&(last.1, last.2));
+            self.vod_keys.remove(&(last.key.1, last.key.2));
         }
     }
 
-    fn live_page(&self, offset: usize, limit: usize) -> Vec<Arc<str>> {
-        self.live
-            .page(offset, limit)
-            .into_iter()
-            .filter_map(|k| self.live_keys.get(&k.2).map(|(_, j, _)| j.clone()))
-            .collect()
+    fn live_page(&self, offset: usize, limit: usize) -> Vec<&str> {
+        let page = self.live.page(offset, limit);
+        page.into_iter().map(|item| &*item.json).collect()
     }
 
-    fn vod_page(&self, offset: usize, limit: usize) -> Vec<Arc<str>> {
-        self.vod
-            .page(offset, limit)
-            .into_iter()
-            .filter_map(|k| {
-                self.vod_keys
-                    .get(&(k.1.clone(), k.2.clone()))
-                    .map(|(_, j)| j.clone())
-            })
-            .collect()
+    fn vod_page(&self, offset: usize, limit: usize) -> Vec<&str> {
+        let page = self.vod.page(offset, limit);
+        page.into_iter().map(|item| &*item.json).collect()
     }
 
     /// One page of a list: live rooms, recordings, or live rooms followed by recordings.
     /// Costs O(log n + limit).
-    pub fn page(&self, flag: ListFlag, offset: usize, limit: usize) -> ListPage {
+    pub fn page(&self, flag: ListFlag, offset: usize, limit: usize) -> ListPage<'_> {
         match flag {
             ListFlag::Live => ListPage {
                 total: self.live.len(),
@@ -186,7 +212,7 @@ impl ListIndex {
     pub fn stale_live(&self, before: i64, limit: usize) -> Vec<String> {
         self.live_keys
             .iter()
-            .filter(|(_, (_, _, seen))| *seen < before)
+            .filter(|(_, (_, seen))| *seen < before)
             .map(|(vj, _)| vj.to_string())
             .take(limit)
             .collect()
