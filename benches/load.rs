@@ -370,6 +370,18 @@ fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").into_bytes()
 }
 
+/// A request whose JSON the generator formats itself: the hot loops skip building a
+/// `serde_json::Value`, so the generator takes less of the CPU it shares with the server.
+fn post_text(body: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(128 + body.len());
+    let _ = write!(
+        v,
+        "POST /interface.php HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    v
+}
+
 fn post(body: &Value) -> Vec<u8> {
     let b = body.to_string();
     format!(
@@ -632,34 +644,37 @@ async fn live_rooms(port: u16, n: usize) {
 fn gen_enter(rooms: usize) -> Gen {
     Arc::new(move |c, s| {
         let r = (c * 7919 + s as usize) % rooms;
-        post(
-            &json!({"Action":"EnterGroup","userid":format!("c{c}_{s}"),"liveuserid":format!("r{r}"),"groupid":format!("g_r{r}"),"flag":0,"nickname":"观众","headpic":"http://cdn.example/a.png"}),
-        )
+        post_text(&format!(
+            r#"{{"Action":"EnterGroup","userid":"c{c}_{s}","liveuserid":"r{r}","groupid":"g_r{r}","flag":0,"nickname":"观众","headpic":"http://cdn.example/a.png"}}"#
+        ))
     })
 }
 
 fn gen_quit(rooms: usize) -> Gen {
     Arc::new(move |c, s| {
         let r = (c * 7919 + s as usize) % rooms;
-        post(
-            &json!({"Action":"QuitGroup","userid":format!("c{c}_{s}"),"liveuserid":format!("r{r}"),"groupid":format!("g_r{r}"),"flag":0}),
-        )
+        post_text(&format!(
+            r#"{{"Action":"QuitGroup","userid":"c{c}_{s}","liveuserid":"r{r}","groupid":"g_r{r}","flag":0}}"#
+        ))
     })
 }
 
 fn gen_like(rooms: usize) -> Gen {
     Arc::new(move |c, s| {
         let r = (c * 7919 + s as usize * 31) % rooms;
-        post(&json!({"Action":"ChangeCount","userid":format!("r{r}"),"type":1,"optype":0,"flag":0}))
+        post_text(&format!(
+            r#"{{"Action":"ChangeCount","userid":"r{r}","type":1,"optype":0,"flag":0}}"#
+        ))
     })
 }
 
 fn gen_list(rooms: usize) -> Gen {
     let pages = (rooms / 20).max(1);
     Arc::new(move |c, s| {
-        post(
-            &json!({"Action":"FetchList","flag":1,"pageno":1 + (c * 131 + s as usize * 17) % pages,"pagesize":20}),
-        )
+        post_text(&format!(
+            r#"{{"Action":"FetchList","flag":1,"pageno":{},"pagesize":20}}"#,
+            1 + (c * 131 + s as usize * 17) % pages
+        ))
     })
 }
 
@@ -682,9 +697,9 @@ fn gen_mixed(rooms: usize, mix: &[(String, u32)]) -> Gen {
                     "quit" => quit(c, s / 2),
                     "like" => like(c, s),
                     "list" => list(c, s),
-                    _ => post(
-                        &json!({"Action":"FetchGroupMemberList","liveuserid":format!("r{r}"),"groupid":format!("g_r{r}"),"pagesize":20}),
-                    ),
+                    _ => post_text(&format!(
+                        r#"{{"Action":"FetchGroupMemberList","liveuserid":"r{r}","groupid":"g_r{r}","pagesize":20}}"#
+                    )),
                 };
             }
             pick -= w;
