@@ -409,6 +409,9 @@ struct Stats {
     rss_mb: f64,
     server_cpu: f64,
     client_cpu: f64,
+    /// Busy CPU of the rest of the machine (a database server, the kernel's own threads,
+    /// anything else running), in % of one core.
+    other_cpu: f64,
     /// Throughput against the `/healthz` slices interleaved with this scenario's (0: none).
     ratio: f64,
     /// p99 against those slices' p99.
@@ -422,7 +425,24 @@ struct Slice {
     secs: f64,
     server_ticks: u64,
     client_ticks: u64,
+    machine_ticks: u64,
     rss_mb: f64,
+}
+
+/// Busy clock ticks of the whole machine (all CPUs), from /proc/stat.
+fn machine_busy_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0;
+    };
+    // user nice system idle iowait irq softirq steal: all but idle and iowait are busy.
+    cpu.split_whitespace()
+        .skip(1)
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v.parse::<u64>().unwrap_or(0))
+        .sum()
 }
 
 fn cpu_ticks(pid: u32) -> u64 {
@@ -458,6 +478,13 @@ fn summarize(name: &str, slices: &[&Slice]) -> Stats {
         rss_mb: slices.last().map(|s| s.rss_mb).unwrap_or(0.0),
         server_cpu: ticks(|s| s.server_ticks) / hz / secs * 100.0,
         client_cpu: ticks(|s| s.client_ticks) / hz / secs * 100.0,
+        other_cpu: (ticks(|s| s.machine_ticks)
+            - ticks(|s| s.server_ticks)
+            - ticks(|s| s.client_ticks))
+        .max(0.0)
+            / hz
+            / secs
+            * 100.0,
         ratio: 0.0,
         p99_ratio: 0.0,
     }
@@ -490,7 +517,11 @@ async fn drive_slice(
 ) -> Slice {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
-    let (cpu0, self0) = (cpu_ticks(server.pid()), cpu_ticks(std::process::id()));
+    let (cpu0, self0, all0) = (
+        cpu_ticks(server.pid()),
+        cpu_ticks(std::process::id()),
+        machine_busy_ticks(),
+    );
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..measured + background {
@@ -553,13 +584,18 @@ async fn drive_slice(
         errors += e;
     }
     let secs = started.elapsed().as_secs_f64();
-    let (cpu1, self1) = (cpu_ticks(server.pid()), cpu_ticks(std::process::id()));
+    let (cpu1, self1, all1) = (
+        cpu_ticks(server.pid()),
+        cpu_ticks(std::process::id()),
+        machine_busy_ticks(),
+    );
     Slice {
         lat,
         errors,
         secs,
         server_ticks: cpu1 - cpu0,
         client_ticks: self1 - self0,
+        machine_ticks: all1.saturating_sub(all0),
         rss_mb: rss_mb(server.pid()),
     }
 }
@@ -743,7 +779,7 @@ fn ratio_target(
 fn print_table(rows: &[Stats]) {
     println!();
     println!(
-        "{:<14} {:>10} {:>9} {:>9} {:>9} {:>7} {:>8} {:>7} {:>10} {:>10}",
+        "{:<14} {:>10} {:>9} {:>9} {:>9} {:>7} {:>8} {:>7} {:>10} {:>10} {:>10} {:>12}",
         "scenario",
         "req/s",
         "p50 ms",
@@ -753,7 +789,9 @@ fn print_table(rows: &[Stats]) {
         "RSS MB",
         "ratio",
         "server CPU",
-        "client CPU"
+        "client CPU",
+        "other CPU",
+        "server µs/req"
     );
     for s in rows {
         let ratio = if s.ratio > 0.0 {
@@ -762,7 +800,7 @@ fn print_table(rows: &[Stats]) {
             "-".into()
         };
         println!(
-            "{:<14} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>7} {:>8.1} {:>7} {:>9.0}% {:>9.0}%",
+            "{:<14} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>7} {:>8.1} {:>7} {:>9.0}% {:>9.0}% {:>9.0}% {:>12.1}",
             s.name,
             s.rps,
             s.p50,
@@ -772,7 +810,9 @@ fn print_table(rows: &[Stats]) {
             s.rss_mb,
             ratio,
             s.server_cpu,
-            s.client_cpu
+            s.client_cpu,
+            s.other_cpu,
+            s.server_cpu * 1e4 / s.rps.max(1.0)
         );
     }
 }
@@ -1089,7 +1129,7 @@ async fn main() {
             "connections": n, "duration_secs": o.duration.as_secs_f64(),
             "rounds": o.rounds,
             "scenarios": rows.iter().map(|s| json!({"name": s.name, "ratio": s.ratio, "requests": s.requests, "secs": s.secs, "rps": s.rps, "p50_ms": s.p50, "p99_ms": s.p99, "p999_ms": s.p999,
-                "errors": s.errors, "rss_mb": s.rss_mb, "server_cpu_pct": s.server_cpu, "client_cpu_pct": s.client_cpu})).collect::<Vec<_>>(),
+                "errors": s.errors, "rss_mb": s.rss_mb, "server_cpu_pct": s.server_cpu, "client_cpu_pct": s.client_cpu, "other_cpu_pct": s.other_cpu})).collect::<Vec<_>>(),
             "targets": targets.iter().map(|t| json!({"name": t.name, "value": t.value, "goal": t.goal, "met": t.met})).collect::<Vec<_>>(),
             "wrk": cross.map(|(h, l)| json!({"healthz": h, "like_one_room": l})),
         });
