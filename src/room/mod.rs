@@ -6,7 +6,7 @@ pub mod fanout;
 mod members;
 
 use crate::model::{Counters, Member, RoomInfo, RoomKey, RoomRecord, SnapshotItem};
-use crate::protocol::types::{MemberInfo, PusherInfo};
+use crate::protocol::types::{MemberInfo, PusherInfo, PusherInfoRef};
 use crate::protocol::ApiError;
 use crate::store::{Store, StoreError};
 use crate::supervisor::{Handover, ListEntry, RoomChanged, Supervisor};
@@ -133,7 +133,7 @@ impl Room {
         }
     }
 
-    pub fn pusher_info(&self) -> PusherInfo {
+    pub fn pusher_info(&self) -> PusherInfoRef<'_> {
         pusher_info_of(&self.key, &self.info, &self.counters, self.viewercount())
     }
 
@@ -262,29 +262,25 @@ impl Room {
 }
 
 /// The list item of a room, from its parts.
-pub fn pusher_info_of(
-    key: &RoomKey,
-    info: &RoomInfo,
+pub fn pusher_info_of<'a>(
+    key: &'a RoomKey,
+    info: &'a RoomInfo,
     counters: &Counters,
     viewers: u64,
-) -> PusherInfo {
-    PusherInfo {
-        userid: key.vj().to_string(),
-        groupid: if key.is_live() {
-            info.groupid.clone()
-        } else {
-            String::new()
-        },
+) -> PusherInfoRef<'a> {
+    PusherInfoRef {
+        userid: key.vj(),
+        groupid: if key.is_live() { &info.groupid } else { "" },
         timestamp: info.timestamp,
         kind: if key.is_live() { 0 } else { 1 },
         viewercount: viewers,
         likecount: counters.likes,
-        title: info.title.clone(),
-        playurl: info.playurl.clone(),
-        hls_play_url: info.hls_play_url.clone(),
-        fileid: key.fileid().to_string(),
-        status: if counters.online { "1" } else { "0" }.to_string(),
-        userinfo: info.userinfo.clone(),
+        title: &info.title,
+        playurl: &info.playurl,
+        hls_play_url: &info.hls_play_url,
+        fileid: key.fileid(),
+        status: if counters.online { "1" } else { "0" },
+        userinfo: &info.userinfo,
     }
 }
 
@@ -538,7 +534,7 @@ pub struct GetInfo;
 impl Handler<GetInfo> for Room {
     type Result = Option<PusherInfo>;
     fn handle(&mut self, _: GetInfo, _: &mut Context<Self>) -> Self::Result {
-        self.exists().then(|| self.pusher_info())
+        self.exists().then(|| self.pusher_info().to_owned())
     }
 }
 

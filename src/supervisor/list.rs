@@ -6,7 +6,7 @@ use super::index::OrderIndex;
 use crate::config::ListOrder;
 use crate::model::{now_unix, RoomKey};
 use crate::protocol::request::ListFlag;
-use crate::protocol::types::PusherInfo;
+use crate::protocol::types::PusherInfoRef;
 use hashbrown::HashMap;
 use std::cmp::{Ordering, Reverse};
 use std::sync::{Arc, RwLock};
@@ -22,7 +22,7 @@ pub struct ListEntry {
 }
 
 impl ListEntry {
-    pub fn new(info: &PusherInfo, seen_at: i64) -> Self {
+    pub fn new(info: &PusherInfoRef, seen_at: i64) -> Self {
         ListEntry {
             viewers: info.viewercount,
             timestamp: info.timestamp,
