@@ -920,6 +920,7 @@ async fn main() {
     );
     let mut rows: Vec<Stats> = Vec::new();
     let mut targets: Vec<Target> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
 
     let main = Server::start(Db::Sqlite, async |url: &str| seed_rooms(url, o.rooms).await).await;
     live_rooms(main.port, 1).await; // r0 via the protocol as well
@@ -1042,15 +1043,14 @@ async fn main() {
                         goal: "≥ 0.90".into(),
                         met: st.ratio >= 0.90,
                     });
-                    // What "off the request path" means for the server itself, apart from
-                    // the CPU a co-located database server takes from the shared cores.
-                    let cost = per_request(&st) / off_cost;
-                    targets.push(Target {
-                        name: format!("5. {} server CPU/request vs off", st.name),
-                        value: cost,
-                        goal: "≤ 1.10 (informative)".into(),
-                        met: cost <= 1.10,
-                    });
+                    // Not a target, a diagnosis: how much of the gap is the server's own
+                    // work for persistence, apart from a co-located database server's CPU.
+                    notes.push(format!(
+                        "{}: server CPU per request {:.2} × persistence off; rest of the machine {:.0} % of a core",
+                        st.name,
+                        per_request(&st) / off_cost,
+                        st.other_cpu
+                    ));
                 }
                 rows.push(st);
             }
@@ -1148,6 +1148,12 @@ async fn main() {
             if t.met { "met" } else { "MISSED" }
         );
     }
+    if !notes.is_empty() {
+        println!("\nnotes:");
+        for n in &notes {
+            println!("  {n}");
+        }
+    }
     if let Some(p) = &o.json {
         let doc = json!({
             "connections": n, "duration_secs": o.duration.as_secs_f64(),
@@ -1155,6 +1161,7 @@ async fn main() {
             "scenarios": rows.iter().map(|s| json!({"name": s.name, "ratio": s.ratio, "requests": s.requests, "secs": s.secs, "rps": s.rps, "p50_ms": s.p50, "p99_ms": s.p99, "p999_ms": s.p999,
                 "errors": s.errors, "rss_mb": s.rss_mb, "server_cpu_pct": s.server_cpu, "client_cpu_pct": s.client_cpu, "other_cpu_pct": s.other_cpu})).collect::<Vec<_>>(),
             "targets": targets.iter().map(|t| json!({"name": t.name, "value": t.value, "goal": t.goal, "met": t.met})).collect::<Vec<_>>(),
+            "notes": notes,
             "wrk": cross.map(|(h, l)| json!({"healthz": h, "like_one_room": l})),
         });
         std::fs::File::create(p)
