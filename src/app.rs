@@ -240,6 +240,7 @@ fn spawn_stale_sweep(state: web::Data<AppState>) {
 /// stopped HTTP workers hand theirs over as their threads drop them; this waits for that.
 pub async fn flush_state(state: &AppState, deadline: Duration) -> bool {
     let until = std::time::Instant::now() + deadline;
+    let mut all_handed_over = true;
     loop {
         let rooms = state.registry.all();
         let mut answered = 0;
@@ -258,16 +259,18 @@ pub async fn flush_state(state: &AppState, deadline: Duration) -> bool {
                 waiting = alive - answered,
                 "rooms on stopped workers did not hand over in time"
             );
+            all_handed_over = false;
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let left = until.saturating_duration_since(std::time::Instant::now());
-    state
+    let written = state
         .supervisor
         .send(FlushAll {
             deadline: left.max(Duration::from_secs(1)),
         })
         .await
-        .unwrap_or(false)
+        .unwrap_or(false);
+    written && all_handed_over
 }

@@ -169,6 +169,48 @@ db_test!(graceful_restart_mid_traffic_loses_nothing, |db| {
     app.stop().await;
 });
 
+/// Changes still held by rooms when the server stops (the index tick is long, so none was
+/// handed over yet) reach the database: rooms running on the HTTP workers hand them over
+/// as their threads end, and a dedicated room pool flushes on request. Both layouts.
+db_test!(changes_held_by_rooms_at_shutdown_are_written, |db| {
+    for room_threads in [0, 2] {
+        let mut cfg = test_config(db);
+        cfg.server.room_threads = room_threads;
+        cfg.list.index_tick_ms = 60_000;
+        let vjs: Vec<String> = (0..8).map(|i| format!("held{room_threads}_{i}")).collect();
+        let app = spawn_app(cfg.clone()).await;
+        for vj in &vjs {
+            app.go_live(vj).await;
+        }
+        for (i, vj) in vjs.iter().enumerate() {
+            for v in 0..5 {
+                app.ok(json!({"Action":"EnterGroup","userid":format!("{vj}_v{v}"),"liveuserid":vj,"groupid":format!("g_{vj}"),"flag":0,"nickname":"😀 观众"}))
+                    .await;
+            }
+            // Two leave again, and the room gets i + 1 likes.
+            for v in 0..2 {
+                app.ok(json!({"Action":"QuitGroup","userid":format!("{vj}_v{v}"),"liveuserid":vj,"groupid":format!("g_{vj}"),"flag":0}))
+                    .await;
+            }
+            for _ in 0..=i {
+                app.ok(json!({"Action":"ChangeCount","userid":vj,"type":1,"optype":0,"flag":0}))
+                    .await;
+            }
+        }
+        app.stop().await;
+        let app = spawn_app(cfg).await;
+        for (i, vj) in vjs.iter().enumerate() {
+            let got = members_of(&app, vj).await;
+            let want: HashSet<String> = (2..5).map(|v| format!("{vj}_v{v}")).collect();
+            assert_eq!(got, want, "members of {vj} (room_threads = {room_threads})");
+            let info = app.info(vj).await;
+            assert_eq!(info["likecount"], (i + 1) as u64, "likes of {vj}");
+            assert_eq!(info["viewercount"], 3);
+        }
+        app.stop().await;
+    }
+});
+
 /// The longest snapshot commit the child reported (a write still in flight at the kill
 /// counts with the time it had taken so far, plus one interval).
 fn slowest_write_ms(log: &str, interval_ms: u64) -> u64 {
