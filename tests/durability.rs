@@ -169,9 +169,9 @@ db_test!(graceful_restart_mid_traffic_loses_nothing, |db| {
     app.stop().await;
 });
 
-/// Changes still held by rooms when the server stops (the index tick is long, so none was
-/// handed over yet) reach the database: rooms running on the HTTP workers hand them over
-/// as their threads end, and a dedicated room pool flushes on request. Both layouts.
+// Changes still held by rooms when the server stops (the index tick is long, so none was
+// handed over yet) reach the database: rooms running on the HTTP workers hand them over
+// as their threads end, and a dedicated room pool flushes on request. Both layouts.
 db_test!(changes_held_by_rooms_at_shutdown_are_written, |db| {
     for room_threads in [0, 2] {
         let mut cfg = test_config(db);
