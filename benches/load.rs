@@ -490,31 +490,31 @@ fn summarize(name: &str, slices: &[&Slice]) -> Stats {
     }
 }
 
-/// Drives `measured` connections with `gen` (and `background` unmeasured ones with `bg`)
-/// for `duration`; closed loop, one request in flight per connection.
+/// One slice, summarized on its own (set-up and memory runs, which take no ratio).
 async fn drive(
     name: &str,
     server: &Server,
     measured: usize,
     gen: Gen,
-    background: usize,
-    bg: Option<Gen>,
     duration: Duration,
 ) -> Stats {
-    let s = drive_slice(name, server, measured, gen, background, bg, duration).await;
+    let s = drive_slice(name, server, (measured, gen), None, duration).await;
     eprintln!();
     summarize(name, &[&s])
 }
 
+/// Drives `measured` connections with their generator (and, in the background, unmeasured
+/// connections with theirs) for `duration`; closed loop, one request in flight per
+/// connection.
 async fn drive_slice(
     name: &str,
     server: &Server,
-    measured: usize,
-    gen: Gen,
-    background: usize,
-    bg: Option<Gen>,
+    (measured, gen): (usize, Gen),
+    background: Option<(usize, Gen)>,
     duration: Duration,
 ) -> Slice {
+    let (background, bg) = background.unzip();
+    let background = background.unwrap_or(0);
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let (cpu0, self0, all0) = (
@@ -613,7 +613,6 @@ async fn paired(
     background: Option<(usize, Gen)>,
 ) -> (Stats, Vec<Slice>) {
     let slice = o.duration.div_f64(o.rounds as f64);
-    let health: Gen = Arc::new(|_, _| get("/healthz"));
     let (mut mine, mut base) = (Vec::new(), Vec::new());
     for round in 0..o.rounds {
         for turn in 0..2 {
@@ -623,24 +622,19 @@ async fn paired(
                     drive_slice(
                         "healthz",
                         server,
-                        o.connections,
-                        health.clone(),
-                        0,
+                        (o.connections, healthz_gen()),
                         None,
                         slice,
                     )
                     .await,
                 );
             } else {
-                let (bn, bg) = background.clone().unzip();
                 mine.push(
                     drive_slice(
                         name,
                         server,
-                        measured,
-                        gen.clone(),
-                        bn.unwrap_or(0),
-                        bg,
+                        (measured, gen.clone()),
+                        background.clone(),
                         slice,
                     )
                     .await,
@@ -688,6 +682,10 @@ async fn live_rooms(port: u16, n: usize) {
         )
         .await;
     }
+}
+
+fn healthz_gen() -> Gen {
+    Arc::new(|_, _| get("/healthz"))
 }
 
 fn gen_enter(rooms: usize) -> Gen {
@@ -950,8 +948,7 @@ async fn main() {
         health.extend(h);
     }
     if want("healthz") && health.is_empty() {
-        let health_gen: Gen = Arc::new(|_, _| get("/healthz"));
-        health.push(drive_slice("healthz", &main, n, health_gen, 0, None, o.duration).await);
+        health.push(drive_slice("healthz", &main, (n, healthz_gen()), None, o.duration).await);
         eprintln!();
     }
     if !health.is_empty() {
@@ -1013,9 +1010,7 @@ async fn main() {
                         drive_slice(
                             &format!("{action}/{label}"),
                             srv,
-                            n,
-                            gen.clone(),
-                            0,
+                            (n, gen.clone()),
                             None,
                             slice,
                         )
@@ -1066,16 +1061,7 @@ async fn main() {
             let r = (c + s as usize * 128) % 10_000;
             post(&json!({"Action":"GetUserInfo","userid":format!("r{r}"),"type":0}))
         });
-        drive(
-            "activate",
-            &srv,
-            n,
-            activate,
-            0,
-            None,
-            Duration::from_secs(2),
-        )
-        .await;
+        drive("activate", &srv, n, activate, Duration::from_secs(2)).await;
         let before = rss_mb(srv.pid());
         let total = Arc::new(AtomicU64::new(0));
         let target_n = (members_per_room * rooms) as u64;
@@ -1101,16 +1087,7 @@ async fn main() {
         let started = Instant::now();
         let mut s = Stats::default();
         while total.load(Ordering::Relaxed) < target_n && started.elapsed() < deadline {
-            s = drive(
-                "memory",
-                &srv,
-                n,
-                gen.clone(),
-                0,
-                None,
-                Duration::from_secs(10),
-            )
-            .await;
+            s = drive("memory", &srv, n, gen.clone(), Duration::from_secs(10)).await;
         }
         tokio::time::sleep(Duration::from_secs(3)).await; // let snapshots settle
         let after = rss_mb(srv.pid());
