@@ -95,7 +95,7 @@ impl<'a> Fields<'a> {
             return t.parse::<i64>().map(Some).map_err(|_| bad());
         }
         // A JSON integer that fits; floats and exponents are not integers here.
-        if v.bytes().all(|b| b == b'-' || b.is_ascii_digit()) {
+        if is_json_integer(v) {
             return v.parse::<i64>().map(Some).map_err(|_| bad());
         }
         Err(bad())
@@ -151,9 +151,15 @@ fn decode_str(raw: &str) -> Option<Cow<'_, str>> {
     serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
 }
 
+/// Whether a raw JSON value is written as an integer (no fraction, no exponent); whether it
+/// fits is for the parse to say.
+fn is_json_integer(raw: &str) -> bool {
+    raw.bytes().all(|b| b == b'-' || b.is_ascii_digit())
+}
+
 /// A JSON integer (signed or unsigned 64-bit) as decimal text.
 fn decode_int(raw: &str) -> Option<String> {
-    if !raw.bytes().all(|b| b == b'-' || b.is_ascii_digit()) {
+    if !is_json_integer(raw) {
         return None;
     }
     raw.parse::<i64>()

@@ -73,9 +73,7 @@ impl Actor for Room {
 /// shutdown): whatever it has not handed over yet goes to the supervisor here.
 impl Drop for Room {
     fn drop(&mut self) {
-        if self.flush_scheduled || !self.member_changes.is_empty() {
-            self.flush();
-        }
+        self.flush_if_pending();
         self.add_members(-(self.members.len() as i64));
         self.env
             .alive
@@ -220,14 +218,19 @@ impl Room {
         ctx.run_later(self.env.idle_stop, |act, ctx| {
             act.idle_check_scheduled = false;
             if act.idle() {
-                if act.flush_scheduled || !act.member_changes.is_empty() {
-                    act.flush();
-                }
+                act.flush_if_pending();
                 let me = ctx.address();
                 act.env.rooms.remove_if(&act.key, |_, a| *a == me);
                 ctx.stop();
             }
         });
+    }
+
+    /// Hands over now if anything changed since the last hand-over (idle stop, shutdown).
+    fn flush_if_pending(&mut self) {
+        if self.flush_scheduled || !self.member_changes.is_empty() {
+            self.flush();
+        }
     }
 
     fn flush(&mut self) {
@@ -655,8 +658,6 @@ pub struct FlushNow;
 impl Handler<FlushNow> for Room {
     type Result = ();
     fn handle(&mut self, _: FlushNow, _: &mut Context<Self>) {
-        if self.flush_scheduled || !self.member_changes.is_empty() {
-            self.flush();
-        }
+        self.flush_if_pending();
     }
 }
