@@ -23,6 +23,12 @@ pub struct AppState {
     pub list: crate::supervisor::SharedList,
     /// Register, Login, Refresh and token checks, over the account tables of the same database.
     pub accounts: Arc<crate::accounts::Accounts>,
+    /// Who a request comes from (trusted reverse proxies name the client).
+    pub clients: crate::net::ClientAddr,
+    /// Who may call the nginx-rtmp and SRS hooks (`media.trusted_addrs`).
+    pub media_hooks: crate::net::Cidrs,
+    /// Open client connections and their bounds.
+    pub connections: Arc<crate::http::connections::Connections>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +59,25 @@ impl Application {
         for w in config.warnings() {
             tracing::warn!("{w}");
         }
+        let fd_limit = crate::http::connections::raise_fd_limit();
+        let (max_connections, fd_warnings) = crate::http::connections::budget(&config, fd_limit);
+        for w in fd_warnings {
+            tracing::warn!("{w}");
+        }
+        let cidrs = |list: &[String]| {
+            crate::net::Cidrs::parse(list).map_err(crate::config::ConfigError::Invalid)
+        };
+        let clients = crate::net::ClientAddr::new(
+            cidrs(&config.server.trusted_proxies)?,
+            config.server.proxy_header,
+        );
+        let media_hooks = cidrs(&config.media.trusted_addrs)?;
+        let connections = crate::http::connections::Connections::new(
+            max_connections,
+            config.limits.max_connections_per_addr,
+            cidrs(&config.server.trusted_proxies)?,
+            Duration::from_secs(config.limits.request_timeout_secs),
+        );
         // One SQL store serves both traits: rooms and accounts share the database.
         let sql = Arc::new(crate::store::SqlStore::connect(&config.database).await?);
         let store: Arc<dyn Store> = sql.clone();
@@ -128,6 +153,7 @@ impl Application {
             .map_err(|source| BuildError::Listen { addr, source })?
             .port();
         let shutdown_secs = config.server.shutdown_timeout_secs;
+        let request_timeout = Duration::from_secs(config.limits.request_timeout_secs);
         let state = web::Data::new(AppState {
             config: Arc::new(config),
             store,
@@ -137,6 +163,9 @@ impl Application {
             metrics: Arc::new(crate::metrics::Metrics::default()),
             list,
             accounts,
+            clients,
+            media_hooks,
+            connections: connections.clone(),
         });
         spawn_stale_sweep(state.clone());
         let data = state.clone();
@@ -147,11 +176,18 @@ impl Application {
             }
             App::new()
                 .app_data(data.clone())
+                .app_data(crate::http::body::RequestTimeout(request_timeout))
+                .wrap(actix_web::middleware::from_fn(crate::http::body::deadline))
                 .wrap(actix_web::middleware::from_fn(
                     crate::http::request_id::request_id,
                 ))
                 .configure(crate::http::routes)
         })
+        .on_connect(move |conn, ext| connections.on_connect(conn, ext))
+        .client_request_timeout(request_timeout)
+        .keep_alive(crate::http::connections::KEEP_ALIVE)
+        // The bound is `connections`' (in total, not per worker): actix's must not bite first.
+        .max_connections(max_connections)
         .workers(workers)
         .disable_signals()
         .shutdown_timeout(shutdown_secs)

@@ -142,6 +142,19 @@ pub struct ServerConfig {
     /// An idle room (offline, no members, no subscribers) frees its memory after this many
     /// seconds; its state stays in the database.
     pub room_idle_secs: u64,
+    /// Reverse proxies (addresses or CIDRs) whose `proxy_header` names the client. From
+    /// anyone else the header is ignored and the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
+    /// The header trusted proxies set: `x-forwarded-for` or `forwarded` (RFC 7239). Only
+    /// one is read, so a client cannot slip in the one the proxy does not maintain.
+    pub proxy_header: ProxyHeader,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProxyHeader {
+    XForwardedFor,
+    Forwarded,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -234,6 +247,15 @@ pub struct LimitsConfig {
     pub max_members_per_room: usize,
     /// Rooms (live and recording) this server holds active at once.
     pub max_rooms: usize,
+    /// A request's head must arrive within this many seconds, and its body within as many
+    /// again after the head; then the connection is closed (408).
+    pub request_timeout_secs: u64,
+    /// Client connections open at once, WebSockets included; kept below the process's file
+    /// descriptor limit at start. Connections past it are refused as they arrive.
+    pub max_connections: usize,
+    /// Connections one client address (an IPv6 /64) may hold open; trusted proxies are
+    /// exempt. 0 = no limit.
+    pub max_connections_per_addr: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -314,7 +336,8 @@ pub struct MediaConfig {
     /// Base URL under which the media server's recordings directory is served; a recorded
     /// file `x.flv` plays at `{recordings_base_url}/x.flv`.
     pub recordings_base_url: String,
-    /// Client addresses allowed to call the nginx-rtmp and SRS hooks (they cannot sign).
+    /// Client addresses (or CIDRs) allowed to call the nginx-rtmp and SRS hooks (they cannot
+    /// sign).
     pub trusted_addrs: Vec<String>,
 }
 
@@ -326,6 +349,8 @@ impl Default for ServerConfig {
             room_threads: 0,
             shutdown_timeout_secs: 10,
             room_idle_secs: 60,
+            trusted_proxies: Vec::new(),
+            proxy_header: ProxyHeader::XForwardedFor,
         }
     }
 }
@@ -403,6 +428,9 @@ impl Default for LimitsConfig {
             max_name_len: 128,
             max_members_per_room: 1_000_000,
             max_rooms: 1_000_000,
+            request_timeout_secs: 5,
+            max_connections: 60_000,
+            max_connections_per_addr: 512,
         }
     }
 }
@@ -520,6 +548,15 @@ impl Config {
         if self.database.snapshot_interval_ms == 0 || self.list.index_tick_ms == 0 {
             return bad("database.snapshot_interval_ms and list.index_tick_ms must be positive");
         }
+        if self.limits.request_timeout_secs == 0 || self.limits.max_connections == 0 {
+            return bad("limits.request_timeout_secs and limits.max_connections must be positive");
+        }
+        if let Err(e) = crate::net::Cidrs::parse(&self.server.trusted_proxies) {
+            return Err(ConfigError::Invalid(format!("server.trusted_proxies: {e}")));
+        }
+        if let Err(e) = crate::net::Cidrs::parse(&self.media.trusted_addrs) {
+            return Err(ConfigError::Invalid(format!("media.trusted_addrs: {e}")));
+        }
         if self.database.max_connections == 0 {
             return bad("database.max_connections must be positive");
         }
@@ -610,7 +647,7 @@ fn set_path(table: &mut toml::Table, path: &[String], value: &str) {
 }
 
 /// Keys whose values are comma-separated lists in the environment.
-const LIST_KEYS: &[&str] = &["trusted_addrs"];
+const LIST_KEYS: &[&str] = &["trusted_addrs", "trusted_proxies"];
 
 /// Keys whose values are strings even when they look like numbers.
 const STRING_KEYS: &[&str] = &[
@@ -630,6 +667,7 @@ const STRING_KEYS: &[&str] = &[
     "secret_key",
     "base_url",
     "token",
+    "proxy_header",
 ];
 
 #[cfg(test)]

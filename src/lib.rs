@@ -9,6 +9,7 @@ pub mod http;
 pub mod media;
 pub mod metrics;
 pub mod model;
+pub mod net;
 pub mod protocol;
 pub mod recordings;
 pub mod room;

@@ -223,6 +223,22 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
             );
         }
+        let conns = &state.connections;
+        let (over_total, over_addr) = conns.refused();
+        let _ = writeln!(
+            out,
+            "# HELP minilvb_connections_open Open client connections (limit {}).\n\
+             # TYPE minilvb_connections_open gauge\nminilvb_connections_open {}",
+            conns.max_total(),
+            conns.open()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP minilvb_connections_refused_total Connections refused as they arrived.\n\
+             # TYPE minilvb_connections_refused_total counter\n\
+             minilvb_connections_refused_total{{reason=\"total\"}} {over_total}\n\
+             minilvb_connections_refused_total{{reason=\"per_addr\"}} {over_addr}"
+        );
         out.push_str("# HELP minilvb_snapshot_duration_seconds Time to commit one snapshot.\n");
         out.push_str("# TYPE minilvb_snapshot_duration_seconds histogram\n");
         h.snapshot_seconds

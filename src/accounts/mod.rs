@@ -25,7 +25,7 @@ use crate::sign::{ct_eq, usersig};
 use crate::store::{AccountStore, NewToken, TokenKind, TokenState};
 use passwords::Hasher;
 use serde::Serialize;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -365,14 +365,10 @@ impl Accounts {
     }
 }
 
-/// The throttling key of a client address: IPv4 as is, IPv6 by its /64 (one host usually
-/// owns a whole /64, so per-address limits would be free to dodge).
+/// The throttling key of a client address (see `net::addr_key`).
 fn throttle_addr(peer: Option<IpAddr>) -> IpAddr {
-    match peer.map(|ip| ip.to_canonical()) {
-        Some(IpAddr::V6(v6)) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
-        Some(v4) => v4,
-        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-    }
+    peer.map(crate::net::addr_key)
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
 /// Checks that the caller may run `req` (PROTOCOL.md section 2, "Clients send the token").

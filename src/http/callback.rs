@@ -2,6 +2,7 @@
 //! (from trusted addresses; a publish must carry a valid push signature).
 
 use crate::app::AppState;
+use crate::http::body;
 use crate::media::{self, Outcome};
 use crate::model::now_unix;
 use crate::protocol::ApiError;
@@ -159,16 +160,9 @@ async fn tencent_inner(state: web::Data<AppState>, body: web::Bytes) -> HttpResp
     }
 }
 
+/// Behind a trusted reverse proxy this is the client the proxy names, not the proxy.
 fn trusted(state: &AppState, req: &HttpRequest) -> bool {
-    let Some(ip) = req.peer_addr().map(|a| a.ip()) else {
-        return false;
-    };
-    state
-        .config
-        .media
-        .trusted_addrs
-        .iter()
-        .any(|a| a.parse::<std::net::IpAddr>().is_ok_and(|t| t == ip))
+    crate::http::client_ip(state, req).is_some_and(|ip| state.media_hooks.contains(ip))
 }
 
 /// nginx-rtmp `on_publish`, `on_publish_done`, `on_record_done`, `on_update` (form POST).
@@ -294,7 +288,7 @@ async fn srs_inner(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
 fn counted(state: &AppState, source: &'static str, resp: HttpResponse) -> HttpResponse {
     let outcome = match resp.status().as_u16() {
         200..=299 => "ok",
-        400 => "bad_request",
+        400 | 408 | 413 => "bad_request",
         403 => "refused",
         _ => "error",
     };
@@ -302,21 +296,49 @@ fn counted(state: &AppState, source: &'static str, resp: HttpResponse) -> HttpRe
     resp
 }
 
-pub async fn tencent(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
-    let resp = tencent_inner(state.clone(), body).await;
+/// The body within the request deadline and `limits.max_body_bytes`, or the answer to give.
+async fn read_body(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<web::Bytes, HttpResponse> {
+    body::read(req, payload, state.config.limits.max_body_bytes)
+        .await
+        .map_err(|e| reply(e.status(), 602, &e.message()))
+}
+
+pub async fn tencent(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let resp = match read_body(&state, &req, payload).await {
+        Ok(body) => tencent_inner(state.clone(), body).await,
+        Err(resp) => resp,
+    };
     counted(&state, "tencent", resp)
 }
 
 pub async fn nginx_rtmp(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> HttpResponse {
-    let resp = nginx_rtmp_inner(state.clone(), req, body).await;
+    let resp = match read_body(&state, &req, payload).await {
+        Ok(body) => nginx_rtmp_inner(state.clone(), req, body).await,
+        Err(resp) => resp,
+    };
     counted(&state, "nginx-rtmp", resp)
 }
 
-pub async fn srs(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let resp = srs_inner(state.clone(), req, body).await;
+pub async fn srs(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let resp = match read_body(&state, &req, payload).await {
+        Ok(body) => srs_inner(state.clone(), req, body).await,
+        Err(resp) => resp,
+    };
     counted(&state, "srs", resp)
 }

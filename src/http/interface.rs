@@ -2,10 +2,10 @@
 
 use crate::actions::Caller;
 use crate::app::AppState;
+use crate::http::body;
 use crate::protocol::{envelope, ApiError, Code, Request};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 use std::time::Instant;
 
 pub async fn interface(
@@ -14,13 +14,13 @@ pub async fn interface(
     payload: web::Payload,
 ) -> HttpResponse {
     let started = Instant::now();
-    let body = match read_body(&req, payload, state.config.limits.max_body_bytes).await {
+    let body = match body::read(&req, payload, state.config.limits.max_body_bytes).await {
         Ok(b) => b,
-        Err(resp) => {
+        Err(e) => {
             state
                 .metrics
                 .request("invalid", Code::InvalidParam.value(), started.elapsed());
-            return resp;
+            return envelope::error_response(e.status(), &ApiError::param(e.message()));
         }
     };
     let (request, body_token) = match Request::parse(&body, &state.config.limits) {
@@ -35,7 +35,7 @@ pub async fn interface(
     let action = request.action();
     let caller = Caller {
         token: bearer(&req).or(body_token),
-        peer: req.peer_addr().map(|a| a.ip()),
+        peer: crate::http::client_ip(&state, &req),
     };
     let (resp, code) = match crate::actions::run(&state, request, &caller).await {
         Ok(data) => (envelope::ok_raw(&data), 0),
@@ -65,36 +65,4 @@ pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
     resp.headers_mut()
         .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
     resp
-}
-
-/// Reads the whole body, refusing (413, code 602) as soon as it passes `limit` bytes.
-async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<Vec<u8>, HttpResponse> {
-    let too_large = || {
-        envelope::error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &ApiError::param(format!("body is larger than the limit of {limit} bytes")),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|_| envelope::error(&ApiError::param("could not read the request body")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }

@@ -1,6 +1,8 @@
 //! HTTP routes.
 
+pub mod body;
 mod callback;
+pub mod connections;
 mod dashboard;
 mod health;
 mod interface;
@@ -8,7 +10,23 @@ mod metrics;
 pub mod request_id;
 mod ws;
 
-use actix_web::web;
+use crate::app::AppState;
+use actix_web::{web, HttpRequest};
+use std::net::IpAddr;
+
+/// The client's address: the TCP peer, or the client a trusted proxy names.
+pub fn client_ip(state: &AppState, req: &HttpRequest) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    let clients = &state.clients;
+    if !clients.enabled() {
+        return Some(peer);
+    }
+    let values = req
+        .headers()
+        .get_all(clients.header_name())
+        .filter_map(|v| v.to_str().ok());
+    Some(clients.resolve(peer, values))
+}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     for path in ["/", "/interface.php"] {

@@ -347,6 +347,10 @@ impl ChildServer {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no shutdown hook runs.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
