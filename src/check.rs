@@ -137,6 +137,31 @@ pub async fn run(cfg: &Config) -> bool {
         r.ok("auth.mode = \"required\"");
     }
 
+    println!("connections:");
+    let fds = crate::http::connections::raise_fd_limit();
+    let (max, warnings) = crate::http::connections::budget(cfg, fds);
+    for w in &warnings {
+        r.warn(
+            w,
+            "clients are refused (503) before the configured bound is reached",
+        );
+    }
+    if warnings.is_empty() {
+        r.ok(&format!(
+            "up to {max} client connections fit in the open-file limit ({})",
+            fds.map_or("unknown".into(), |n| n.to_string())
+        ));
+    }
+    if cfg.server.trusted_proxies.is_empty() {
+        r.ok("no trusted proxies: each client is its TCP address (set server.trusted_proxies behind a reverse proxy)");
+    } else {
+        r.ok(&format!(
+            "client addresses behind {} trusted prox(ies) come from {:?}",
+            cfg.server.trusted_proxies.len(),
+            cfg.server.proxy_header
+        ));
+    }
+
     println!("database:");
     match crate::store::open(&cfg.database).await {
         Err(e) => r.error(
