@@ -72,10 +72,17 @@ impl Application {
             config.server.proxy_header,
         );
         let media_hooks = cidrs(&config.media.trusted_addrs)?;
+        let per_addr_exempt: Vec<String> = config
+            .server
+            .trusted_proxies
+            .iter()
+            .chain(&config.limits.per_addr_exempt)
+            .cloned()
+            .collect();
         let connections = crate::http::connections::Connections::new(
             max_connections,
             config.limits.max_connections_per_addr,
-            cidrs(&config.server.trusted_proxies)?,
+            cidrs(&per_addr_exempt)?,
             Duration::from_secs(config.limits.request_timeout_secs),
         );
         // One SQL store serves both traits: rooms and accounts share the database.

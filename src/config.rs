@@ -256,6 +256,9 @@ pub struct LimitsConfig {
     /// Connections one client address (an IPv6 /64) may hold open; trusted proxies are
     /// exempt. 0 = no limit.
     pub max_connections_per_addr: usize,
+    /// Addresses (or CIDRs) bounded only by `max_connections`, not per address: by default
+    /// the loopback addresses a local reverse proxy connects from.
+    pub per_addr_exempt: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -431,6 +434,7 @@ impl Default for LimitsConfig {
             request_timeout_secs: 5,
             max_connections: 60_000,
             max_connections_per_addr: 512,
+            per_addr_exempt: vec!["127.0.0.1".into(), "::1".into()],
         }
     }
 }
@@ -554,6 +558,9 @@ impl Config {
         if let Err(e) = crate::net::Cidrs::parse(&self.server.trusted_proxies) {
             return Err(ConfigError::Invalid(format!("server.trusted_proxies: {e}")));
         }
+        if let Err(e) = crate::net::Cidrs::parse(&self.limits.per_addr_exempt) {
+            return Err(ConfigError::Invalid(format!("limits.per_addr_exempt: {e}")));
+        }
         if let Err(e) = crate::net::Cidrs::parse(&self.media.trusted_addrs) {
             return Err(ConfigError::Invalid(format!("media.trusted_addrs: {e}")));
         }
@@ -647,7 +654,7 @@ fn set_path(table: &mut toml::Table, path: &[String], value: &str) {
 }
 
 /// Keys whose values are comma-separated lists in the environment.
-const LIST_KEYS: &[&str] = &["trusted_addrs", "trusted_proxies"];
+const LIST_KEYS: &[&str] = &["trusted_addrs", "trusted_proxies", "per_addr_exempt"];
 
 /// Keys whose values are strings even when they look like numbers.
 const STRING_KEYS: &[&str] = &[

@@ -75,7 +75,8 @@ pub struct Connections {
     per_addr: DashMap<IpAddr, usize>,
     max_total: usize,
     max_per_addr: usize,
-    /// Trusted proxies carry many clients on their connections: only the total bounds them.
+    /// Trusted proxies (and a local one) carry many clients on their connections: only the
+    /// total bounds them.
     exempt: Cidrs,
     refused_total: AtomicU64,
     refused_per_addr: AtomicU64,
