@@ -1,6 +1,7 @@
 //! Storage behind one trait: SQLite (the zero-setup default) and MySQL/MariaDB, both via sqlx.
 
 mod accounts;
+mod exact_keys;
 mod sql;
 
 use crate::model::{RoomInfo, RoomKey, RoomRecord, SnapshotItem};
@@ -19,6 +20,9 @@ pub enum StoreError {
     /// Two userids map to the same stream name (characters outside [A-Za-z0-9_] become '_').
     #[error("stream name already used by another user")]
     StreamTaken,
+    /// The database cannot keep keys byte-exact (see `exact_keys`).
+    #[error("keys would not compare byte for byte: {0}")]
+    InexactKeys(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -48,6 +48,11 @@ const MYSQL_MIGRATIONS: &[(i64, &str, &str)] = &[
         "accounts",
         include_str!("../../migrations/mysql/0002_accounts.sql"),
     ),
+    (
+        3,
+        "exact keys",
+        include_str!("../../migrations/mysql/0003_exact_keys.sql"),
+    ),
 ];
 
 /// Rows per multi-row statement: well under both backends' placeholder limits.
@@ -324,7 +329,10 @@ impl Store for SqlStore {
     async fn migrate(&self) -> StoreResult<()> {
         let list = match self.dialect {
             Dialect::Sqlite => SQLITE_MIGRATIONS,
-            Dialect::Mysql => MYSQL_MIGRATIONS,
+            Dialect::Mysql => {
+                super::exact_keys::check_server(&self.pool).await?;
+                MYSQL_MIGRATIONS
+            }
         };
         let migrations: Vec<Migration> = list
             .iter()
@@ -345,6 +353,9 @@ impl Store for SqlStore {
             no_tx: false,
         };
         migrator.run(&self.pool).await?;
+        if self.dialect == Dialect::Mysql {
+            super::exact_keys::check_tables(&self.pool).await?;
+        }
         Ok(())
     }
 
