@@ -523,3 +523,50 @@ async fn mariadb_upgrade_keeps_data_and_makes_keys_exact() {
     })
     .await;
 }
+
+/// Should the database ever match another spelling again (a dump restored into padding
+/// tables, say), a room is still found only under its own key, and the next start refuses
+/// to run over such tables.
+#[actix_rt::test]
+async fn mariadb_a_folding_table_finds_nothing_and_is_refused_at_start() {
+    on_mariadb(|cfg, url| async move {
+        let app = spawn_app(cfg.clone()).await;
+        app.go_live(VJ).await;
+        tencent_recording(&app, VJ, FILEID, "http://vod.example/v/real.flv").await;
+        sql(
+            &url,
+            &[
+                "ALTER TABLE rooms CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci",
+                "ALTER TABLE recordings CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci",
+            ],
+        )
+        .await;
+        for v in variants(VJ) {
+            app.err(json!({"Action":"GetUserInfo","userid":v,"type":0}), 620)
+                .await;
+            app.err(
+                json!({"Action":"ChangeCount","userid":v,"type":1,"optype":1}),
+                601,
+            )
+            .await;
+        }
+        for f in variants(FILEID) {
+            app.err(
+                json!({"Action":"GetUserInfo","userid":VJ,"type":1,"fileid":f}),
+                620,
+            )
+            .await;
+        }
+        assert_eq!(app.info(VJ).await["userid"], VJ);
+        app.stop().await;
+        let refused = match minilvb::Application::build(cfg).await {
+            Ok(_) => panic!("started over tables whose keys fold"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            refused.contains("utf8mb4_general_ci treats different keys as equal"),
+            "{refused}"
+        );
+    })
+    .await;
+}

@@ -46,7 +46,8 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
     /// Migration versions applied to the database, and those this binary knows.
     async fn migration_status(&self) -> StoreResult<(Vec<i64>, Vec<i64>)>;
-    /// A room with its members of the current epoch.
+    /// A room with its members of the current epoch. Its key is the stored row's, and a row
+    /// whose key is not byte-equal to `key` counts as not found.
     async fn load_room(&self, key: &RoomKey) -> StoreResult<Option<RoomRecord>>;
     /// Live rooms that are online, without member lists (counts only).
     async fn online_rooms(&self) -> StoreResult<Vec<RoomRecord>>;
