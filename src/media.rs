@@ -1,6 +1,8 @@
 //! What media-server events do to rooms, whichever server (Tencent, nginx-rtmp, SRS) sent
 //! them. Every event is idempotent: a retried delivery changes nothing more.
 
+pub mod recorded;
+
 use crate::app::AppState;
 use crate::model::{now_unix, RoomInfo, RoomKey};
 use crate::protocol::ApiError;
@@ -150,24 +152,4 @@ pub fn is_hls(url: &str) -> bool {
     url.split(['?', '#'])
         .next()
         .is_some_and(|p| p.ends_with(".m3u8"))
-}
-
-/// The file name of a recorded path, and its id (the name without extension).
-pub fn file_name_and_id(path: &str) -> Option<(String, String)> {
-    let name = path.rsplit(['/', '\\']).next()?.trim();
-    if name.is_empty() || name.len() > 200 {
-        return None;
-    }
-    let id = name.rsplit_once('.').map(|(a, _)| a).unwrap_or(name);
-    let id: String = id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    Some((name.to_string(), id))
 }

@@ -400,3 +400,158 @@ db_test!(a_stream_without_signs_of_life_goes_offline, |db| {
     assert_eq!(d["totalcount"], 1);
     app.stop().await;
 });
+
+async fn form_reply(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> (u16, Value) {
+    let body = serde_urlencoded::to_string(fields).unwrap();
+    let r = app
+        .client
+        .post(format!("{}{path}", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn srs_reply(app: &TestApp, body: &Value) -> (u16, Value) {
+    let r = app
+        .client
+        .post(format!("{}/callback/srs", app.base))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn recording_of(app: &TestApp, vj: &str, fileid: &str) -> Value {
+    app.ok(json!({"Action":"GetUserInfo","userid":vj,"type":1,"fileid":fileid}))
+        .await
+}
+
+db_test!(recorded_file_names_are_checked_and_escaped, |db| {
+    let mut cfg = test_config(db);
+    cfg.media.recordings_base_url = "http://127.0.0.1:9/rec/".into();
+    let app = spawn_app(cfg).await;
+    app.go_live("fvj").await;
+    let stream = format!("{BIZID}_fvj");
+    let live_before = app.info("fvj").await;
+    let long = format!("/var/rec/{}.flv", "a".repeat(129));
+    for (path, why) in [
+        // Its id would be "", the live room's own key.
+        ("/var/rec/.flv", "not '.flv'"),
+        ("/var/rec/..", "not '..'"),
+        ("/var/rec/", "names a directory"),
+        ("", "is missing"),
+        ("/var/rec/2519_fvj-1796000000", "without extension"),
+        ("/var/rec/2519_fvj-1796000000.txt", "names a '.txt' file"),
+        (long.as_str(), "longer than 128 bytes"),
+    ] {
+        let (status, v) = form_reply(
+            &app,
+            "/callback/nginx-rtmp",
+            &[("call", "record_done"), ("name", &stream), ("path", path)],
+        )
+        .await;
+        assert_eq!((status, &v["code"]), (400, &json!(602)), "{path:?}: {v}");
+        let msg = v["message"].as_str().unwrap();
+        assert!(
+            msg.starts_with("field 'path' ") && msg.contains(why),
+            "{path:?}: {msg}"
+        );
+        let (status, v) = srs_reply(
+            &app,
+            &json!({"action":"on_dvr","app":"live","stream":stream,"file":path}),
+        )
+        .await;
+        assert_eq!((status, &v["code"]), (400, &json!(602)), "{path:?}: {v}");
+        let msg = v["message"].as_str().unwrap();
+        assert!(
+            msg.starts_with("field 'file' ") && msg.contains(why),
+            "{path:?}: {msg}"
+        );
+    }
+    // Nothing was recorded: not under the ids the old name mapping gave ("/var/rec/.."
+    // became "_"), and the last step below lists every recording there is.
+    assert_eq!(app.info("fvj").await, live_before);
+    app.err(
+        json!({"Action":"GetUserInfo","userid":"fvj","type":1,"fileid":"_"}),
+        620,
+    )
+    .await;
+
+    // A name with characters that mean something in a URL is one escaped path segment.
+    let (status, _) = form_reply(
+        &app,
+        "/callback/nginx-rtmp",
+        &[
+            ("call", "record_done"),
+            ("name", &stream),
+            ("path", "/var/rec/a b?x=1#.flv"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        recording_of(&app, "fvj", "a_b_x_1_").await["playurl"],
+        "http://127.0.0.1:9/rec/a%20b%3Fx%3D1%23.flv"
+    );
+    // The longest name allowed: its id fits a stored fileid.
+    let longest = "b".repeat(128);
+    let (_, v) = srs_reply(
+        &app,
+        &json!({"action":"on_dvr","app":"live","stream":stream,"file":format!("./objs/live/{longest}.mp4")}),
+    )
+    .await;
+    assert_eq!(v, json!({"code":0}));
+    assert_eq!(
+        recording_of(&app, "fvj", &longest).await["playurl"],
+        format!("http://127.0.0.1:9/rec/{longest}.mp4")
+    );
+    // An ordinary name, and its HLS playlist filling in the same recording.
+    let name = format!("{stream}-1796000000");
+    let path = format!("/var/rec/{name}.flv");
+    let (status, _) = form_reply(
+        &app,
+        "/callback/nginx-rtmp",
+        &[("call", "record_done"), ("name", &stream), ("path", &path)],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, v) = srs_reply(
+        &app,
+        &json!({"action":"on_dvr","app":"live","stream":stream,"file":format!("./objs/live/{name}.m3u8")}),
+    )
+    .await;
+    assert_eq!(v, json!({"code":0}));
+    let rec = recording_of(&app, "fvj", &name).await;
+    assert_eq!(rec["playurl"], format!("http://127.0.0.1:9/rec/{name}.flv"));
+    assert_eq!(
+        rec["hls_play_url"],
+        format!("http://127.0.0.1:9/rec/{name}.m3u8")
+    );
+    let mut want = vec![name.clone(), longest.clone(), "a_b_x_1_".to_string()];
+    want.sort();
+    // The list follows within a tick or so; wait for it rather than guess how long.
+    let start = std::time::Instant::now();
+    loop {
+        let d = app.ok(json!({"Action":"FetchList","flag":2})).await;
+        let mut ids: Vec<String> = d["pusherlist"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["fileid"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        if ids == want {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "recordings listed: {ids:?}, expected {want:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    app.stop().await;
+});

@@ -3,6 +3,7 @@
 
 use crate::app::AppState;
 use crate::http::body;
+use crate::media::recorded::{self, RecordedFile};
 use crate::media::{self, Outcome};
 use crate::model::now_unix;
 use crate::protocol::ApiError;
@@ -160,6 +161,15 @@ async fn tencent_inner(state: web::Data<AppState>, body: web::Bytes) -> HttpResp
     }
 }
 
+/// The recorded file a self-hosted hook reports in `field`, or why it is refused (logged:
+/// the media server only logs the answer, so the operator learns of it here).
+fn recorded_file(stream: &str, field: &str, path: &str) -> Result<RecordedFile, String> {
+    RecordedFile::parse(path).map_err(|why| {
+        tracing::warn!(stream, path = ?path, reason = %why, "recorded file refused");
+        format!("field '{field}' {why}")
+    })
+}
+
 /// Behind a trusted reverse proxy this is the client the proxy names, not the proxy.
 fn trusted(state: &AppState, req: &HttpRequest) -> bool {
     crate::http::client_ip(state, req).is_some_and(|ip| state.media_hooks.contains(ip))
@@ -207,15 +217,12 @@ async fn nginx_rtmp_inner(
             Ok(Outcome::Applied)
         }
         "record_done" => {
-            let Some((file, id)) = media::file_name_and_id(get("path")) else {
-                return bad("missing 'path'");
+            let file = match recorded_file(stream, "path", get("path")) {
+                Ok(f) => f,
+                Err(m) => return bad(m),
             };
-            let url = format!(
-                "{}/{}",
-                state.config.media.recordings_base_url.trim_end_matches('/'),
-                file
-            );
-            media::recording(&state, stream, &id, &url, media::is_hls(&url), now_unix()).await
+            let url = file.url(&state.config.media.recordings_base_url);
+            media::recording(&state, stream, file.id(), &url, file.is_hls(), now_unix()).await
         }
         _ => Ok(Outcome::Ignored),
     };
@@ -265,16 +272,16 @@ async fn srs_inner(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
             Ok(Outcome::Applied)
         }
         "on_dvr" => {
-            let file = str_field(&o, "file", MAX_URL).ok().flatten().unwrap_or("");
-            let Some((name, id)) = media::file_name_and_id(file) else {
-                return bad("missing 'file'");
+            let path = match str_field(&o, "file", recorded::MAX_PATH) {
+                Ok(p) => p.unwrap_or(""),
+                Err(m) => return bad(m),
             };
-            let url = format!(
-                "{}/{}",
-                state.config.media.recordings_base_url.trim_end_matches('/'),
-                name
-            );
-            media::recording(&state, &stream, &id, &url, media::is_hls(&url), now_unix()).await
+            let file = match recorded_file(&stream, "file", path) {
+                Ok(f) => f,
+                Err(m) => return bad(m),
+            };
+            let url = file.url(&state.config.media.recordings_base_url);
+            media::recording(&state, &stream, file.id(), &url, file.is_hls(), now_unix()).await
         }
         _ => Ok(Outcome::Ignored),
     };

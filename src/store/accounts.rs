@@ -156,14 +156,16 @@ impl AccountStore for SqlStore {
 
     async fn password_hash(&self, userid: &str) -> StoreResult<Option<String>> {
         self.timed(async {
-            let row = sqlx::query("SELECT password_hash FROM users WHERE userid = ?")
+            let row = sqlx::query("SELECT userid, password_hash FROM users WHERE userid = ?")
                 .bind(userid)
                 .fetch_optional(&self.pool)
                 .await?;
-            Ok(match row {
-                Some(r) => Some(r.try_get("password_hash")?),
-                None => None,
-            })
+            let Some(r) = row else { return Ok(None) };
+            // Only the account of exactly this userid, whatever the collation matched.
+            if r.try_get::<String, _>("userid")? != userid {
+                return Ok(None);
+            }
+            Ok(Some(r.try_get("password_hash")?))
         })
         .await
     }

@@ -1,6 +1,7 @@
 //! Storage behind one trait: SQLite (the zero-setup default) and MySQL/MariaDB, both via sqlx.
 
 mod accounts;
+mod exact_keys;
 mod sql;
 
 use crate::model::{RoomInfo, RoomKey, RoomRecord, SnapshotItem};
@@ -19,6 +20,9 @@ pub enum StoreError {
     /// Two userids map to the same stream name (characters outside [A-Za-z0-9_] become '_').
     #[error("stream name already used by another user")]
     StreamTaken,
+    /// The database cannot keep keys byte-exact (see `exact_keys`).
+    #[error("keys would not compare byte for byte: {0}")]
+    InexactKeys(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -42,7 +46,8 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
     /// Migration versions applied to the database, and those this binary knows.
     async fn migration_status(&self) -> StoreResult<(Vec<i64>, Vec<i64>)>;
-    /// A room with its members of the current epoch.
+    /// A room with its members of the current epoch. Its key is the stored row's, and a row
+    /// whose key is not byte-equal to `key` counts as not found.
     async fn load_room(&self, key: &RoomKey) -> StoreResult<Option<RoomRecord>>;
     /// Live rooms that are online, without member lists (counts only).
     async fn online_rooms(&self) -> StoreResult<Vec<RoomRecord>>;

@@ -48,6 +48,11 @@ const MYSQL_MIGRATIONS: &[(i64, &str, &str)] = &[
         "accounts",
         include_str!("../../migrations/mysql/0002_accounts.sql"),
     ),
+    (
+        3,
+        "exact keys",
+        include_str!("../../migrations/mysql/0003_exact_keys.sql"),
+    ),
 ];
 
 /// Rows per multi-row statement: well under both backends' placeholder limits.
@@ -324,7 +329,10 @@ impl Store for SqlStore {
     async fn migrate(&self) -> StoreResult<()> {
         let list = match self.dialect {
             Dialect::Sqlite => SQLITE_MIGRATIONS,
-            Dialect::Mysql => MYSQL_MIGRATIONS,
+            Dialect::Mysql => {
+                super::exact_keys::check_server(&self.pool).await?;
+                MYSQL_MIGRATIONS
+            }
         };
         let migrations: Vec<Migration> = list
             .iter()
@@ -345,6 +353,9 @@ impl Store for SqlStore {
             no_tx: false,
         };
         migrator.run(&self.pool).await?;
+        if self.dialect == Dialect::Mysql {
+            super::exact_keys::check_tables(&self.pool).await?;
+        }
         Ok(())
     }
 
@@ -383,7 +394,8 @@ impl Store for SqlStore {
             let row = match key {
                 RoomKey::Live(vj) => {
                     sqlx::query(&format!(
-                        "SELECT r.epoch, {INFO_COLS}, {STATE_COLS} FROM rooms r \
+                        "SELECT r.userid AS k_vj, '' AS k_fileid, r.epoch, {INFO_COLS}, {STATE_COLS} \
+                         FROM rooms r \
                          LEFT JOIN room_state s ON s.vj = r.userid AND s.fileid = '' WHERE r.userid = ?"
                     ))
                     .bind(vj)
@@ -392,7 +404,8 @@ impl Store for SqlStore {
                 }
                 RoomKey::Recording { vj, fileid } => {
                     sqlx::query(&format!(
-                        "SELECT 0 AS epoch, {INFO_COLS}, {STATE_COLS} FROM recordings r \
+                        "SELECT r.vj AS k_vj, r.fileid AS k_fileid, 0 AS epoch, {INFO_COLS}, {STATE_COLS} \
+                         FROM recordings r \
                          LEFT JOIN room_state s ON s.vj = r.vj AND s.fileid = r.fileid \
                          WHERE r.vj = ? AND r.fileid = ?"
                     ))
@@ -403,12 +416,23 @@ impl Store for SqlStore {
                 }
             };
             let Some(row) = row else { return Ok(None) };
+            // The room is named by what is stored, never by the request: a database that
+            // matched another spelling (a padding or folding collation) finds nothing.
+            let stored = RoomKey::from_parts(row.try_get("k_vj")?, row.try_get("k_fileid")?);
+            if stored != *key {
+                tracing::warn!(
+                    requested = ?key,
+                    stored = ?stored,
+                    "the database matched a different key; treated as not found"
+                );
+                return Ok(None);
+            }
             let epoch: i64 = row.try_get("epoch")?;
             let info = info_from(&row)?;
             let counters = counters_from(&row, epoch)?;
-            let members = self.members(key, epoch).await?;
+            let members = self.members(&stored, epoch).await?;
             Ok(Some(RoomRecord {
-                key: key.clone(),
+                key: stored,
                 info,
                 counters,
                 member_count: members.len() as u64,
