@@ -185,13 +185,6 @@ impl<K: Eq + Hash + Clone> Throttle<K> {
         self.finished.notify_waiters();
     }
 
-    /// Takes back one hit (an attempt that turned out not to count, e.g. a correct password).
-    pub fn refund(&self, key: &K) {
-        if let Some(slot) = self.lock().map.get_mut(key) {
-            slot.count = slot.count.saturating_sub(1);
-        }
-    }
-
     /// Keys currently remembered.
     pub fn len(&self) -> usize {
         self.lock().map.len()
@@ -258,18 +251,6 @@ mod tests {
         assert!(t.hit_at(&"a", t0 + W).is_ok());
         assert!(t.hit_at(&"a", t0 + W).is_ok());
         assert!(t.hit_at(&"a", t0 + W).is_err());
-    }
-
-    #[test]
-    fn refund_gives_back_one_hit() {
-        let t = Throttle::new(1, W, 100);
-        let t0 = Instant::now();
-        assert!(t.hit_at(&"a", t0).is_ok());
-        assert!(t.hit_at(&"a", t0).is_err());
-        t.refund(&"a");
-        assert!(t.hit_at(&"a", t0).is_ok());
-        t.refund(&"nobody");
-        assert_eq!(t.len(), 1);
     }
 
     #[test]
