@@ -9,6 +9,8 @@
 //! * `orderindex_page/*` — the index's `page(offset, 20)` alone, same sizes and offsets,
 //!   beside `btreeset_skip/*` (`iter().skip(offset).take(20)` on a `BTreeSet` of the same keys,
 //!   the obvious alternative that src/supervisor/index.rs explains away).
+//! * `member_page/*` — a room's `Members::page(offset, 20)` (what FetchGroupMemberList reads)
+//!   over 10k / 1M members: the newest page and the oldest.
 //!
 //! Run: `cargo bench --bench core`.
 
@@ -19,7 +21,7 @@ use criterion::async_executor::AsyncExecutor;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use minilvb::config::ListOrder;
 use minilvb::protocol::request::ListFlag;
-use minilvb::room::{Enter, Like, Quit, Room};
+use minilvb::room::{Enter, Like, Members, Quit, Room};
 use minilvb::store::{SqlStore, Store};
 use minilvb::supervisor::index::OrderIndex;
 use minilvb::supervisor::{Health, ListIndex, SharedList, Supervisor, SupervisorConfig};
@@ -297,5 +299,44 @@ fn index_benches(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, room_benches, fetchlist_benches, index_benches);
+/// Members as the memory target sizes them: a 12-character userid, an 8-character CJK
+/// nickname and an 80-byte avatar URL.
+fn members(n: usize) -> Members {
+    let mut m = Members::default();
+    for i in 0..n {
+        let userid = format!("u{i:011}");
+        let headpic = format!("http://img.example.com/avatars/{userid}/{:0>32}.png", i);
+        debug_assert_eq!(headpic.len(), 80);
+        assert!(m.enter(&userid, "观众昵称测试一二", &headpic).is_some());
+    }
+    m
+}
+
+fn member_page_benches(c: &mut Criterion) {
+    let mut g = c.benchmark_group("member_page");
+    short(&mut g);
+    for n in [10_000usize, 1_000_000] {
+        let m = members(n);
+        for (name, offset) in [("first", 0), ("last", n - PAGE)] {
+            let page = m.page(offset, PAGE);
+            assert_eq!(page.len(), PAGE);
+            // Newest first: the last page ends with the first member who entered.
+            if name == "last" {
+                assert_eq!(page[PAGE - 1].userid, "u00000000000");
+            }
+            g.bench_with_input(BenchmarkId::new(name, n), &offset, |b, &offset| {
+                b.iter(|| black_box(m.page(black_box(offset), PAGE)).len())
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    room_benches,
+    fetchlist_benches,
+    index_benches,
+    member_page_benches
+);
 criterion_main!(benches);

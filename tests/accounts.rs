@@ -498,6 +498,60 @@ db_test!(login_throttle_trips_and_recovers, |db| {
     app.stop().await;
 });
 
+db_test!(
+    concurrent_correct_logins_succeed_and_concurrent_guesses_stay_bounded,
+    |db| {
+        let mut c = config(db);
+        // Far fewer failures allowed than logins sent at once.
+        c.auth.login_failures_per_user = 2;
+        let app = spawn_app(c).await;
+        register(&app, "alice", PW).await;
+        register(&app, "bob_1", PW).await;
+        let login_body = |userid: &str, password: &str| json!({"Action":"Login","userid":userid,"password":password});
+        // 16 at once with the right password: none of them is a failure, so none is
+        // throttled, however many are still being checked when the others arrive.
+        let answers =
+            futures_util::future::join_all((0..16).map(|_| app.call(login_body("alice", PW))))
+                .await;
+        let mut tokens = std::collections::HashSet::new();
+        for v in &answers {
+            assert_eq!(v["returnValue"], 0, "{v}");
+            tokens.insert(v["returnData"]["token"].as_str().unwrap().to_string());
+        }
+        assert_eq!(tokens.len(), 16);
+        // 16 wrong guesses at once: exactly the 2 allowed are checked, whatever the timing;
+        // the rest are throttled, as are correct passwords afterwards.
+        let answers = futures_util::future::join_all(
+            (0..16).map(|_| app.call(login_body("bob_1", "not the password"))),
+        )
+        .await;
+        let codes: Vec<i64> = answers
+            .iter()
+            .map(|v| v["returnValue"].as_i64().unwrap())
+            .collect();
+        assert_eq!(codes.iter().filter(|&&c| c == 621).count(), 2, "{codes:?}");
+        assert_eq!(codes.iter().filter(|&&c| c == 429).count(), 14, "{codes:?}");
+        app.err(login_body("bob_1", PW), 429).await;
+        // Correct logins at once with wrong guesses: at most the allowance is checked.
+        let answers = futures_util::future::join_all((0..16).map(|i| {
+            let pw = if i % 2 == 0 { PW } else { "not the password" };
+            app.call(login_body("alice", pw))
+        }))
+        .await;
+        let mut failed = 0;
+        for (i, v) in answers.iter().enumerate() {
+            match v["returnValue"].as_i64().unwrap() {
+                0 => assert_eq!(i % 2, 0, "{v}"),
+                621 => failed += 1,
+                429 => {}
+                _ => panic!("{v}"),
+            }
+        }
+        assert!(failed <= 2, "{answers:?}");
+        app.stop().await;
+    }
+);
+
 db_test!(auth_off_keeps_the_open_protocol, |db| {
     let mut c = config(db);
     c.auth.mode = AuthMode::Off;

@@ -283,6 +283,77 @@ db_test!(enter_quit_and_member_list, |db| {
     app.stop().await;
 });
 
+/// Checks FetchGroupMemberList pages against `newest` (the expected members, newest first):
+/// the first page, a middle one, the last partial one, just past the end and far past it.
+async fn member_pages_match(app: &TestApp, newest: &[Value]) {
+    let n = newest.len();
+    for (pageno, pagesize) in [
+        (1usize, 100usize),
+        (4, 100),
+        (n.div_ceil(100), 100),
+        (n.div_ceil(100) + 1, 100),
+        (10_000_000, 100),
+        (1, 1),
+        (n, 1),
+        (n + 1, 1),
+        (60, 7),
+        (n.div_ceil(9), 9),
+    ] {
+        let d = app
+            .ok(
+                json!({"Action":"FetchGroupMemberList","liveuserid":"vj","groupid":"g_vj",
+                "pageno":pageno,"pagesize":pagesize}),
+            )
+            .await;
+        let from = ((pageno - 1) * pagesize).min(n);
+        let want = &newest[from..(from + pagesize).min(n)];
+        assert_eq!(d["totalcount"], n, "page {pageno} of {pagesize}");
+        assert_eq!(
+            d["memberlist"].as_array().unwrap(),
+            want,
+            "page {pageno} of {pagesize}"
+        );
+    }
+}
+
+db_test!(member_list_pages_far_from_the_newest, |db| {
+    let app = spawn_app(test_config(db)).await;
+    app.go_live("vj").await;
+    let id = |i: usize| format!("v{i:04}");
+    for i in 0..1000 {
+        app.enter(&id(i), "vj").await;
+    }
+    // A crowd that came together leaves together, and others leave here and there: the
+    // join order has holes of every size.
+    let leaves = |i: usize| (100..400).contains(&i) || (i >= 400 && (i - 400).is_multiple_of(7));
+    for i in (0..1000).filter(|&i| leaves(i)) {
+        app.ok(json!({"Action":"QuitGroup","userid":id(i),"liveuserid":"vj","groupid":"g_vj","flag":0}))
+            .await;
+    }
+    // Entering again refreshes the profile and keeps the place.
+    app.ok(
+        json!({"Action":"EnterGroup","userid":id(50),"liveuserid":"vj","groupid":"g_vj",
+        "flag":0,"nickname":"renamed","headpic":"http://img/p.png"}),
+    )
+    .await;
+    let newest: Vec<Value> = (0..1000)
+        .rev()
+        .filter(|&i| !leaves(i))
+        .map(|i| match i {
+            50 => json!({"userid":id(i),"nickname":"renamed","headpic":"http://img/p.png"}),
+            _ => json!({"userid":id(i),"nickname":id(i),"headpic":""}),
+        })
+        .collect();
+    // 1000 - 300 - 86: the last page of 100 holds 14.
+    assert_eq!(newest.len(), 614);
+    member_pages_match(&app, &newest).await;
+    // The same pages from the members reloaded from the database.
+    app.stop().await;
+    let app = spawn_app(test_config(db)).await;
+    member_pages_match(&app, &newest).await;
+    app.stop().await;
+});
+
 db_test!(new_broadcast_resets_counters_and_members, |db| {
     let app = spawn_app(test_config(db)).await;
     app.go_live("vj").await;

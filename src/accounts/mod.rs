@@ -29,7 +29,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use throttle::Throttle;
+use throttle::{Refused, Throttle};
 
 /// Exactly the protocol's text for a throttled Register.
 pub const REGISTER_REJECTED: &str = "Registration operation is rejected for security reason";
@@ -198,35 +198,43 @@ impl Accounts {
         let Some(phc) = self.store.password_hash(&userid).await? else {
             return Err(unknown());
         };
-        // Every attempt takes a slot up front (so parallel guesses cannot slip past the
-        // limit); a correct password gives it back.
-        if let Err(wait) = self.login_throttle.hit(&userid) {
-            tracing::info!(userid = %userid, "login throttled");
-            return Err(ApiError::new(
-                Code::TooManyRequests,
-                format!(
-                    "too many failed logins for userid '{userid}'; retry in {} seconds",
-                    wait.as_secs().max(1)
-                ),
-            ));
-        }
-        // A password outside the rules cannot match: no need to hash it.
-        let ok = if passwords::valid_password(&password) {
-            match self.hasher.verify(password, phc).await {
-                Ok(ok) => ok,
-                Err(e) => {
-                    self.login_throttle.refund(&userid);
-                    return Err(e);
-                }
+        // Only a wrong password counts against the user. While its password is checked, an
+        // attempt holds one of the failures the user has left, so guesses sent at once
+        // cannot outrun the limit; correct passwords give theirs back, and attempts beyond
+        // what is left wait for one to finish rather than fail.
+        let attempt = match self
+            .login_throttle
+            .attempt(&userid, passwords::QUEUE_WAIT)
+            .await
+        {
+            Ok(a) => a,
+            Err(Refused::Throttled(wait)) => {
+                tracing::info!(userid = %userid, "login throttled");
+                return Err(ApiError::new(
+                    Code::TooManyRequests,
+                    format!(
+                        "too many failed logins for userid '{userid}'; retry in {} seconds",
+                        wait.as_secs().max(1)
+                    ),
+                ));
             }
-        } else {
-            false
+            Err(Refused::Busy) => {
+                tracing::info!(userid = %userid, "login busy: too many attempts at once");
+                return Err(ApiError::new(
+                    Code::TooManyRequests,
+                    format!("too many logins for userid '{userid}' at once; retry shortly"),
+                ));
+            }
         };
+        // A password outside the rules cannot match: no need to hash it. A hashing error
+        // drops the attempt uncounted.
+        let ok = passwords::valid_password(&password) && self.hasher.verify(password, phc).await?;
         if !ok {
+            attempt.fail();
             tracing::info!(userid = %userid, "login failed: wrong password");
             return Err(ApiError::new(Code::WrongPassword, "wrong password"));
         }
-        self.login_throttle.refund(&userid);
+        drop(attempt);
         let now = now_unix();
         self.purge_now_and_then(now).await;
         let answer = self.issue(&userid, &tokens::family(), now, None).await?;

@@ -39,7 +39,7 @@ pub fn valid_password(password: &str) -> bool {
 }
 
 /// How long a request waits for a hashing slot before it is told to retry.
-const QUEUE_WAIT: Duration = Duration::from_secs(5);
+pub const QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 pub struct Hasher {
     params: Params,

@@ -1,25 +1,70 @@
 //! A fixed-window counter per key, in a map of bounded size.
 //!
-//! Every key's window starts at its first hit, and all windows are equally long, so the
+//! Every key's window starts at its first hit (or attempt), and all windows are equally long, so the
 //! insertion order is also the expiry order: a queue beside the map finds expired keys (and,
 //! when the map is full, the oldest key) without scanning.
+//!
+//! Hits are either counted at once (`hit`: every Register counts) or only when an attempt
+//! turns out to fail (`attempt`: only wrong passwords count). A running attempt holds one of
+//! its key's remaining hits until it finishes, so attempts running at once can never add up
+//! to more failures than the limit, and an attempt that succeeds uses up nothing.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 
 pub struct Throttle<K> {
     limit: u32,
     window: Duration,
     capacity: usize,
     inner: Mutex<Inner<K>>,
+    /// Signalled whenever an attempt finishes, for attempts waiting for a free hit.
+    finished: Notify,
 }
 
 struct Inner<K> {
     map: HashMap<K, Slot>,
     /// One entry per key in `map`, oldest window first.
     order: VecDeque<(K, Instant)>,
+    /// Attempts running per key (no entry at zero). Each is held by a live `Attempt`, so
+    /// this is bounded by the requests in flight.
+    running: HashMap<K, u32>,
+}
+
+/// Why an attempt was not started.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The key has used up its window: retry after this long.
+    Throttled(Duration),
+    /// Every hit the key has left was held by a running attempt for the whole wait.
+    Busy,
+}
+
+/// A running attempt: holds one of its key's remaining hits. `fail` counts it; dropping it
+/// otherwise (success, an error, a cancelled request) gives the hit back.
+pub struct Attempt<'a, K: Eq + Hash + Clone> {
+    throttle: &'a Throttle<K>,
+    /// `None` when the throttle is unlimited.
+    key: Option<K>,
+}
+
+impl<K: Eq + Hash + Clone> Attempt<'_, K> {
+    /// The attempt failed: it counts as a hit.
+    pub fn fail(mut self) {
+        if let Some(key) = self.key.take() {
+            self.throttle.finish(&key, true);
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone> Drop for Attempt<'_, K> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.throttle.finish(&key, false);
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -39,7 +84,9 @@ impl<K: Eq + Hash + Clone> Throttle<K> {
             inner: Mutex::new(Inner {
                 map: HashMap::new(),
                 order: VecDeque::new(),
+                running: HashMap::new(),
             }),
+            finished: Notify::new(),
         }
     }
 
@@ -60,39 +107,82 @@ impl<K: Eq + Hash + Clone> Throttle<K> {
         }
         let mut g = self.lock();
         g.expire(now, self.window);
-        if let Some(slot) = g.map.get_mut(key) {
+        if let Some(slot) = g.map.get(key) {
             if slot.count >= self.limit {
                 return Err((slot.start + self.window).saturating_duration_since(now));
             }
-            slot.count += 1;
-            return Ok(());
         }
-        // Full of live windows: forget the oldest. An attacker who floods the map can only
-        // evict keys older than everything it added, and the capacity makes that expensive.
-        while g.map.len() >= self.capacity {
-            let Some((old, start)) = g.order.pop_front() else {
-                break;
-            };
-            if g.map.get(&old).is_some_and(|s| s.start == start) {
-                g.map.remove(&old);
-            }
-        }
-        g.map.insert(
-            key.clone(),
-            Slot {
-                start: now,
-                count: 1,
-            },
-        );
-        g.order.push_back((key.clone(), now));
+        g.window(key, now, self.capacity).count += 1;
         Ok(())
     }
 
-    /// Takes back one hit (an attempt that turned out not to count, e.g. a correct password).
-    pub fn refund(&self, key: &K) {
-        if let Some(slot) = self.lock().map.get_mut(key) {
-            slot.count = slot.count.saturating_sub(1);
+    /// Starts an attempt for `key` that counts as a hit only if it fails. When the key's
+    /// remaining hits are all held by running attempts, waits (up to `max_wait`) for one to
+    /// finish: a success frees its hit for the next, a failure uses it up.
+    pub async fn attempt(&self, key: &K, max_wait: Duration) -> Result<Attempt<'_, K>, Refused> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            // Created before the check, so an attempt finishing in between still wakes us.
+            let finished = self.finished.notified();
+            if let Some(a) = self.try_attempt_at(key, Instant::now())? {
+                return Ok(a);
+            }
+            if tokio::time::timeout_at(deadline, finished).await.is_err() {
+                return Err(Refused::Busy);
+            }
         }
+    }
+
+    /// `Ok(None)` when every hit `key` has left is held by a running attempt.
+    pub fn try_attempt_at(&self, key: &K, now: Instant) -> Result<Option<Attempt<'_, K>>, Refused> {
+        if self.limit == 0 {
+            return Ok(Some(Attempt {
+                throttle: self,
+                key: None,
+            }));
+        }
+        let mut g = self.lock();
+        g.expire(now, self.window);
+        let failed = match g.map.get(key) {
+            Some(slot) if slot.count >= self.limit => {
+                let wait = (slot.start + self.window).saturating_duration_since(now);
+                return Err(Refused::Throttled(wait));
+            }
+            Some(slot) => slot.count,
+            None => 0,
+        };
+        let running = g.running.entry(key.clone()).or_insert(0);
+        if failed.saturating_add(*running) >= self.limit {
+            return Ok(None);
+        }
+        *running += 1;
+        // As with `hit`, the window starts with the key's first attempt.
+        g.window(key, now, self.capacity);
+        Ok(Some(Attempt {
+            throttle: self,
+            key: Some(key.clone()),
+        }))
+    }
+
+    fn finish(&self, key: &K, failed: bool) {
+        {
+            let mut g = self.lock();
+            if let Some(n) = g.running.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    g.running.remove(key);
+                }
+            }
+            if failed {
+                let now = Instant::now();
+                g.expire(now, self.window);
+                let slot = g.window(key, now, self.capacity);
+                slot.count = slot.count.saturating_add(1);
+            }
+        }
+        // Wakes every waiting attempt, of any key; only keys with more attempts at once
+        // than hits left have any, and each just checks again.
+        self.finished.notify_waiters();
     }
 
     /// Keys currently remembered.
@@ -105,7 +195,29 @@ impl<K: Eq + Hash + Clone> Throttle<K> {
     }
 }
 
-impl<K: Eq + Hash> Inner<K> {
+impl<K: Eq + Hash + Clone> Inner<K> {
+    /// The current window of `key`, opened now (with no hits) if it has none.
+    fn window(&mut self, key: &K, now: Instant, capacity: usize) -> &mut Slot {
+        if !self.map.contains_key(key) {
+            // Full of live windows: forget the oldest. An attacker who floods the map can
+            // only evict keys older than everything it added, and the capacity makes that
+            // expensive.
+            while self.map.len() >= capacity {
+                let Some((old, start)) = self.order.pop_front() else {
+                    break;
+                };
+                if self.map.get(&old).is_some_and(|s| s.start == start) {
+                    self.map.remove(&old);
+                }
+            }
+            self.order.push_back((key.clone(), now));
+        }
+        self.map.entry(key.clone()).or_insert(Slot {
+            start: now,
+            count: 0,
+        })
+    }
+
     fn expire(&mut self, now: Instant, window: Duration) {
         while let Some((key, start)) = self.order.front() {
             if now.saturating_duration_since(*start) < window {
@@ -142,15 +254,76 @@ mod tests {
     }
 
     #[test]
-    fn refund_gives_back_one_hit() {
-        let t = Throttle::new(1, W, 100);
+    fn only_failed_attempts_count_and_running_ones_hold_a_hit() {
+        let t = Throttle::new(2, W, 100);
         let t0 = Instant::now();
-        assert!(t.hit_at(&"a", t0).is_ok());
+        let try_at = |t| Throttle::try_attempt_at(t, &"a", t0).unwrap();
+        // Any number of successes, one after another, uses up nothing.
+        for _ in 0..10 {
+            drop(try_at(&t).unwrap());
+        }
+        // Two at once hold both hits: a third must wait, whatever the outcome will be.
+        let (a, b) = (try_at(&t).unwrap(), try_at(&t).unwrap());
+        assert!(try_at(&t).is_none());
+        // Other keys are independent.
+        assert!(t.try_attempt_at(&"b", t0).unwrap().is_some());
+        drop(a); // succeeded: its hit is free again
+        let c = try_at(&t).unwrap();
+        b.fail();
+        assert!(try_at(&t).is_none());
+        c.fail();
+        // Both hits used up by failures: refused for the rest of the window.
+        assert!(matches!(
+            t.try_attempt_at(&"a", t0),
+            Err(Refused::Throttled(w)) if w <= W
+        ));
         assert!(t.hit_at(&"a", t0).is_err());
-        t.refund(&"a");
-        assert!(t.hit_at(&"a", t0).is_ok());
-        t.refund(&"nobody");
-        assert_eq!(t.len(), 1);
+        assert!(t.lock().running.is_empty());
+        // A new window starts afresh.
+        assert!(t.try_attempt_at(&"a", t0 + 2 * W).unwrap().is_some());
+    }
+
+    #[actix_rt::test]
+    async fn a_waiting_attempt_starts_when_one_succeeds_and_is_refused_when_one_fails() {
+        let t = Throttle::new(1, W, 100);
+        // Only a lost wake-up could use up this wait.
+        let long = Duration::from_secs(60);
+        let first = t.attempt(&"a", long).await.unwrap();
+        let waiting = t.attempt(&"a", long);
+        let finish = async {
+            // Lets the waiter check and park first (nothing here depends on how long).
+            tokio::task::yield_now().await;
+            drop(first);
+        };
+        let (second, ()) = futures_util::join!(waiting, finish);
+        let second = second.unwrap();
+        let waiting = t.attempt(&"a", long);
+        let finish = async {
+            tokio::task::yield_now().await;
+            second.fail();
+        };
+        let (third, ()) = futures_util::join!(waiting, finish);
+        assert!(matches!(third, Err(Refused::Throttled(_))));
+    }
+
+    #[actix_rt::test]
+    async fn a_wait_that_sees_no_attempt_finish_ends_busy() {
+        let t = Throttle::new(1, W, 100);
+        let _held = t.attempt(&"a", W).await.unwrap();
+        let r = t.attempt(&"a", Duration::from_millis(10)).await;
+        assert_eq!(r.err(), Some(Refused::Busy));
+    }
+
+    #[actix_rt::test]
+    async fn unlimited_attempts_are_not_tracked() {
+        let t = Throttle::new(0, W, 1);
+        let held: Vec<_> = (0..100)
+            .map(|_| t.try_attempt_at(&1u32, Instant::now()))
+            .collect();
+        assert!(held.iter().all(|a| matches!(a, Ok(Some(_)))));
+        drop(held);
+        t.attempt(&1u32, W).await.unwrap().fail();
+        assert!(t.is_empty());
     }
 
     #[test]

@@ -1,6 +1,11 @@
-//! A room's member set: O(1) membership, newest-first paging, and a compact layout — one
-//! allocation per member (userid, nickname and avatar packed together), a slot vector in
-//! join order, and a hash table of slot numbers, so the userid is stored once.
+//! A room's member set: O(1) membership, newest-first paging in O(log n + page) at any
+//! offset, and a compact layout — one allocation per member (userid, nickname and avatar
+//! packed together), a slot vector in join order, a hash table of slot numbers (so the
+//! userid is stored once), and a rank index of a few bytes per block of 64 slots.
+//!
+//! FetchGroupMemberList is public and rooms run on the HTTP workers' threads, so a page far
+//! from the newest members must not walk the members before it: one request for page
+//! 10,000,000 of a room of 400,000 would otherwise stall everything else on its worker.
 
 use crate::model::Member;
 use crate::protocol::types::MemberInfo;
@@ -63,6 +68,104 @@ impl Entry {
     }
 }
 
+/// Slots per block of the rank index: 8 bytes of index per block, so well under a byte per
+/// member, while a page scans at most one block's slots for each block it reads from.
+const BLOCK: usize = 64;
+/// No block: the oldest non-empty block has no predecessor.
+const NO_BLOCK: u32 = u32::MAX;
+
+/// Members by rank over the slot vector: a Fenwick tree of live members per block of
+/// `BLOCK` slots, so the block holding the k-th member is found in O(log n), and for each
+/// non-empty block the non-empty block before it, so a newest-first page steps over any run
+/// of emptied blocks at once. Together a page costs O(log n + page), holes or not.
+#[derive(Default)]
+struct Ranks {
+    /// `tree[i - 1]` is the live count of blocks `(i - lowbit(i), i]`, `i` counted from 1.
+    tree: Vec<u32>,
+    /// For each non-empty block, the nearest non-empty block before it, or `NO_BLOCK`.
+    /// Unused (stale) for empty blocks.
+    prev: Vec<u32>,
+}
+
+fn lowbit(i: usize) -> usize {
+    i & i.wrapping_neg()
+}
+
+impl Ranks {
+    /// From each block's live count: O(blocks).
+    fn build(counts: Vec<u32>) -> Ranks {
+        let mut prev = Vec::with_capacity(counts.len());
+        let mut last = NO_BLOCK;
+        for (b, &c) in counts.iter().enumerate() {
+            prev.push(last);
+            if c > 0 {
+                last = b as u32;
+            }
+        }
+        let mut tree = counts;
+        let n = tree.len();
+        for i in 1..=n {
+            let j = i + lowbit(i);
+            if j <= n {
+                tree[j - 1] += tree[i - 1];
+            }
+        }
+        Ranks { tree, prev }
+    }
+
+    fn blocks(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// Live members in blocks `[0, n)`.
+    fn prefix(&self, mut n: usize) -> u32 {
+        let mut s = 0;
+        while n > 0 {
+            s += self.tree[n - 1];
+            n -= lowbit(n);
+        }
+        s
+    }
+
+    /// Appends an empty block.
+    fn grow(&mut self) {
+        let i = self.tree.len() + 1;
+        // The new node covers blocks (i - lowbit(i), i], all but the new one already there.
+        let covered = self.prefix(i - 1) - self.prefix(i - lowbit(i));
+        self.tree.push(covered);
+        self.prev.push(NO_BLOCK);
+    }
+
+    fn add(&mut self, block: usize, up: bool) {
+        let mut i = block + 1;
+        while i <= self.tree.len() {
+            if up {
+                self.tree[i - 1] += 1;
+            } else {
+                self.tree[i - 1] -= 1;
+            }
+            i += lowbit(i);
+        }
+    }
+
+    /// The block holding the member of rank `k` (0-based, oldest first), and that member's
+    /// rank within its block. `k` must be below the total.
+    fn find(&self, mut k: u32) -> (usize, u32) {
+        let n = self.tree.len();
+        let mut pos = 0;
+        let mut step = if n == 0 { 0 } else { 1 << n.ilog2() };
+        while step > 0 {
+            let next = pos + step;
+            if next <= n && self.tree[next - 1] <= k {
+                pos = next;
+                k -= self.tree[next - 1];
+            }
+            step >>= 1;
+        }
+        (pos, k)
+    }
+}
+
 #[derive(Default)]
 pub struct Members {
     /// Join order; `None` where a member left (compacted when half are gone).
@@ -72,6 +175,8 @@ pub struct Members {
     table: HashTable<u32>,
     hasher: DefaultHashBuilder,
     next_seq: i64,
+    /// Kept in step with `slots` by `push`, `quit`, `compact`, `from_rows` and `clear`.
+    ranks: Ranks,
 }
 
 /// Longest field kept; longer input is refused at the protocol edge long before this.
@@ -95,13 +200,14 @@ impl Members {
         let mut m = Members::default();
         for r in rows {
             m.next_seq = m.next_seq.max(r.seq + 1);
-            m.push(Entry::new(
+            m.push_slot(Entry::new(
                 clip(&r.userid),
                 clip(&r.nickname),
                 clip(&r.headpic),
                 r.seq,
             ));
         }
+        m.rebuild_ranks();
         m
     }
 
@@ -125,7 +231,26 @@ impl Members {
             .copied()
     }
 
+    /// Appends a member, rank index included.
     fn push(&mut self, e: Entry) {
+        let b = self.slots.len() / BLOCK;
+        if b == self.ranks.blocks() {
+            self.ranks.grow();
+        }
+        if self.ranks.prefix(b + 1) == self.ranks.prefix(b) {
+            // The last block was empty (new, or every member in it left): it now follows
+            // the block of the newest member.
+            self.ranks.prev[b] = match self.live {
+                0 => NO_BLOCK,
+                n => self.ranks.find(n as u32 - 1).0 as u32,
+            };
+        }
+        self.ranks.add(b, true);
+        self.push_slot(e);
+    }
+
+    /// Appends a member to the slots and the table only; the caller rebuilds the ranks.
+    fn push_slot(&mut self, e: Entry) {
         let h = self.hasher.hash_one(e.userid());
         let idx = self.slots.len() as u32;
         self.slots.push(Some(e));
@@ -185,6 +310,14 @@ impl Members {
         let (i, _) = found.remove();
         self.slots[i as usize] = None;
         self.live -= 1;
+        let b = i as usize / BLOCK;
+        self.ranks.add(b, false);
+        let before = self.ranks.prefix(b);
+        if self.ranks.prefix(b + 1) == before && (before as usize) < self.live {
+            // The block is empty now: the next non-empty block follows its predecessor.
+            let (next, _) = self.ranks.find(before);
+            self.ranks.prev[next] = self.ranks.prev[b];
+        }
         if self.slots.len() > 64 && self.live < self.slots.len() / 2 {
             self.compact();
         }
@@ -197,31 +330,71 @@ impl Members {
         self.table.clear();
         self.live = 0;
         for e in old.into_iter().flatten() {
-            self.push(e);
+            self.push_slot(e);
         }
         self.slots.shrink_to(self.slots.len() * 2);
+        self.rebuild_ranks();
+    }
+
+    /// Recomputes the rank index from the slots: O(n), for bulk loads and compaction.
+    fn rebuild_ranks(&mut self) {
+        let counts = self
+            .slots
+            .chunks(BLOCK)
+            .map(|c| c.iter().filter(|s| s.is_some()).count() as u32)
+            .collect();
+        self.ranks = Ranks::build(counts);
     }
 
     pub fn clear(&mut self) {
         self.slots = Vec::new();
         self.table = HashTable::new();
         self.live = 0;
+        self.ranks = Ranks::default();
     }
 
-    /// Newest first.
+    /// Newest first: `limit` members after skipping the `offset` newest, in
+    /// O(log n + limit) whatever the offset.
     pub fn page(&self, offset: usize, limit: usize) -> Vec<MemberInfo> {
-        self.slots
+        let want = limit.min(self.live.saturating_sub(offset));
+        let mut out = Vec::with_capacity(want);
+        if want == 0 {
+            return out;
+        }
+        // The page's first member is the one of rank live - 1 - offset, oldest first.
+        let (mut block, k) = self.ranks.find((self.live - 1 - offset) as u32);
+        let start = block * BLOCK;
+        let in_block = &self.slots[start..self.slots.len().min(start + BLOCK)];
+        let Some(at) = in_block
             .iter()
-            .rev()
-            .flatten()
-            .skip(offset)
-            .take(limit)
-            .map(|e| MemberInfo {
-                userid: e.userid().into(),
-                nickname: e.nickname().into(),
-                headpic: e.headpic().into(),
-            })
-            .collect()
+            .enumerate()
+            .filter(|(_, s)| s.is_some())
+            .nth(k as usize)
+            .map(|(j, _)| j)
+        else {
+            // Only if the ranks were out of step with the slots (the tests check they never
+            // are): a short page beats a panic on a worker's thread.
+            debug_assert!(false, "rank index out of step with the slots");
+            return out;
+        };
+        let mut end = start + at + 1;
+        loop {
+            for e in self.slots[block * BLOCK..end].iter().rev().flatten() {
+                out.push(MemberInfo {
+                    userid: e.userid().into(),
+                    nickname: e.nickname().into(),
+                    headpic: e.headpic().into(),
+                });
+                if out.len() == want {
+                    return out;
+                }
+            }
+            match self.ranks.prev[block] {
+                NO_BLOCK => return out,
+                p => block = p as usize,
+            }
+            end = (block + 1) * BLOCK;
+        }
     }
 }
 
@@ -248,17 +421,88 @@ mod tests {
         assert_eq!(m.page(0, 10).len(), 1);
     }
 
+    impl Members {
+        /// The rank index agrees with the slots: each block's count, the chain of
+        /// non-empty blocks, the total.
+        fn check(&self) {
+            assert_eq!(self.ranks.blocks(), self.slots.len().div_ceil(BLOCK));
+            let mut last = NO_BLOCK;
+            for (b, c) in self.slots.chunks(BLOCK).enumerate() {
+                let n = c.iter().filter(|s| s.is_some()).count() as u32;
+                assert_eq!(
+                    self.ranks.prefix(b + 1) - self.ranks.prefix(b),
+                    n,
+                    "block {b}"
+                );
+                if n > 0 {
+                    assert_eq!(self.ranks.prev[b], last, "predecessor of block {b}");
+                    last = b as u32;
+                }
+            }
+            assert_eq!(self.ranks.prefix(self.ranks.blocks()) as usize, self.live);
+        }
+
+        fn ids(&self, offset: usize, limit: usize) -> Vec<String> {
+            self.page(offset, limit)
+                .into_iter()
+                .map(|i| i.userid)
+                .collect()
+        }
+    }
+
+    /// The model's page: newest first.
+    fn model_page(model: &[String], offset: usize, limit: usize) -> Vec<String> {
+        model
+            .iter()
+            .rev()
+            .skip(offset)
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Pages at `offset` and the edges (first, last partial, just past the end) agree.
+    fn pages_agree(m: &Members, model: &[String], offset: usize, limit: usize) {
+        m.check();
+        assert_eq!(m.len(), model.len());
+        let n = model.len();
+        let last = n.saturating_sub(1) / limit.max(1) * limit.max(1);
+        for o in [
+            offset,
+            0,
+            n.saturating_sub(1),
+            last,
+            n,
+            n + 1,
+            usize::MAX / 2,
+        ] {
+            assert_eq!(
+                m.ids(o, limit),
+                model_page(model, o, limit),
+                "offset {o} limit {limit} of {n}"
+            );
+        }
+    }
+
+    struct XorShift(u64);
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
     #[test]
     fn matches_a_simple_model_through_compactions() {
         let mut m = Members::default();
         let mut model: Vec<String> = Vec::new(); // join order
-        let mut x: u64 = 7;
-        for _ in 0..20_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let id = format!("u{}", x % 300);
-            if x.is_multiple_of(3) {
+        let mut x = XorShift(7);
+        for step in 0..20_000 {
+            let r = x.next();
+            let id = format!("u{}", r % 300);
+            if r.is_multiple_of(3) {
                 assert_eq!(m.quit(&id), model.contains(&id));
                 model.retain(|u| *u != id);
             } else {
@@ -271,19 +515,163 @@ mod tests {
                 }
             }
             assert_eq!(m.len(), model.len());
+            if step % 97 == 0 {
+                let r = x.next() as usize;
+                pages_agree(&m, &model, r % (model.len() + 30), 1 + r / 7 % 100);
+            }
         }
         let newest: Vec<String> = model.iter().rev().cloned().collect();
-        let got: Vec<String> = m.page(0, 1000).into_iter().map(|i| i.userid).collect();
-        assert_eq!(got, newest);
+        assert_eq!(m.ids(0, 1000), newest);
         assert_eq!(m.page(5, 3).len(), 3.min(model.len().saturating_sub(5)));
         let rebuilt = Members::from_rows(model.iter().filter_map(|u| m.get(u)).collect());
+        assert_eq!(rebuilt.ids(0, 1000), newest);
+        pages_agree(&rebuilt, &model, 17, 20);
+    }
+
+    /// Large rooms with long runs of emptied blocks (a crowd that came together leaves
+    /// together), random quits, compactions, a reload from rows and a clear: every page,
+    /// at random offsets, is the model's.
+    #[test]
+    fn far_pages_match_the_model_across_emptied_blocks() {
+        let mut m = Members::default();
+        let mut model: Vec<String> = Vec::new();
+        let mut x = XorShift(0x9E37_79B9_7F4A_7C15);
+        let mut fresh = 0u64;
+        for round in 0..60 {
+            // A crowd enters...
+            for _ in 0..x.next() % 3000 {
+                let id = format!("v{fresh}");
+                fresh += 1;
+                assert!(m.enter(&id, "观众", "http://img/a.png").is_some());
+                model.push(id);
+            }
+            // ...a contiguous stretch of it leaves, emptying whole blocks...
+            if !model.is_empty() {
+                let from = x.next() as usize % model.len();
+                let to = (from + x.next() as usize % 1500).min(model.len());
+                for id in model.drain(from..to) {
+                    assert!(m.quit(&id));
+                }
+            }
+            // ...and some leave at random (a few compactions happen here and above).
+            for _ in 0..x.next() % 400 {
+                if model.is_empty() {
+                    break;
+                }
+                let id = model.remove(x.next() as usize % model.len());
+                assert!(m.quit(&id));
+            }
+            for _ in 0..8 {
+                let r = x.next() as usize;
+                pages_agree(&m, &model, r % (model.len() + 50), 1 + r / 13 % 100);
+            }
+            if round % 20 == 19 {
+                m = Members::from_rows(model.iter().filter_map(|u| m.get(u)).collect());
+                pages_agree(&m, &model, 0, 20);
+            }
+        }
+        m.clear();
+        model.clear();
+        pages_agree(&m, &model, 0, 20);
+        for i in 0..100 {
+            let id = format!("w{i}");
+            m.enter(&id, "", "");
+            model.push(id);
+        }
+        pages_agree(&m, &model, 33, 20);
+    }
+
+    #[test]
+    fn refresh_keeps_the_position_in_far_pages() {
+        let mut m = Members::default();
+        for i in 0..1000 {
+            m.enter(&format!("u{i}"), "old", "");
+        }
+        for i in 0..500 {
+            assert!(m.quit(&format!("u{}", 2 * i + 1)));
+        }
+        assert!(m.enter("u10", "new", "http://p").is_none());
+        // Newest first over u998, u996, ...: u10 is the 495th.
+        let p = m.page(494, 2);
         assert_eq!(
-            rebuilt
-                .page(0, 1000)
-                .into_iter()
-                .map(|i| i.userid)
-                .collect::<Vec<_>>(),
-            newest
+            (p[0].userid.as_str(), p[0].nickname.as_str()),
+            ("u10", "new")
         );
+        assert_eq!(p[1].userid, "u8");
+        m.check();
+    }
+
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            /// This many new members.
+            Crowd(u16),
+            /// Enter (or refresh) one of a small set of ids.
+            Enter(u8),
+            Quit(u8),
+            /// The members from this fraction of the join order on, this many of them.
+            QuitRun(u16, u16),
+            Page(u16, u8),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                2 => (0u16..400).prop_map(Op::Crowd),
+                3 => any::<u8>().prop_map(Op::Enter),
+                2 => any::<u8>().prop_map(Op::Quit),
+                2 => (any::<u16>(), 0u16..300).prop_map(|(a, b)| Op::QuitRun(a, b)),
+                3 => (any::<u16>(), 0u8..=100).prop_map(|(o, l)| Op::Page(o, l)),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+            #[test]
+            fn pages_match_the_model(ops in proptest::collection::vec(op(), 1..200)) {
+                let mut m = Members::default();
+                let mut model: Vec<String> = Vec::new();
+                let mut fresh = 0u32;
+                for op in ops {
+                    match op {
+                        Op::Crowd(n) => {
+                            for _ in 0..n {
+                                let id = format!("c{fresh}");
+                                fresh += 1;
+                                prop_assert!(m.enter(&id, "", "").is_some());
+                                model.push(id);
+                            }
+                        }
+                        Op::Enter(i) => {
+                            let id = format!("e{i}");
+                            let new = !model.contains(&id);
+                            prop_assert_eq!(m.enter(&id, "n", "").is_some(), new);
+                            if new {
+                                model.push(id);
+                            }
+                        }
+                        Op::Quit(i) => {
+                            let id = format!("e{i}");
+                            prop_assert_eq!(m.quit(&id), model.contains(&id));
+                            model.retain(|u| *u != id);
+                        }
+                        Op::QuitRun(at, n) => {
+                            let from = at as usize * model.len() / (u16::MAX as usize + 1);
+                            let to = (from + n as usize).min(model.len());
+                            for id in model.drain(from..to) {
+                                prop_assert!(m.quit(&id));
+                            }
+                        }
+                        Op::Page(o, l) => {
+                            let o = o as usize % (model.len() + 40);
+                            prop_assert_eq!(m.ids(o, l as usize), model_page(&model, o, l as usize));
+                        }
+                    }
+                }
+                pages_agree(&m, &model, 0, 20);
+            }
+        }
     }
 }
