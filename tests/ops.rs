@@ -236,15 +236,31 @@ async fn json_logs_go_to_daily_files_with_request_ids() {
         .send()
         .await
         .unwrap();
+    // The file is written by a background thread: wait (bounded) for the line to land
+    // before the server is killed, which would lose what is still buffered.
+    let read_files = || -> Vec<std::fs::DirEntry> {
+        std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(|e| e.ok()).collect())
+            .unwrap_or_default()
+    };
+    let waited = std::time::Instant::now();
+    let text = loop {
+        let files = read_files();
+        let text = files
+            .first()
+            .and_then(|f| std::fs::read_to_string(f.path()).ok())
+            .unwrap_or_default();
+        if text.contains("request refused") || waited.elapsed() > std::time::Duration::from_secs(10)
+        {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     drop(server);
-    let files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .collect();
+    let files = read_files();
     assert_eq!(files.len(), 1, "one daily file");
     let name = files[0].file_name().to_string_lossy().to_string();
     assert!(name.starts_with("minilvb.log."), "{name}");
-    let text = std::fs::read_to_string(files[0].path()).unwrap();
     let line = text
         .lines()
         .find(|l| l.contains("request refused"))
