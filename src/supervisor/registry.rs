@@ -1,9 +1,9 @@
-//! Room key → actor address. Rooms are activated on first use, from the state the
-//! supervisor hands out (the store's row with every change not yet in it). By default they
-//! run on the HTTP workers' own threads: a request then reaches its room without waking
-//! another thread when both share a worker, and otherwise wakes a thread that is already
-//! busy serving HTTP. A room whose worker stops hands its pending changes to the supervisor
-//! as it goes, so a graceful shutdown loses nothing.
+//! Room key → actor address. Rooms are activated on first use, one activation of a room at
+//! a time, from the state the supervisor hands out (the store's row with every change not
+//! yet in it). By default they run on the HTTP workers' own threads: a request then reaches
+//! its room without waking another thread when both share a worker, and otherwise wakes a
+//! thread that is already busy serving HTTP. A room whose worker stops hands its pending
+//! changes to the supervisor as it goes, so a graceful shutdown loses nothing.
 
 use crate::model::RoomKey;
 use crate::protocol::{ApiError, Code};
@@ -20,7 +20,14 @@ pub struct Registry {
     arbiters: RwLock<Vec<ArbiterHandle>>,
     env: Arc<RoomEnv>,
     hasher: std::collections::hash_map::RandomState,
+    /// Activations take the lock of their key's stripe: a room is read and started by one
+    /// request at a time, so no activation can start from a state that another one, which
+    /// began later, has already changed and handed over.
+    activating: Box<[tokio::sync::Mutex<()>]>,
 }
+
+/// Activation locks: activations of rooms on one stripe wait for each other.
+const ACTIVATION_STRIPES: usize = 256;
 
 impl Registry {
     pub fn new(arbiters: Vec<ArbiterHandle>, env: Arc<RoomEnv>) -> Self {
@@ -29,6 +36,9 @@ impl Registry {
             arbiters: RwLock::new(arbiters),
             env,
             hasher: Default::default(),
+            activating: (0..ACTIVATION_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
     }
 
@@ -92,7 +102,15 @@ impl Registry {
         if let Some(a) = self.rooms.get(key) {
             return Ok(Some(a.clone()));
         }
+        let stripe = self.hasher.hash_one(key) as usize % self.activating.len();
+        let _turn = self.activating[stripe].lock().await;
+        // Activated while this request waited for its turn.
+        if let Some(a) = self.rooms.get(key) {
+            return Ok(Some(a.clone()));
+        }
         self.check_capacity()?;
+        // The room is not running: the last one to run handed everything over before it
+        // left the map, so the supervisor's answer includes it.
         let record = self
             .env
             .supervisor
@@ -105,7 +123,8 @@ impl Registry {
             None if create && key.is_live() => Room::empty_live(key.vj().to_string(), env.clone()),
             None => return Ok(None),
         };
-        // Another request may have activated it meanwhile: the first one wins.
+        // The entry is vacant (this holds the key's turn); inserting under the map's shard
+        // lock keeps a room that stops at once from taking itself out before it is in.
         let entry = self
             .rooms
             .entry(key.clone())
