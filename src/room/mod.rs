@@ -12,7 +12,7 @@ use crate::store::{Store, StoreError};
 use crate::supervisor::{Handover, ListEntry, RoomChanged, Supervisor};
 use actix::prelude::*;
 use dashmap::DashMap;
-use fanout::{Fanout, Frame};
+use fanout::{Fanout, Frame, Queued};
 pub use members::Members;
 // foldhash with a per-process seed: cheaper than SipHash on every member change.
 use hashbrown::HashMap;
@@ -604,7 +604,7 @@ impl Handler<SetSnapshot> for Room {
 #[rtype(result = "Result<(), ApiError>")]
 pub struct Subscribe {
     pub id: u64,
-    pub tx: mpsc::Sender<Frame>,
+    pub tx: mpsc::Sender<Queued>,
 }
 
 impl Handler<Subscribe> for Room {
