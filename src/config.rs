@@ -95,6 +95,9 @@ pub struct WsConfig {
     pub coalesce_ms: u64,
     /// Frames queued per connection; a subscriber whose queue is full is disconnected.
     pub send_queue: usize,
+    /// A subscriber whose oldest queued frame is not taken by its socket within this many
+    /// milliseconds of being queued is disconnected, however few frames are queued.
+    pub max_lag_ms: u64,
     /// WebSocket connections this server accepts in total.
     pub max_connections: usize,
     /// Subscribers one room accepts.
@@ -116,6 +119,7 @@ impl Default for WsConfig {
         WsConfig {
             coalesce_ms: 100,
             send_queue: 64,
+            max_lag_ms: 5_000,
             max_connections: 50_000,
             max_per_room: 20_000,
             max_frame_bytes: 4096,

@@ -332,3 +332,127 @@ db_test!(sigkill_loses_at_most_one_snapshot_interval, |db| {
     assert!(acked_total > 100, "traffic ran");
     app.stop().await;
 });
+
+/// Likes, spread over `rooms` offline rooms, until `stop` is set; the acknowledged and the
+/// uncertain likes of each room.
+async fn likes_on_rooms(
+    client: reqwest::Client,
+    base: String,
+    rooms: Arc<Vec<String>>,
+    task: usize,
+    stop: Arc<AtomicBool>,
+) -> (Vec<u64>, Vec<u64>) {
+    let mut acked = vec![0; rooms.len()];
+    let mut maybe = vec![0; rooms.len()];
+    // Bounded even if `stop` were never set.
+    for i in 0..200_000usize {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        // Each task walks the rooms in its own order, so every room gets likes all the time.
+        let r = (i * 7 + task * 13) % rooms.len();
+        let body = json!({"Action":"ChangeCount","userid":rooms[r],"type":1,"optype":0,"flag":0});
+        match post(&client, &base, body).await {
+            Outcome::Ok => acked[r] += 1,
+            Outcome::Refused => break,
+            Outcome::Unknown => {
+                maybe[r] += 1;
+                break;
+            }
+        }
+    }
+    (acked, maybe)
+}
+
+/// Acknowledged likes each room does not show: (likes missing, rooms short).
+async fn likes_missing(
+    app: &TestApp,
+    rooms: &[String],
+    acked: &[u64],
+    maybe: &[u64],
+) -> (u64, Vec<String>) {
+    let mut lost = 0;
+    let mut short = Vec::new();
+    for (r, vj) in rooms.iter().enumerate() {
+        let got = app.info(vj).await["likecount"].as_u64().unwrap();
+        assert!(
+            got <= acked[r] + maybe[r],
+            "{vj} shows {got} likes, told {}(+{})",
+            acked[r],
+            maybe[r]
+        );
+        if got < acked[r] {
+            lost += acked[r] - got;
+            short.push(format!("{vj}: {got} of {}", acked[r]));
+        }
+    }
+    (lost, short)
+}
+
+// Offline rooms stop after `server.room_idle_secs` whatever their traffic, and come back
+// from the database and the supervisor's unwritten changes on the next request, while
+// snapshots commit every few milliseconds. Every acknowledged like is counted, by the
+// running server and after a graceful restart.
+db_test!(
+    rooms_that_keep_stopping_and_coming_back_lose_no_like,
+    |db| {
+        let mut cfg = test_config(db);
+        cfg.server.room_idle_secs = 1;
+        cfg.database.snapshot_interval_ms = 5;
+        let app = spawn_app(cfg.clone()).await;
+        let rooms: Arc<Vec<String>> = Arc::new((0..24).map(|i| format!("idle{i}")).collect());
+        for vj in rooms.iter() {
+            // A broadcast that never goes online: the room is idle from the start.
+            app.broadcast(vj).await;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut handles = Vec::new();
+        // More tasks than rooms: a room that stops is asked again at once, often by several
+        // requests together, while its last changes are still on their way to the database.
+        for t in 0..32 {
+            handles.push(actix_rt::spawn(likes_on_rooms(
+                app.client.clone(),
+                app.base.clone(),
+                rooms.clone(),
+                t,
+                stop.clone(),
+            )));
+        }
+        // Long enough for every room to stop and come back several times.
+        let started = Instant::now();
+        let mut fewest_active = usize::MAX;
+        while started.elapsed() < Duration::from_secs(5) {
+            fewest_active = fewest_active.min(app.state.registry.len());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let mut acked = vec![0u64; rooms.len()];
+        let mut maybe = vec![0u64; rooms.len()];
+        for h in handles {
+            let (a, m) = h.await.unwrap();
+            for r in 0..rooms.len() {
+                acked[r] += a[r];
+                maybe[r] += m[r];
+            }
+        }
+        let total: u64 = acked.iter().sum();
+        assert!(total > 2_000, "traffic ran: {total} likes");
+        assert!(fewest_active < rooms.len(), "rooms stopped meanwhile");
+        let backend = db.backend.name();
+        let (lost, short) = likes_missing(&app, &rooms, &acked, &maybe).await;
+        eprintln!("{backend}: {lost} of {total} acknowledged likes lost while serving");
+        assert!(
+            short.is_empty(),
+            "{lost} acknowledged likes lost while serving: {short:?}"
+        );
+        app.stop().await;
+        let app = spawn_app(cfg).await;
+        let (lost, short) = likes_missing(&app, &rooms, &acked, &maybe).await;
+        eprintln!("{backend}: {lost} of {total} acknowledged likes lost after a graceful restart");
+        assert!(
+            short.is_empty(),
+            "{lost} acknowledged likes lost after a restart: {short:?}"
+        );
+        app.stop().await;
+    }
+);

@@ -1,10 +1,14 @@
 //! `GET /ws/room/{liveuserid}`: a room's realtime events over a WebSocket. The room actor
 //! pushes frames into a bounded queue per connection; this task writes them out, answers
 //! pings, pings the client, accepts likes, and cuts clients that are silent, slow or abusive.
+//!
+//! Slowness is judged by what this server holds for the client: a full queue, or a frame
+//! the socket has not taken `ws.max_lag_ms` after the room queued it. The kernel's socket
+//! buffers only delay that verdict by what they absorb; they cannot prevent it.
 
 use crate::app::AppState;
 use crate::model::RoomKey;
-use crate::room::fanout::Frame;
+use crate::room::fanout::Queued;
 use crate::room::{Like, Subscribe, Unsubscribe};
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message};
@@ -60,7 +64,7 @@ pub async fn room_ws(
     }
     let slot = ConnSlot(state.health.clone());
     let key = RoomKey::Live(vj.clone());
-    let (tx, rx) = mpsc::channel::<Frame>(cfg.send_queue.max(2));
+    let (tx, rx) = mpsc::channel::<Queued>(cfg.send_queue.max(2));
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     match state.registry.ask(&key, Subscribe { id, tx }).await {
         Ok(Some(Ok(()))) => {}
@@ -122,21 +126,26 @@ enum Next {
 impl Conn {
     async fn run(
         mut self,
-        mut rx: mpsc::Receiver<Frame>,
+        mut rx: mpsc::Receiver<Queued>,
         mut stream: actix_ws::MessageStream,
         _slot: ConnSlot,
     ) {
         let cfg = self.state.config.ws.clone();
         let timeout = Duration::from_secs(cfg.timeout_secs.max(1));
+        let max_lag = Duration::from_millis(cfg.max_lag_ms);
         let mut ping = tokio::time::interval(Duration::from_secs(cfg.ping_interval_secs.max(1)));
         ping.tick().await;
         let mut last_heard = Instant::now();
         let end = loop {
             tokio::select! {
                 frame = rx.recv() => match frame {
-                    Some(f) => {
-                        let closing = f.starts_with(r#"{"event":"closed""#);
-                        if !self.send(f, timeout).await {
+                    Some(q) => {
+                        let closing = q.frame.starts_with(r#"{"event":"closed""#);
+                        // The bound runs from when the room queued the frame, not from when
+                        // this task got to it: time spent behind earlier frames counts.
+                        let deadline = tokio::time::Instant::from_std(q.at + max_lag);
+                        let sent = tokio::time::timeout_at(deadline, self.session.text(q.frame)).await;
+                        if !matches!(sent, Ok(Ok(()))) {
                             break Some(reason(CloseCode::Policy, "too slow: could not deliver events"));
                         }
                         if closing {

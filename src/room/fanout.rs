@@ -1,14 +1,31 @@
 //! A room's realtime subscribers and the coalescing of what they are sent. Every event is
 //! serialized once and shared (a refcounted `ByteString`, handed to the socket as is) by
-//! all subscribers; each subscriber has a bounded
-//! queue, and one that is full is dropped rather than buffered without bound.
+//! all subscribers; each subscriber has a bounded queue, and one that is full is dropped
+//! rather than buffered without bound. Frames are queued with the time they were queued,
+//! so a connection can also tell how long its oldest one has waited.
 
 use crate::protocol::types::MemberInfo;
 use serde_json::json;
 use std::collections::HashMap;
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 pub type Frame = bytestring::ByteString;
+
+/// A frame in a subscriber's queue and when the room queued it.
+pub struct Queued {
+    pub at: Instant,
+    pub frame: Frame,
+}
+
+impl Queued {
+    pub fn now(frame: Frame) -> Self {
+        Queued {
+            at: Instant::now(),
+            frame,
+        }
+    }
+}
 
 /// Most member changes reported in one batch; beyond it the batch says `truncated` and
 /// clients rely on the counts (a burst of thousands of entries is not a list to render).
@@ -23,7 +40,7 @@ enum Op {
 #[derive(Default)]
 pub struct Fanout {
     /// By connection id: leaving is O(1) even when thousands leave at once.
-    subs: HashMap<u64, mpsc::Sender<Frame>>,
+    subs: HashMap<u64, mpsc::Sender<Queued>>,
     ops: Vec<(Op, MemberInfo)>,
     truncated: bool,
     count_dirty: bool,
@@ -48,9 +65,9 @@ impl Fanout {
         self.subs.is_empty()
     }
 
-    pub fn subscribe(&mut self, id: u64, tx: mpsc::Sender<Frame>, snapshot: Frame) {
+    pub fn subscribe(&mut self, id: u64, tx: mpsc::Sender<Queued>, snapshot: Frame) {
         // The queue is new and empty: the snapshot always fits.
-        if tx.try_send(snapshot).is_ok() {
+        if tx.try_send(Queued::now(snapshot)).is_ok() {
             self.subs.insert(id, tx);
         }
     }
@@ -62,15 +79,21 @@ impl Fanout {
     /// Sends one frame to every subscriber; returns those dropped.
     pub fn send(&mut self, frame: &Frame) -> Vec<Dropped> {
         let mut dropped = Vec::new();
-        self.subs.retain(|id, tx| match tx.try_send(frame.clone()) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                dropped.push(Dropped::Slow(*id));
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                dropped.push(Dropped::Gone(*id));
-                false
+        let at = Instant::now();
+        self.subs.retain(|id, tx| {
+            match tx.try_send(Queued {
+                at,
+                frame: frame.clone(),
+            }) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    dropped.push(Dropped::Slow(*id));
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    dropped.push(Dropped::Gone(*id));
+                    false
+                }
             }
         });
         dropped
@@ -199,7 +222,7 @@ mod tests {
             &*ev[2],
             r#"{"event":"count","viewercount":1,"likecount":5}"#
         );
-        assert_eq!(&*rx.recv().await.unwrap(), "snap");
+        assert_eq!(&*rx.recv().await.unwrap().frame, "snap");
         assert!(f.send(&ev[0]).is_empty());
         assert!(f.send(&ev[1]).is_empty());
         assert_eq!(f.send(&ev[2]), vec![Dropped::Slow(1)]);

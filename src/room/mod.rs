@@ -12,7 +12,7 @@ use crate::store::{Store, StoreError};
 use crate::supervisor::{Handover, ListEntry, RoomChanged, Supervisor};
 use actix::prelude::*;
 use dashmap::DashMap;
-use fanout::{Fanout, Frame};
+use fanout::{Fanout, Frame, Queued};
 pub use members::Members;
 // foldhash with a per-process seed: cheaper than SipHash on every member change.
 use hashbrown::HashMap;
@@ -64,13 +64,17 @@ impl Actor for Room {
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
+        // Hand over before leaving the map: the next activation reads the supervisor as
+        // soon as the room is out of it.
+        self.flush_if_pending();
         let me = ctx.address();
         self.env.rooms.remove_if(&self.key, |_, a| *a == me);
     }
 }
 
-/// A room is dropped without `stopped` when its thread ends (an HTTP worker stopping at
-/// shutdown): whatever it has not handed over yet goes to the supervisor here.
+/// Whatever a room still holds when it is dropped goes to the supervisor. (A room whose
+/// thread ends, an HTTP worker stopping at shutdown, is stopped as it is dropped, so
+/// `stopped` has handed over already.)
 impl Drop for Room {
     fn drop(&mut self) {
         self.flush_if_pending();
@@ -600,7 +604,7 @@ impl Handler<SetSnapshot> for Room {
 #[rtype(result = "Result<(), ApiError>")]
 pub struct Subscribe {
     pub id: u64,
-    pub tx: mpsc::Sender<Frame>,
+    pub tx: mpsc::Sender<Queued>,
 }
 
 impl Handler<Subscribe> for Room {

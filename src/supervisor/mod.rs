@@ -6,7 +6,7 @@ pub mod list;
 mod registry;
 
 use crate::model::{Member, RoomKey, RoomRecord, SnapshotItem};
-use crate::store::Store;
+use crate::store::{Store, StoreResult};
 use actix::prelude::*;
 pub use list::{ListEntry, ListIndex, ListPage, SharedList};
 pub use registry::Registry;
@@ -103,12 +103,23 @@ pub struct Supervisor {
     flush_waiters: Vec<oneshot::Sender<bool>>,
     inbox: std::sync::mpsc::Receiver<RoomChanged>,
     handover: Handover,
+    /// Rooms being read from the store to be activated (see `LoadRoom`).
+    loading: HashMap<RoomKey, Loading>,
+}
+
+/// Reads of one room in progress, and what snapshots committed for it since the first
+/// began: a read may or may not have seen a commit that landed while it ran, and once
+/// committed a change is neither pending nor in flight, so it is kept here for them.
+#[derive(Default)]
+struct Loading {
+    reads: usize,
+    committed: Option<Pending>,
 }
 
 /// Rooms hand their changes over through this queue rather than the supervisor's mailbox:
 /// a hand-over wakes no thread (thousands of rooms each hand over every tick), and the
 /// supervisor takes them all, in order, on its own tick and before anything that reads
-/// them (PendingFor, a snapshot write).
+/// them (LoadRoom, a snapshot write).
 #[derive(Clone)]
 pub struct Handover(std::sync::mpsc::Sender<RoomChanged>);
 
@@ -142,6 +153,7 @@ impl Supervisor {
             flush_waiters: Vec::new(),
             inbox,
             handover: Handover(tx),
+            loading: HashMap::new(),
         }
     }
 
@@ -230,7 +242,7 @@ impl Supervisor {
             .map(|i| 1 + i.upserts.len() + i.deletes.len())
             .sum::<usize>();
         self.writing = true;
-        // Shared with the write, not copied: PendingFor reads it while it is in flight.
+        // Shared with the write, not copied: LoadRoom reads it while it is in flight.
         let items = Arc::new(items);
         self.inflight_index = items
             .iter()
@@ -248,6 +260,9 @@ impl Supervisor {
             }
             .into_actor(self)
             .map(move |(r, items), act, ctx| {
+                if r.is_ok() {
+                    act.keep_committed_for_loads();
+                }
                 act.writing = false;
                 act.inflight = Arc::new(Vec::new());
                 act.inflight_index.clear();
@@ -300,7 +315,7 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Only activations (PendingFor) and shutdown (FlushAll) come through the mailbox.
+        // Only activations (LoadRoom) and shutdown (FlushAll) come through the mailbox.
         ctx.set_mailbox_capacity(4096);
         ctx.run_interval(self.cfg.handover_interval, |act, _| act.take_handovers());
         ctx.run_interval(self.cfg.snapshot_interval, |act, ctx| act.try_write(ctx));
@@ -320,25 +335,92 @@ pub struct RoomChanged {
     pub snapshot: SnapshotItem,
 }
 
-/// Changes of a room not yet in the database (pending or being written), merged: a room
-/// reactivated from the store applies them so that nothing handed over is missed.
+/// A room's latest state, to activate it: its row in the store with every change the
+/// store does not hold yet (pending, being written, or committed while the row was read)
+/// laid over it. `None` when the store does not know the room.
+///
+/// The read goes through the supervisor because it is the one place that sees every
+/// commit: read in the caller and then merged with what is pending, a snapshot that
+/// committed in between would be in neither.
 #[derive(Message)]
-#[rtype(result = "Option<SnapshotItem>")]
-pub struct PendingFor {
+#[rtype(result = "StoreResult<Option<RoomRecord>>")]
+pub struct LoadRoom {
     pub key: RoomKey,
 }
 
-impl Handler<PendingFor> for Supervisor {
-    type Result = Option<SnapshotItem>;
-    fn handle(&mut self, msg: PendingFor, _: &mut Context<Self>) -> Self::Result {
+impl Handler<LoadRoom> for Supervisor {
+    type Result = ResponseActFuture<Self, StoreResult<Option<RoomRecord>>>;
+    fn handle(&mut self, msg: LoadRoom, _: &mut Context<Self>) -> Self::Result {
+        // From here on, every commit for this room is kept until the read is merged.
+        self.loading.entry(msg.key.clone()).or_default().reads += 1;
+        let store = self.store.clone();
+        let key = msg.key;
+        Box::pin(
+            async move {
+                let r = store.load_room(&key).await;
+                (key, r)
+            }
+            .into_actor(self)
+            .map(|(key, r), act, _| {
+                let committed = act.end_load(&key);
+                let Some(mut record) = r? else {
+                    return Ok(None);
+                };
+                if let Some(item) = act.unwritten(&key, committed) {
+                    apply_pending(&mut record, item);
+                }
+                Ok(Some(record))
+            }),
+        )
+    }
+}
+
+impl Supervisor {
+    /// A snapshot committed: rooms being read keep what it wrote for them (the write is
+    /// still `inflight` here).
+    fn keep_committed_for_loads(&mut self) {
+        for (key, loading) in self.loading.iter_mut() {
+            let Some(item) = self
+                .inflight_index
+                .get(key)
+                .and_then(|&n| self.inflight.get(n))
+            else {
+                continue;
+            };
+            let newer = Pending::from_item(item.clone());
+            match loading.committed.as_mut() {
+                Some(c) => c.merge_newer(newer),
+                None => loading.committed = Some(newer),
+            }
+        }
+    }
+
+    /// One read of `key` is done: what was committed for the room while it ran.
+    fn end_load(&mut self, key: &RoomKey) -> Option<Pending> {
+        let loading = self.loading.get_mut(key)?;
+        loading.reads -= 1;
+        if loading.reads > 0 {
+            // Others still read: they may need the same commits.
+            return loading.committed.clone();
+        }
+        self.loading.remove(key).and_then(|l| l.committed)
+    }
+
+    /// What the store may not hold for a room, oldest first merged under newer: committed
+    /// during a read, being written, pending (hand-overs taken first).
+    fn unwritten(&mut self, key: &RoomKey, committed: Option<Pending>) -> Option<SnapshotItem> {
         self.take_handovers();
-        let mut merged = self
+        let mut merged = committed;
+        let inflight = self
             .inflight_index
-            .get(&msg.key)
+            .get(key)
             .and_then(|&n| self.inflight.get(n))
             .cloned()
             .map(Pending::from_item);
-        if let Some(newer) = self.pending.get(&msg.key).cloned() {
+        for newer in [inflight, self.pending.get(key).cloned()]
+            .into_iter()
+            .flatten()
+        {
             match merged.as_mut() {
                 Some(m) => m.merge_newer(newer),
                 None => merged = Some(newer),
@@ -346,6 +428,34 @@ impl Handler<PendingFor> for Supervisor {
         }
         merged.map(Pending::into_item)
     }
+}
+
+/// Lays changes not yet written over a record read from the store.
+fn apply_pending(record: &mut RoomRecord, item: SnapshotItem) {
+    if item.counters.epoch < record.counters.epoch {
+        return;
+    }
+    let fresh_epoch = item.counters.epoch > record.counters.epoch;
+    record.counters = item.counters;
+    let mut members: std::collections::HashMap<String, Member> = if fresh_epoch {
+        Default::default()
+    } else {
+        record
+            .members
+            .drain(..)
+            .map(|m| (m.userid.clone(), m))
+            .collect()
+    };
+    for d in item.deletes {
+        members.remove(&d);
+    }
+    for m in item.upserts {
+        members.insert(m.userid.clone(), m);
+    }
+    let mut list: Vec<_> = members.into_values().collect();
+    list.sort_by_key(|m| m.seq);
+    record.member_count = list.len() as u64;
+    record.members = list;
 }
 
 /// Writes every pending change now; answers true when all is in the database, false when

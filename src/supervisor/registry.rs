@@ -1,13 +1,14 @@
-//! Room key → actor address. Rooms are activated from the store on first use. By default
-//! they run on the HTTP workers' own threads: a request then reaches its room without waking
-//! another thread when both share a worker, and otherwise wakes a thread that is already busy
-//! serving HTTP. A room whose worker stops hands its pending changes to the supervisor as it
-//! is dropped (see `Room`'s `Drop`), so a graceful shutdown loses nothing.
+//! Room key → actor address. Rooms are activated on first use, one activation of a room at
+//! a time, from the state the supervisor hands out (the store's row with every change not
+//! yet in it). By default they run on the HTTP workers' own threads: a request then reaches
+//! its room without waking another thread when both share a worker, and otherwise wakes a
+//! thread that is already busy serving HTTP. A room whose worker stops hands its pending
+//! changes to the supervisor as it goes, so a graceful shutdown loses nothing.
 
-use crate::model::{RoomKey, RoomRecord, SnapshotItem};
+use crate::model::RoomKey;
 use crate::protocol::{ApiError, Code};
 use crate::room::{Room, RoomEnv};
-use crate::supervisor::PendingFor;
+use crate::supervisor::LoadRoom;
 use actix::prelude::*;
 use dashmap::DashMap;
 use std::hash::BuildHasher;
@@ -19,7 +20,14 @@ pub struct Registry {
     arbiters: RwLock<Vec<ArbiterHandle>>,
     env: Arc<RoomEnv>,
     hasher: std::collections::hash_map::RandomState,
+    /// Activations take the lock of their key's stripe: a room is read and started by one
+    /// request at a time, so no activation can start from a state that another one, which
+    /// began later, has already changed and handed over.
+    activating: Box<[tokio::sync::Mutex<()>]>,
 }
+
+/// Activation locks: activations of rooms on one stripe wait for each other.
+const ACTIVATION_STRIPES: usize = 256;
 
 impl Registry {
     pub fn new(arbiters: Vec<ArbiterHandle>, env: Arc<RoomEnv>) -> Self {
@@ -28,6 +36,9 @@ impl Registry {
             arbiters: RwLock::new(arbiters),
             env,
             hasher: Default::default(),
+            activating: (0..ACTIVATION_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
     }
 
@@ -78,23 +89,47 @@ impl Registry {
 
     /// The room's actor, activated from the store if needed; `None` if the room is unknown.
     pub async fn get(&self, key: &RoomKey) -> Result<Option<Addr<Room>>, ApiError> {
+        self.get_or_activate(key, false).await
+    }
+
+    /// The room's actor; when it is not running, activated from its latest state, or
+    /// (`create`, live rooms) created empty when the store does not know it.
+    async fn get_or_activate(
+        &self,
+        key: &RoomKey,
+        create: bool,
+    ) -> Result<Option<Addr<Room>>, ApiError> {
+        if let Some(a) = self.rooms.get(key) {
+            return Ok(Some(a.clone()));
+        }
+        let stripe = self.hasher.hash_one(key) as usize % self.activating.len();
+        let _turn = self.activating[stripe].lock().await;
+        // Activated while this request waited for its turn.
         if let Some(a) = self.rooms.get(key) {
             return Ok(Some(a.clone()));
         }
         self.check_capacity()?;
-        let Some(mut record) = self.env.store.load_room(key).await? else {
-            return Ok(None);
-        };
-        let pending = self
+        // The room is not running: the last one to run handed everything over before it
+        // left the map, so the supervisor's answer includes it.
+        let record = self
             .env
             .supervisor
-            .send(PendingFor { key: key.clone() })
+            .send(LoadRoom { key: key.clone() })
             .await
-            .map_err(ApiError::from_mailbox)?;
-        if let Some(item) = pending {
-            apply_pending(&mut record, item);
-        }
-        Ok(Some(self.activate(record)))
+            .map_err(ApiError::from_mailbox)??;
+        let env = &self.env;
+        let room = match record {
+            Some(record) => Room::new(record, env.clone()),
+            None if create && key.is_live() => Room::empty_live(key.vj().to_string(), env.clone()),
+            None => return Ok(None),
+        };
+        // The entry is vacant (this holds the key's turn); inserting under the map's shard
+        // lock keeps a room that stops at once from taking itself out before it is in.
+        let entry = self
+            .rooms
+            .entry(key.clone())
+            .or_insert_with(|| self.spawn(room, key));
+        Ok(Some(entry.clone()))
     }
 
     /// Sends a message to a room, reactivating it if it stopped (idle) meanwhile.
@@ -132,10 +167,8 @@ impl Registry {
         Room: Handler<M>,
     {
         for _ in 0..3 {
-            let addr = match self.get(key).await? {
-                Some(a) => a,
-                None if create => self.create_live(key)?,
-                None => return Ok(None),
+            let Some(addr) = self.get_or_activate(key, create).await? else {
+                return Ok(None);
             };
             match addr.send(msg.clone()).await {
                 Ok(r) => return Ok(Some(r)),
@@ -161,57 +194,7 @@ impl Registry {
         Ok(())
     }
 
-    fn activate(&self, record: RoomRecord) -> Addr<Room> {
-        let key = record.key.clone();
-        // Another request may have activated it meanwhile: the first one wins.
-        let entry = self
-            .rooms
-            .entry(key.clone())
-            .or_insert_with(|| self.spawn(Room::new(record, self.env.clone()), &key));
-        entry.clone()
-    }
-
-    /// An empty live room (no broadcast yet) for a VJ the store does not know.
-    fn create_live(&self, key: &RoomKey) -> Result<Addr<Room>, ApiError> {
-        self.check_capacity()?;
-        let entry = self.rooms.entry(key.clone()).or_insert_with(|| {
-            self.spawn(
-                Room::empty_live(key.vj().to_string(), self.env.clone()),
-                key,
-            )
-        });
-        Ok(entry.clone())
-    }
-
     pub fn all(&self) -> Vec<Addr<Room>> {
         self.rooms.iter().map(|e| e.value().clone()).collect()
     }
-}
-
-/// Lays changes not yet written over a record read from the store.
-fn apply_pending(record: &mut RoomRecord, item: SnapshotItem) {
-    if item.counters.epoch < record.counters.epoch {
-        return;
-    }
-    let fresh_epoch = item.counters.epoch > record.counters.epoch;
-    record.counters = item.counters;
-    let mut members: std::collections::HashMap<String, crate::model::Member> = if fresh_epoch {
-        Default::default()
-    } else {
-        record
-            .members
-            .drain(..)
-            .map(|m| (m.userid.clone(), m))
-            .collect()
-    };
-    for d in item.deletes {
-        members.remove(&d);
-    }
-    for m in item.upserts {
-        members.insert(m.userid.clone(), m);
-    }
-    let mut list: Vec<_> = members.into_values().collect();
-    list.sort_by_key(|m| m.seq);
-    record.member_count = list.len() as u64;
-    record.members = list;
 }
