@@ -559,6 +559,13 @@ impl Config {
         if self.limits.request_timeout_secs == 0 || self.limits.max_connections == 0 {
             return bad("limits.request_timeout_secs and limits.max_connections must be positive");
         }
+        // Bounded so that deadlines computed from them cannot overflow a clock.
+        if self.limits.request_timeout_secs > 3600 {
+            return bad("limits.request_timeout_secs must be at most 3600");
+        }
+        if self.ws.max_lag_ms == 0 || self.ws.max_lag_ms > 3_600_000 {
+            return bad("ws.max_lag_ms must be between 1 and 3600000");
+        }
         if let Err(e) = crate::net::Cidrs::parse(&self.server.trusted_proxies) {
             return Err(ConfigError::Invalid(format!("server.trusted_proxies: {e}")));
         }

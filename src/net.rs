@@ -44,8 +44,10 @@ pub fn addr_key(ip: IpAddr) -> IpAddr {
 
 /// Who the client is: the TCP peer, unless the peer is a trusted proxy; then the rightmost
 /// address in the proxy header that is not itself a trusted proxy (every hop left of it
-/// was written by someone we do not trust). A hop that does not parse stops the walk at
-/// the last trusted one, so garbage never becomes a client address.
+/// was written by someone we do not trust). A hop that does not parse before an untrusted
+/// one is found makes the client unknown: it must never fall back to a trusted address.
+/// A trusted peer that sends no header at all is itself the client (a media server on the
+/// proxy's host calling its hooks directly).
 pub struct ClientAddr {
     proxies: Cidrs,
     header: ProxyHeader,
@@ -56,30 +58,34 @@ impl ClientAddr {
         ClientAddr { proxies, header }
     }
 
-    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
-        self.proxies.contains(ip)
-    }
-
-    /// `values`: every instance of the configured header, in the order received.
-    pub fn resolve<'a>(&self, peer: IpAddr, values: impl Iterator<Item = &'a str>) -> IpAddr {
+    /// `values`: every instance of the configured header, in the order received; `None`
+    /// stands for one that is not readable text.
+    pub fn resolve<'a>(
+        &self,
+        peer: IpAddr,
+        values: impl Iterator<Item = Option<&'a str>>,
+    ) -> Option<IpAddr> {
         if !self.proxies.contains(peer) {
-            return peer;
+            return Some(peer);
         }
-        let values: Vec<&str> = values.collect();
-        let mut client = peer;
-        for hop in values.iter().rev().flat_map(|v| v.rsplit(',')) {
-            let parsed = match self.header {
-                ProxyHeader::XForwardedFor => parse_node(hop.trim()),
-                ProxyHeader::Forwarded => forwarded_for(hop),
-            };
-            let Some(ip) = parsed else {
-                break;
-            };
-            client = ip;
-            if !self.proxies.contains(ip) {
-                break;
+        let values: Vec<Option<&str>> = values.collect();
+        if values.is_empty() {
+            return Some(peer);
+        }
+        let mut client = None;
+        for value in values.iter().rev() {
+            for hop in (*value)?.rsplit(',') {
+                let ip = match self.header {
+                    ProxyHeader::XForwardedFor => parse_node(hop.trim()),
+                    ProxyHeader::Forwarded => forwarded_for(hop),
+                }?;
+                client = Some(ip);
+                if !self.proxies.contains(ip) {
+                    return client;
+                }
             }
         }
+        // Every hop is a trusted proxy: the leftmost is the client.
         client
     }
 
@@ -137,59 +143,44 @@ mod tests {
     #[test]
     fn only_trusted_peers_are_believed_and_the_rightmost_untrusted_hop_wins() {
         let r = resolver(ProxyHeader::XForwardedFor);
+        let res = |peer: IpAddr, values: &[&str]| r.resolve(peer, values.iter().map(|v| Some(*v)));
         // An untrusted peer's header is ignored.
-        assert_eq!(
-            r.resolve(ip("1.2.3.4"), ["9.9.9.9"].into_iter()),
-            ip("1.2.3.4")
-        );
+        assert_eq!(res(ip("1.2.3.4"), &["9.9.9.9"]), Some(ip("1.2.3.4")));
         // The client wrote the left part; the proxies appended the rest.
         let peer = ip("127.0.0.1");
         assert_eq!(
-            r.resolve(peer, ["6.6.6.6, 8.8.8.8, 10.1.2.3"].into_iter()),
-            ip("8.8.8.8")
+            res(peer, &["6.6.6.6, 8.8.8.8, 10.1.2.3"]),
+            Some(ip("8.8.8.8"))
         );
-        assert_eq!(
-            r.resolve(peer, ["6.6.6.6", "8.8.8.8"].into_iter()),
-            ip("8.8.8.8")
-        );
-        assert_eq!(
-            r.resolve(peer, ["[2001:db8::1]:443"].into_iter()),
-            ip("2001:db8::1")
-        );
-        assert_eq!(
-            r.resolve(peer, ["203.0.113.9:5000"].into_iter()),
-            ip("203.0.113.9")
-        );
-        // No header, or garbage: the proxy itself (never an address the client made up).
-        assert_eq!(r.resolve(peer, std::iter::empty()), peer);
-        assert_eq!(r.resolve(peer, ["1.1.1.1, garbage"].into_iter()), peer);
-        assert_eq!(
-            r.resolve(peer, ["1.1.1.1, unknown, 10.0.0.9"].into_iter()),
-            ip("10.0.0.9")
-        );
+        assert_eq!(res(peer, &["6.6.6.6", "8.8.8.8"]), Some(ip("8.8.8.8")));
+        assert_eq!(res(peer, &["[2001:db8::1]:443"]), Some(ip("2001:db8::1")));
+        assert_eq!(res(peer, &["203.0.113.9:5000"]), Some(ip("203.0.113.9")));
+        // No header: the trusted peer itself.
+        assert_eq!(res(peer, &[]), Some(peer));
+        // Garbage, or an unreadable value, before any untrusted hop: unknown, never the
+        // proxy (which may be trusted for more than naming clients).
+        assert_eq!(res(peer, &["1.1.1.1, garbage"]), None);
+        assert_eq!(res(peer, &["1.1.1.1, unknown, 10.0.0.9"]), None);
+        assert_eq!(res(peer, &["garbage, 1.1.1.1"]), Some(ip("1.1.1.1")));
+        assert_eq!(r.resolve(peer, [Some("1.1.1.1"), None].into_iter()), None);
+        assert_eq!(res(peer, &[""]), None);
         // Every hop trusted: the leftmost.
-        assert_eq!(
-            r.resolve(peer, ["10.0.0.1, 10.0.0.2"].into_iter()),
-            ip("10.0.0.1")
-        );
+        assert_eq!(res(peer, &["10.0.0.1, 10.0.0.2"]), Some(ip("10.0.0.1")));
     }
 
     #[test]
     fn forwarded_elements() {
         let r = resolver(ProxyHeader::Forwarded);
-        let peer = ip("127.0.0.1");
+        let res = |values: &[&str]| r.resolve(ip("127.0.0.1"), values.iter().map(|v| Some(*v)));
         assert_eq!(
-            r.resolve(
-                peer,
-                [r#"for=6.6.6.6, for="[2001:db8:cafe::17]:4711";proto=https"#].into_iter()
-            ),
-            ip("2001:db8:cafe::17")
+            res(&[r#"for=6.6.6.6, for="[2001:db8:cafe::17]:4711";proto=https"#]),
+            Some(ip("2001:db8:cafe::17"))
         );
         assert_eq!(
-            r.resolve(peer, ["proto=http;For=192.0.2.60;by=10.0.0.1"].into_iter()),
-            ip("192.0.2.60")
+            res(&["proto=http;For=192.0.2.60;by=10.0.0.1"]),
+            Some(ip("192.0.2.60"))
         );
-        assert_eq!(r.resolve(peer, ["for=_hidden"].into_iter()), peer);
+        assert_eq!(res(&["for=_hidden"]), None);
     }
 
     #[test]

@@ -351,6 +351,59 @@ db_test!(dripping_requests_are_cut_on_every_route, |db| {
     assert!(line.starts_with("HTTP/1.1 200"), "{line}");
     assert!(held < Duration::from_secs(12), "held {held:?}");
 
+    // A client that asks and never reads: once the answers fill every buffer on the way,
+    // writing them is on the clock too.
+    app.go_live("vj0").await;
+    for i in 0..100 {
+        app.ok(
+            json!({"Action":"EnterGroup","userid":format!("viewer{i}"),"liveuserid":"vj0",
+            "groupid":"g_vj0","flag":0,"nickname":"n","headpic":"h".repeat(1000)}),
+        )
+        .await;
+    }
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut reader = sock
+        .connect(format!("127.0.0.1:{}", app.port).parse().unwrap())
+        .await
+        .unwrap();
+    let body = r#"{"Action":"FetchGroupMemberList","liveuserid":"vj0","groupid":"g_vj0","pageno":1,"pagesize":100}"#;
+    let one = format!(
+        "POST /interface.php HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // 300 answers of about 110 KB each, 33 MB: far more than kernel buffers hold.
+    let pipelined = one.repeat(300);
+    tokio::time::timeout(Duration::from_secs(20), async {
+        // Fails once the server gives up on the connection, which is the point.
+        let _ = reader.write_all(pipelined.as_bytes()).await;
+    })
+    .await
+    .expect("writing the requests ends");
+    // Read nothing for longer than the keep-alive time plus the deadline, then drain: a
+    // connection the server gave up on ends after what was already in flight; one it kept
+    // delivers every answer.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let drained = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(
+        drained.is_ok(),
+        "a client that never reads held its connection"
+    );
+    assert!(
+        got < 300 * 100_000 / 2,
+        "{got} bytes of answers were kept for a client that did not read"
+    );
+
     // Honest clients are not cut: a keep-alive connection serves request after request, and a
     // quiet WebSocket outlives the keep-alive time plus the deadline.
     app.go_live("vj1").await;
@@ -448,17 +501,26 @@ db_test!(only_trusted_proxies_name_the_client, |db| {
         429
     );
     // The media hooks check the client the proxy names, not the proxy.
-    let hook = |xff: Option<&'static str>| {
+    let hook = |xff: Option<&'static [u8]>| {
         let mut r = proxy
             .post(format!("{base}/callback/nginx-rtmp"))
             .header("content-type", "application/x-www-form-urlencoded")
             .body("call=publish_done&app=live&name=2519_nobody");
         if let Some(x) = xff {
-            r = r.header("x-forwarded-for", x);
+            r = r.header(
+                "x-forwarded-for",
+                reqwest::header::HeaderValue::from_bytes(x).unwrap(),
+            );
         }
         r.send()
     };
-    assert_eq!(hook(Some("198.51.100.5")).await.unwrap().status(), 403);
+    assert_eq!(hook(Some(b"198.51.100.5")).await.unwrap().status(), 403);
+    // A header that names nobody readably makes the client unknown, never the proxy.
+    for garbage in [&b"\xff"[..], b"nonsense", b"127.0.0.1, \xfe", b""] {
+        let status = hook(Some(garbage)).await.unwrap().status();
+        assert_eq!(status, 403, "{garbage:?}");
+    }
+    // The media server on the proxy's host, calling directly (no header), is trusted.
     assert_eq!(hook(None).await.unwrap().status(), 200);
     app.stop().await;
 

@@ -51,6 +51,11 @@ pub async fn deadline(
         _ => None,
     };
     let res = next.call(req).await?;
+    if let Some(b) = &busy {
+        if res.status() != actix_web::http::StatusCode::SWITCHING_PROTOCOLS {
+            b.answering();
+        }
+    }
     Ok(res.map_body(|_, body| Holding {
         body,
         _request_body: request_body,

@@ -5,8 +5,10 @@
 //!
 //! Each connection also has a clock: actix cuts a slow first request head, but once a
 //! keep-alive connection has sent a byte of its next request nothing bounds the rest of that
-//! head. Each worker sweeps its connections every second and shuts down any that has been
-//! waiting for a request longer than the keep-alive time plus the request deadline.
+//! head, and nothing bounds the writing of an answer to a client that stops reading. Each
+//! worker sweeps its connections every second and shuts down any that has been waiting for
+//! a request, or writing an answer, longer than the keep-alive time plus the request
+//! deadline (a WebSocket, once upgraded, has its own timeouts).
 
 use crate::config::Config;
 use crate::net::{addr_key, Cidrs};
@@ -99,6 +101,8 @@ struct Clock {
     /// Requests being served (pipelined requests may overlap).
     busy: Cell<u32>,
     idle_since: Cell<Instant>,
+    /// Since when the oldest answer not yet written has been ready.
+    answering_since: Cell<Option<Instant>>,
     closed: Cell<bool>,
 }
 
@@ -112,10 +116,25 @@ thread_local! {
 /// (for a WebSocket: when it closes).
 pub struct Busy(Rc<Clock>);
 
+impl Busy {
+    /// The answer is ready: from now on, writing it is on the clock.
+    pub fn answering(&self) {
+        if self.0.answering_since.get().is_none() {
+            self.0.answering_since.set(Some(Instant::now()));
+        }
+    }
+}
+
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.busy.set(self.0.busy.get().saturating_sub(1));
-        self.0.idle_since.set(Instant::now());
+        let busy = self.0.busy.get().saturating_sub(1);
+        self.0.busy.set(busy);
+        let now = Instant::now();
+        self.0.idle_since.set(now);
+        // Pipelined answers are written in order: the next one starts its clock now.
+        self.0
+            .answering_since
+            .set((busy > 0 && self.0.answering_since.get().is_some()).then_some(now));
     }
 }
 
@@ -134,9 +153,17 @@ fn sweep(limit: Duration) {
             if c.closed.get() {
                 return false;
             }
-            if c.busy.get() == 0 && now.duration_since(c.idle_since.get()) > limit {
+            let waiting = c.busy.get() == 0 && now.duration_since(c.idle_since.get()) > limit;
+            let writing = c
+                .answering_since
+                .get()
+                .is_some_and(|t| now.duration_since(t) > limit);
+            if waiting || writing {
                 // Still open (its guard would have marked it closed), and the descriptor is
-                // still that connection: check both ends before touching it.
+                // still that connection: check both ends before touching it. The guard lives
+                // in the connection's shared data, which no handler keeps past its
+                // connection (pooled requests drop it), and this runs on the thread that
+                // drops the connection, so the descriptor cannot close mid-sweep.
                 // SAFETY: the descriptor is open while the connection's guard lives, and it
                 // is only borrowed for these calls.
                 let fd = unsafe { BorrowedFd::borrow_raw(c.fd) };
@@ -160,6 +187,7 @@ fn watch(stream: &actix_web::rt::net::TcpStream, limit: Duration) -> Option<Rc<C
         local: stream.local_addr().ok()?,
         busy: Cell::new(0),
         idle_since: Cell::new(Instant::now()),
+        answering_since: Cell::new(None),
         closed: Cell::new(false),
     });
     CLOCKS.with_borrow_mut(|c| c.push(clock.clone()));
@@ -271,19 +299,20 @@ impl Connections {
 /// Writes a short answer (a fresh socket's send buffer always takes it) and shuts the
 /// socket down: the worker then reads end-of-stream and drops it without parsing anything.
 fn refuse(stream: &actix_web::rt::net::TcpStream, why: Refusal) {
-    let (status, code, msg) = match why {
+    let (status, msg) = match why {
         Refusal::Total => (
             "503 Service Unavailable",
-            429,
             "the server holds its maximum number of connections; retry later",
         ),
         Refusal::PerAddr => (
             "429 Too Many Requests",
-            429,
             "too many connections from this address",
         ),
     };
-    let body = format!(r#"{{"returnValue":{code},"returnMsg":"{msg}","returnData":{{}}}}"#);
+    let body = crate::protocol::envelope::error_body(&crate::protocol::ApiError::new(
+        crate::protocol::Code::TooManyRequests,
+        msg,
+    ));
     let answer = format!(
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
          connection: close\r\n\r\n{body}",

@@ -20,7 +20,13 @@ pub async fn interface(
             state
                 .metrics
                 .request("invalid", Code::InvalidParam.value(), started.elapsed());
-            return envelope::error_response(e.status(), &ApiError::param(e.message()));
+            // The protocol answers a malformed body 200 with code 602; only a body too large
+            // (413) or too slow (408) changes the HTTP status.
+            let status = match e {
+                body::BodyError::Broken => StatusCode::OK,
+                _ => e.status(),
+            };
+            return envelope::error_response(status, &ApiError::param(e.message()));
         }
     };
     let (request, body_token) = match Request::parse(&body, &state.config.limits) {

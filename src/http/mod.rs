@@ -14,7 +14,8 @@ use crate::app::AppState;
 use actix_web::{web, HttpRequest};
 use std::net::IpAddr;
 
-/// The client's address: the TCP peer, or the client a trusted proxy names.
+/// The client's address: the TCP peer, or the client a trusted proxy names; `None` when a
+/// trusted proxy's header does not name one readably.
 pub fn client_ip(state: &AppState, req: &HttpRequest) -> Option<IpAddr> {
     let peer = req.peer_addr()?.ip();
     let clients = &state.clients;
@@ -24,8 +25,8 @@ pub fn client_ip(state: &AppState, req: &HttpRequest) -> Option<IpAddr> {
     let values = req
         .headers()
         .get_all(clients.header_name())
-        .filter_map(|v| v.to_str().ok());
-    Some(clients.resolve(peer, values))
+        .map(|v| v.to_str().ok());
+    clients.resolve(peer, values)
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
