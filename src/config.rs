@@ -154,12 +154,7 @@ pub struct ServerConfig {
     pub proxy_header: ProxyHeader,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProxyHeader {
-    XForwardedFor,
-    Forwarded,
-}
+pub use crate::net::ProxyHeader;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -1,9 +1,17 @@
 //! Client addresses: sets of trusted addresses (CIDRs), the client behind a trusted reverse
 //! proxy, and the key per-address limits count by.
 
-use crate::config::ProxyHeader;
 use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv6Addr};
+
+/// The header trusted proxies name the client in (`server.proxy_header`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProxyHeader {
+    XForwardedFor,
+    Forwarded,
+}
 
 /// A set of addresses and networks (`10.0.0.0/8`, `::1`, `192.0.2.7`).
 #[derive(Debug, Clone, Default)]
