@@ -303,15 +303,24 @@ fn counted(state: &AppState, source: &'static str, resp: HttpResponse) -> HttpRe
     resp
 }
 
-/// The body within the request deadline and `limits.max_body_bytes`, or the answer to give.
-async fn read_body(
-    state: &AppState,
+/// Reads the body (within the request deadline and `limits.max_body_bytes`), runs the hook
+/// on it, and counts the outcome under `source`.
+async fn hook<F, Fut>(
+    state: web::Data<AppState>,
     req: &HttpRequest,
     payload: web::Payload,
-) -> Result<web::Bytes, HttpResponse> {
-    body::read(req, payload, state.config.limits.max_body_bytes)
-        .await
-        .map_err(|e| reply(e.status(), 602, &e.message()))
+    source: &'static str,
+    run: F,
+) -> HttpResponse
+where
+    F: FnOnce(web::Bytes) -> Fut,
+    Fut: std::future::Future<Output = HttpResponse>,
+{
+    let resp = match body::read(req, payload, state.config.limits.max_body_bytes).await {
+        Ok(body) => run(body).await,
+        Err(e) => reply(e.status(), 602, &e.message()),
+    };
+    counted(&state, source, resp)
 }
 
 pub async fn tencent(
@@ -319,11 +328,8 @@ pub async fn tencent(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let resp = match read_body(&state, &req, payload).await {
-        Ok(body) => tencent_inner(state.clone(), body).await,
-        Err(resp) => resp,
-    };
-    counted(&state, "tencent", resp)
+    let s = state.clone();
+    hook(state, &req, payload, "tencent", |b| tencent_inner(s, b)).await
 }
 
 pub async fn nginx_rtmp(
@@ -331,11 +337,11 @@ pub async fn nginx_rtmp(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let resp = match read_body(&state, &req, payload).await {
-        Ok(body) => nginx_rtmp_inner(state.clone(), req, body).await,
-        Err(resp) => resp,
-    };
-    counted(&state, "nginx-rtmp", resp)
+    let (s, r) = (state.clone(), req.clone());
+    hook(state, &req, payload, "nginx-rtmp", |b| {
+        nginx_rtmp_inner(s, r, b)
+    })
+    .await
 }
 
 pub async fn srs(
@@ -343,9 +349,6 @@ pub async fn srs(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let resp = match read_body(&state, &req, payload).await {
-        Ok(body) => srs_inner(state.clone(), req, body).await,
-        Err(resp) => resp,
-    };
-    counted(&state, "srs", resp)
+    let (s, r) = (state.clone(), req.clone());
+    hook(state, &req, payload, "srs", |b| srs_inner(s, r, b)).await
 }
