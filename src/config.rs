@@ -509,6 +509,9 @@ impl Config {
                     message: e.message().to_string(),
                 })?;
         }
+        // The defaults say what type each key has, and so how its environment string reads.
+        let schema = toml::Table::try_from(Config::default())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         for (name, value) in env {
             let Some(rest) = name.strip_prefix("MINILVB_") else {
                 continue;
@@ -519,14 +522,11 @@ impl Config {
             {
                 continue;
             }
-            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
-            if path.len() == 1 && path[0] == "bind" {
-                set_path(&mut table, &["server".into(), "bind".into()], value);
-                continue;
-            }
-            if path.len() == 1 && path[0] == "database_url" {
-                set_path(&mut table, &["database".into(), "url".into()], value);
-                continue;
+            let mut path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            match path.as_slice() {
+                [one] if one == "bind" => path = vec!["server".into(), "bind".into()],
+                [one] if one == "database_url" => path = vec!["database".into(), "url".into()],
+                _ => {}
             }
             if path.len() != 2 || path.iter().any(|p| p.is_empty()) {
                 return Err(ConfigError::Env {
@@ -534,7 +534,24 @@ impl Config {
                     message: "expected MINILVB_SECTION__KEY".into(),
                 });
             }
-            set_path(&mut table, &path, value);
+            let (section, key) = (&path[0], &path[1]);
+            let typed = match schema.get(section).and_then(|s| s.get(key)) {
+                Some(like) => typed_like(like, value).map_err(|message| ConfigError::Env {
+                    name: name.clone(),
+                    message,
+                })?,
+                // Unknown: the load reports it by name.
+                None => toml::Value::String(value.to_string()),
+            };
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            if let Some(t) = entry.as_table_mut() {
+                t.insert(key.clone(), typed);
+            }
         }
         let cfg: Config = toml::Value::Table(table)
             .try_into()
@@ -624,64 +641,41 @@ impl Config {
     }
 }
 
-/// Environment values are strings; numbers and booleans are recognised so that typed keys
-/// deserialize, while string keys that look numeric (a bizid) are converted back below.
-fn set_path(table: &mut toml::Table, path: &[String], value: &str) {
-    let mut cur = table;
-    for key in &path[..path.len() - 1] {
-        let entry = cur
-            .entry(key.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        if !entry.is_table() {
-            *entry = toml::Value::Table(toml::Table::new());
-        }
-        cur = entry.as_table_mut().expect("just made a table");
-    }
-    let leaf = path[path.len() - 1].clone();
-    let typed = if LIST_KEYS.contains(&leaf.as_str()) {
-        toml::Value::Array(
+/// An environment string read as the type of `like` (the key's default): a list splits on
+/// commas, a number or a boolean must parse, anything else is the string itself. Errors do
+/// not repeat the value: it could be a secret set under the wrong name.
+fn typed_like(like: &toml::Value, value: &str) -> Result<toml::Value, String> {
+    use toml::Value as V;
+    Ok(match like {
+        V::Array(_) => V::Array(
             value
                 .split(',')
                 .map(str::trim)
                 .filter(|v| !v.is_empty())
-                .map(|v| toml::Value::String(v.into()))
+                .map(|v| V::String(v.into()))
                 .collect(),
-        )
-    } else if STRING_KEYS.contains(&leaf.as_str()) {
-        toml::Value::String(value.to_string())
-    } else if let Ok(i) = value.parse::<i64>() {
-        toml::Value::Integer(i)
-    } else if let Ok(b) = value.parse::<bool>() {
-        toml::Value::Boolean(b)
-    } else {
-        toml::Value::String(value.to_string())
-    };
-    cur.insert(leaf, typed);
+        ),
+        V::Integer(_) => V::Integer(
+            value
+                .trim()
+                .parse()
+                .map_err(|_| "expected an integer".to_string())?,
+        ),
+        V::Float(_) => V::Float(
+            value
+                .trim()
+                .parse()
+                .map_err(|_| "expected a number".to_string())?,
+        ),
+        V::Boolean(_) => V::Boolean(
+            value
+                .trim()
+                .parse()
+                .map_err(|_| "expected true or false".to_string())?,
+        ),
+        _ => V::String(value.to_string()),
+    })
 }
-
-/// Keys whose values are comma-separated lists in the environment.
-const LIST_KEYS: &[&str] = &["trusted_addrs", "trusted_proxies", "per_addr_exempt"];
-
-/// Keys whose values are strings even when they look like numbers.
-const STRING_KEYS: &[&str] = &[
-    "bind",
-    "url",
-    "bizid",
-    "push_key",
-    "api_key",
-    "push_host",
-    "play_host",
-    "http_play_base",
-    "app_name",
-    "appid",
-    "bucket",
-    "region",
-    "secret_id",
-    "secret_key",
-    "base_url",
-    "token",
-    "proxy_header",
-];
 
 #[cfg(test)]
 mod tests {
@@ -745,6 +739,50 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Every key of every section can be set from the environment: each default, written
+    /// as an environment string, loads back to the same configuration.
+    #[test]
+    fn every_key_reads_from_the_environment() {
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        let mut vars = Vec::new();
+        for (section, keys) in &defaults {
+            for (key, v) in keys.as_table().unwrap() {
+                let text = match v {
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Array(a) => a
+                        .iter()
+                        .map(|x| x.as_str().unwrap().to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    other => other.to_string(),
+                };
+                let name = format!("MINILVB_{}__{}", section, key).to_ascii_uppercase();
+                vars.push((name, text));
+            }
+        }
+        assert!(vars.len() > 50, "{}", vars.len());
+        let c = Config::load_from(None, &vars).unwrap();
+        assert_eq!(toml::Table::try_from(c).unwrap(), defaults);
+        // Lists split on commas; numbers that name strings stay strings; bad types say so.
+        let c = Config::load_from(
+            None,
+            &env(&[
+                ("MINILVB_SERVER__TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1"),
+                ("MINILVB_COS__APPID", "1252033264"),
+                ("MINILVB_ADMIN__TOKEN", "12345"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.trusted_proxies, ["10.0.0.0/8", "192.0.2.1"]);
+        assert_eq!(c.cos.appid, "1252033264");
+        assert_eq!(c.admin.token.expose(), "12345");
+        let e = Config::load_from(None, &env(&[("MINILVB_SERVER__WORKERS", "two")])).unwrap_err();
+        assert!(
+            e.to_string().contains("MINILVB_SERVER__WORKERS") && e.to_string().contains("integer"),
+            "{e}"
+        );
     }
 
     #[test]
