@@ -1,8 +1,9 @@
 //! Core paths, measured with criterion:
 //!
-//! * `room/*` — Enter, Quit and Like round trips (send + await the reply) to one live room
-//!   actor of a real `Application` (SQLite in a fresh temp dir), from the System thread to
-//!   the room's arbiter thread, as an HTTP worker does; plus the same Like through HTTP.
+//! * `room/*` — Enter, Quit and Like round trips through `Rooms` (the handle requests use:
+//!   the room's lookup, then send + await the reply) to one live room of a real
+//!   `Application` (SQLite in a fresh temp dir), from the System thread to the room's
+//!   arbiter thread, as an HTTP worker does; plus the same Like through HTTP.
 //! * `fetchlist_read/*` — the page read the FetchList action does, under the shared list's
 //!   read lock, over a list seeded by a Supervisor with 10k / 100k online live rooms: first,
 //!   middle and last page.
@@ -16,15 +17,16 @@
 
 mod support;
 
-use actix::prelude::*;
 use criterion::async_executor::AsyncExecutor;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use minilvb::config::ListOrder;
+use minilvb::metrics::Health;
+use minilvb::model::RoomKey;
 use minilvb::protocol::request::ListFlag;
-use minilvb::room::{Enter, Like, Members, Quit, Room};
+use minilvb::room::{Members, Rooms, Viewer};
 use minilvb::store::{SqlStore, Store};
 use minilvb::supervisor::index::OrderIndex;
-use minilvb::supervisor::{Health, ListIndex, SharedList, Supervisor, SupervisorConfig};
+use minilvb::supervisor::{ListIndex, SharedList, Supervisor, SupervisorConfig};
 use minilvb::Application;
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
@@ -62,7 +64,11 @@ fn room_benches(c: &mut Criterion) {
         let (port, handle, state) = (app.port(), app.handle(), app.state());
         (port, handle, state, actix::spawn(app.run_until_stopped()))
     });
-    let room: Addr<Room> = exec.0.block_on(support::go_live(&state, VJ));
+    let key = exec.0.block_on(support::go_live(&state, VJ));
+    let room = Room {
+        rooms: state.rooms.clone(),
+        key,
+    };
     // A room with an audience already: 1,000 members.
     exec.0.block_on(async {
         for i in 0..1_000 {
@@ -73,8 +79,7 @@ fn room_benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("room");
     short(&mut g);
     g.bench_function("like", |b| {
-        b.to_async(&exec)
-            .iter(|| async { room.send(Like { increase: true }).await.unwrap().unwrap() })
+        b.to_async(&exec).iter(|| async { room.like().await })
     });
     // Enter of a viewer who is not a member yet (timed), then Quit (untimed) to keep the
     // room at its base size.
@@ -119,10 +124,8 @@ fn room_benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(64));
     g.bench_function("like_64_concurrent", |b| {
         b.to_async(&exec).iter(|| async {
-            let sends = (0..64).map(|_| room.send(Like { increase: true }));
-            for r in futures_util::future::join_all(sends).await {
-                r.unwrap().unwrap();
-            }
+            let sends = (0..64).map(|_| room.like());
+            futures_util::future::join_all(sends).await;
         })
     });
     g.finish();
@@ -167,25 +170,36 @@ fn room_benches(c: &mut Criterion) {
     exec.0.block_on(db.drop_db());
 }
 
-async fn enter(room: &Addr<Room>, userid: &str) {
-    room.send(Enter {
+/// The benched room, reached as requests reach it.
+#[derive(Clone)]
+struct Room {
+    rooms: Rooms,
+    key: RoomKey,
+}
+
+impl Room {
+    async fn like(&self) {
+        self.rooms.like(&self.key, true).await.unwrap();
+    }
+}
+
+async fn enter(room: &Room, userid: &str) {
+    let viewer = Viewer {
         userid: userid.to_string(),
         nickname: userid.to_string(),
         headpic: String::new(),
-        groupid: Some(format!("g_{VJ}")),
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    };
+    room.rooms
+        .enter(&room.key, Some(format!("g_{VJ}")), viewer)
+        .await
+        .unwrap();
 }
 
-async fn quit(room: &Addr<Room>, userid: &str) {
-    room.send(Quit {
-        userid: userid.to_string(),
-        groupid: Some(format!("g_{VJ}")),
-    })
-    .await
-    .unwrap();
+async fn quit(room: &Room, userid: &str) {
+    room.rooms
+        .quit(&room.key, userid.to_string(), Some(format!("g_{VJ}")))
+        .await
+        .unwrap();
 }
 
 /// First, middle and last page offsets of a list of `n`.

@@ -18,9 +18,8 @@
 
 mod support;
 
-use actix::prelude::*;
 use minilvb::model::RoomKey;
-use minilvb::room::{Like, Room};
+use minilvb::room::Rooms;
 use minilvb::Application;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -111,7 +110,7 @@ async fn run_backend(db: &BenchDb, storm: Duration) -> Vec<Row> {
     let server = actix::spawn(app.run_until_stopped());
 
     let t = Instant::now();
-    let mut rooms: Vec<Addr<Room>> = Vec::with_capacity(ROOMS);
+    let mut rooms: Vec<RoomKey> = Vec::with_capacity(ROOMS);
     for chunk in 0..ROOMS / 50 {
         let batch = (chunk * 50..(chunk + 1) * 50).map(|i| {
             let state = state.clone();
@@ -163,7 +162,8 @@ async fn run_backend(db: &BenchDb, storm: Duration) -> Vec<Row> {
         );
         log.borrow_mut().clear();
         let t0 = Instant::now();
-        let (likes, errors) = storm_run(rooms.clone(), s.rooms, s.rate, storm).await;
+        let (likes, errors) =
+            storm_run(state.rooms.clone(), rooms.clone(), s.rooms, s.rate, storm).await;
         let storm_took = t0.elapsed();
         // Count the write of the storm's last tick too.
         quiesce(&state, interval).await;
@@ -237,7 +237,8 @@ async fn quiesce(state: &minilvb::AppState, interval: Duration) {
 /// awaiting its reply before the next (at most `SENDERS` likes in flight). With a rate,
 /// like k is not sent before `start + k / rate`.
 async fn storm_run(
-    rooms: Rc<Vec<Addr<Room>>>,
+    handle: Rooms,
+    rooms: Rc<Vec<RoomKey>>,
     n: usize,
     rate: Option<f64>,
     dur: Duration,
@@ -248,6 +249,7 @@ async fn storm_run(
     let tasks: Vec<_> = (0..SENDERS)
         .map(|_| {
             let rooms = rooms.clone();
+            let handle = handle.clone();
             let next = next.clone();
             actix::spawn(async move {
                 let (mut ok, mut err) = (0u64, 0u64);
@@ -263,12 +265,9 @@ async fn storm_run(
                     } else if tokio::time::Instant::now() >= end {
                         break;
                     }
-                    match rooms[(k % n as u64) as usize]
-                        .send(Like { increase: true })
-                        .await
-                    {
-                        Ok(Ok(())) => ok += 1,
-                        _ => err += 1,
+                    match handle.like(&rooms[(k % n as u64) as usize], true).await {
+                        Ok(()) => ok += 1,
+                        Err(_) => err += 1,
                     }
                 }
                 (ok, err)

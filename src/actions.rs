@@ -1,15 +1,14 @@
 //! What each Action does, independent of HTTP: a typed request in, `returnData` JSON out.
+//! Rooms are reached through `Rooms`, accounts through `Accounts`; their failures become
+//! protocol codes by `?` (see `protocol::error`).
 
-use crate::app::AppState;
 use crate::model::{now_unix, RoomInfo, RoomKey};
 use crate::protocol::request::{Request, Target};
 use crate::protocol::types::{CosSign, MemberList, PushAddr, UserInfo};
-use crate::protocol::{ApiError, Code};
-use crate::room::{
-    Enter, GetInfo, GetState, Like, MemberPage, NewBroadcast, Quit, Room, SetStatus,
-};
+use crate::protocol::ApiError;
+use crate::room::{RoomError, Viewer};
 use crate::sign;
-use actix::{Handler, Message};
+use crate::state::AppState;
 
 /// Who is calling: the bearer token (header or body field) and the client address.
 #[derive(Debug, Clone, Default)]
@@ -22,7 +21,11 @@ pub const EMPTY: &str = "{}";
 
 /// Runs one request. Returns the `returnData` object as JSON text.
 pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<String, ApiError> {
-    crate::accounts::authorize(state, &req, caller).await?;
+    state
+        .accounts
+        .authorize(req.action(), req.guard(), caller.token.as_deref())
+        .await?;
+    let rooms = &state.rooms;
     match req {
         Request::RequestLvbAddr {
             userid,
@@ -31,7 +34,7 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
             userinfo,
         } => request_lvb_addr(state, userid, groupid, title, userinfo).await,
         Request::ChangeStatus { userid, online } => {
-            ask(state, &RoomKey::Live(userid), SetStatus { online }).await??;
+            rooms.set_status(&userid, online).await?;
             Ok(EMPTY.into())
         }
         Request::ChangeCount {
@@ -47,11 +50,9 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
             // Viewer counts follow EnterGroup/QuitGroup: type 0 is accepted and ignored,
             // but the room must exist.
             if likes {
-                ask(state, &key, Like { increase }).await??;
+                rooms.like(&key, increase).await?;
             } else {
-                ask(state, &key, GetState)
-                    .await?
-                    .ok_or_else(|| missing(&key))?;
+                rooms.state(&key).await?;
             }
             Ok(EMPTY.into())
         }
@@ -59,27 +60,12 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
             // A read of the shared index: no mailbox round trip on the hottest read. Items
             // were encoded once when their room changed: they are copied out under the lock.
             let list = state.list.read().unwrap_or_else(|e| e.into_inner());
-            let p = list.page(flag, page.offset(), page.pagesize);
-            let mut out =
-                String::with_capacity(48 + p.items.iter().map(|i| i.len() + 1).sum::<usize>());
-            out.push_str("{\"totalcount\":");
-            out.push_str(&p.total.to_string());
-            out.push_str(",\"pusherlist\":[");
-            for (i, item) in p.items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(item);
-            }
-            out.push_str("]}");
-            drop(list);
-            Ok(out)
+            Ok(list.page(flag, page.offset(), page.pagesize).to_json())
         }
         Request::GetCosSign => {
             let c = &state.config.cos;
             if c.appid.is_empty() || c.bucket.is_empty() || c.secret_key.is_empty() {
-                return Err(ApiError::new(
-                    Code::Storage,
+                return Err(ApiError::not_configured(
                     "upload signing is not configured on this server (cos.appid, cos.bucket, cos.secret_key)",
                 ));
             }
@@ -102,17 +88,12 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
             headpic,
         } => {
             let (key, groupid) = target_key(liveuserid, target);
-            ask(
-                state,
-                &key,
-                Enter {
-                    userid,
-                    nickname,
-                    headpic,
-                    groupid,
-                },
-            )
-            .await??;
+            let viewer = Viewer {
+                userid,
+                nickname,
+                headpic,
+            };
+            rooms.enter(&key, groupid, viewer).await?;
             Ok(EMPTY.into())
         }
         Request::QuitGroup {
@@ -121,7 +102,7 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
             target,
         } => {
             let (key, groupid) = target_key(liveuserid, target);
-            ask(state, &key, Quit { userid, groupid }).await?;
+            rooms.quit(&key, userid, groupid).await?;
             Ok(EMPTY.into())
         }
         Request::FetchGroupMemberList {
@@ -130,29 +111,24 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
             page,
         } => {
             // A group id names the live broadcast's group, or a recording's file id.
-            let msg = |g: Option<String>| MemberPage {
-                groupid: g,
-                offset: page.offset(),
-                limit: page.pagesize,
-            };
+            let (offset, limit) = (page.offset(), page.pagesize);
             let live = RoomKey::Live(liveuserid.clone());
-            let live_answer = state
-                .registry
-                .ask(&live, msg(Some(groupid.clone())))
-                .await?
-                .unwrap_or_else(|| Err(missing(&live)));
-            let (total, members) = match live_answer {
+            let (total, members) = match rooms
+                .members(&live, Some(groupid.clone()), offset, limit)
+                .await
+            {
                 Ok(v) => v,
-                Err(e) => {
+                Err(e @ (RoomError::NoRoom(_) | RoomError::NoGroup { .. })) => {
                     let rec = RoomKey::Recording {
                         vj: liveuserid,
                         fileid: groupid,
                     };
-                    match state.registry.ask(&rec, msg(None)).await? {
-                        Some(r) => r?,
-                        None => return Err(e),
+                    match rooms.members(&rec, None, offset, limit).await {
+                        Err(RoomError::NoRoom(_)) => return Err(e.into()),
+                        r => r?,
                     }
                 }
+                Err(e) => return Err(e.into()),
             };
             json(&MemberList {
                 totalcount: total,
@@ -167,27 +143,37 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
                 },
                 None => RoomKey::Live(userid.clone()),
             };
-            let info = state
-                .registry
-                .ask(&key, GetInfo)
-                .await?
-                .flatten()
-                .ok_or_else(|| {
-                    ApiError::new(
-                        Code::NoSuchUser,
-                        format!("no room or recording for userid '{userid}'"),
-                    )
-                })?;
-            json(&info)
+            match rooms.info(&key).await {
+                Ok(info) => json(&info),
+                Err(RoomError::NoRoom(_)) => Err(ApiError::no_such_user(&userid)),
+                Err(e) => Err(e.into()),
+            }
         }
-        Request::Register { .. } | Request::Login { .. } | Request::Refresh { .. } => {
-            crate::accounts::run(state, req, caller).await
+        Request::Register { userid, password } => {
+            let password = password.expose().to_string();
+            state
+                .accounts
+                .register(userid, password, caller.peer)
+                .await?;
+            Ok(EMPTY.into())
         }
+        Request::Login { userid, password } => {
+            json(&state.accounts.login(userid, password.expose()).await?)
+        }
+        Request::Refresh {
+            userid,
+            refresh_token,
+        } => json(
+            &state
+                .accounts
+                .refresh(userid, refresh_token.expose())
+                .await?,
+        ),
     }
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Result<String, ApiError> {
-    serde_json::to_string(v).map_err(|e| ApiError::storage(&e))
+    serde_json::to_string(v).map_err(|e| ApiError::internal("encoding the answer failed", &e))
 }
 
 fn target_key(liveuserid: String, target: Target) -> (RoomKey, Option<String>) {
@@ -203,29 +189,6 @@ fn target_key(liveuserid: String, target: Target) -> (RoomKey, Option<String>) {
     }
 }
 
-/// Sends to an existing room; 601 when the room is unknown.
-async fn ask<M>(state: &AppState, key: &RoomKey, msg: M) -> Result<M::Result, ApiError>
-where
-    M: Message + Send + Clone + 'static,
-    M::Result: Send,
-    Room: Handler<M>,
-{
-    state
-        .registry
-        .ask(key, msg)
-        .await?
-        .ok_or_else(|| missing(key))
-}
-
-fn missing(key: &RoomKey) -> ApiError {
-    match key {
-        RoomKey::Live(vj) => ApiError::not_found(format!("no live room for userid '{vj}'")),
-        RoomKey::Recording { vj, fileid } => {
-            ApiError::not_found(format!("no recording '{fileid}' of userid '{vj}'"))
-        }
-    }
-}
-
 async fn request_lvb_addr(
     state: &AppState,
     userid: String,
@@ -235,8 +198,7 @@ async fn request_lvb_addr(
 ) -> Result<String, ApiError> {
     let live = &state.config.live;
     if live.push_key.is_empty() {
-        return Err(ApiError::new(
-            Code::Storage,
+        return Err(ApiError::not_configured(
             "push signing is not configured on this server (live.push_key)",
         ));
     }
@@ -253,10 +215,7 @@ async fn request_lvb_addr(
         timestamp: now,
         snapshot_url: String::new(),
     };
-    state
-        .registry
-        .ask_live_or_new(&userid, NewBroadcast { info })
-        .await??;
+    state.rooms.new_broadcast(&userid, info).await?;
     let expiry = now.max(0) as u64 + live.url_validity_secs;
     json(&PushAddr {
         pushurl: urls.push(&stream, expiry, live.push_key.expose()),

@@ -1,35 +1,18 @@
-//! The one app factory shared by `main`, the tests and the benches.
+//! The one app factory shared by `main`, the tests and the benches: it builds the store,
+//! the supervisor, the rooms and the state handlers reach, and wires the HTTP routes.
 
 use crate::config::Config;
-use crate::room::{FlushNow, RoomEnv};
+use crate::http::connections::Connections;
+use crate::room::{Rooms, RoomsConfig};
+use crate::state::AppState;
 use crate::store::{Store, StoreError};
-use crate::supervisor::{FlushAll, Health, Registry, Supervisor, SupervisorConfig};
-use actix::prelude::*;
+use crate::supervisor::{Supervisor, SupervisorConfig};
+use actix::Actor;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// What every request handler can reach.
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: Arc<dyn Store>,
-    pub registry: Arc<Registry>,
-    pub supervisor: Addr<Supervisor>,
-    pub health: Arc<Health>,
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// The room lists: written by the supervisor, read here for FetchList.
-    pub list: crate::supervisor::SharedList,
-    /// Register, Login, Refresh and token checks, over the account tables of the same database.
-    pub accounts: Arc<crate::accounts::Accounts>,
-    /// Who a request comes from (trusted reverse proxies name the client).
-    pub clients: crate::net::ClientAddr,
-    /// Who may call the nginx-rtmp and SRS hooks (`media.trusted_addrs`).
-    pub media_hooks: crate::net::Cidrs,
-    /// Open client connections and their bounds.
-    pub connections: Arc<crate::http::connections::Connections>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -48,7 +31,7 @@ pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
-    arbiters: Vec<Arbiter>,
+    connections: Arc<Connections>,
     shutdown_deadline: Duration,
 }
 
@@ -79,7 +62,7 @@ impl Application {
             .chain(&config.limits.per_addr_exempt)
             .cloned()
             .collect();
-        let connections = crate::http::connections::Connections::new(
+        let connections = Connections::new(
             max_connections,
             config.limits.max_connections_per_addr,
             cidrs(&per_addr_exempt)?,
@@ -92,7 +75,7 @@ impl Application {
         if config.database.migrate_on_start {
             store.migrate().await?;
         }
-        let health = Arc::new(Health::default());
+        let health = Arc::new(crate::metrics::Health::default());
         let cutoff = crate::model::now_unix() - config.list.recording_days as i64 * 86_400;
         let live = store.online_rooms().await?;
         let recordings = store.recent_recordings(cutoff).await?;
@@ -126,29 +109,22 @@ impl Application {
         } else {
             config.server.workers
         };
-        // 0: rooms run on the HTTP workers (each registers itself below); else a pool.
-        let arbiters: Vec<Arbiter> = (0..config.server.room_threads)
-            .map(|_| Arbiter::new())
-            .collect();
-        let rooms_on_workers = arbiters.is_empty();
-        let env = Arc::new(RoomEnv {
-            store: store.clone(),
-            supervisor: supervisor.clone(),
+        let rooms = Rooms::new(
+            RoomsConfig {
+                index_tick: Duration::from_millis(config.list.index_tick_ms),
+                max_members: config.limits.max_members_per_room,
+                max_rooms: config.limits.max_rooms,
+                ws_coalesce: Duration::from_millis(config.ws.coalesce_ms),
+                max_subscribers: config.ws.max_per_room,
+                idle_stop: Duration::from_secs(config.server.room_idle_secs),
+                threads: config.server.room_threads,
+            },
+            store.clone(),
+            supervisor,
             handover,
-            index_tick: Duration::from_millis(config.list.index_tick_ms),
-            max_members: config.limits.max_members_per_room,
-            max_rooms: config.limits.max_rooms,
-            rooms: Arc::new(dashmap::DashMap::new()),
-            ws_coalesce: Duration::from_millis(config.ws.coalesce_ms),
-            max_subscribers: config.ws.max_per_room,
-            idle_stop: Duration::from_secs(config.server.room_idle_secs),
-            health: health.clone(),
-            alive: Default::default(),
-        });
-        let registry = Arc::new(Registry::new(
-            arbiters.iter().map(|a| a.handle()).collect(),
-            env,
-        ));
+            health.clone(),
+        );
+        rooms.spawn_stale_sweep(list.clone(), config.live.stale_after_secs as i64);
 
         let addr = config.server.bind.clone();
         let listener = TcpListener::bind(&addr).map_err(|source| BuildError::Listen {
@@ -164,25 +140,27 @@ impl Application {
         let state = web::Data::new(AppState {
             config: Arc::new(config),
             store,
-            registry,
-            supervisor,
-            health,
-            metrics: Arc::new(crate::metrics::Metrics::default()),
+            rooms,
             list,
+            health,
+            metrics: Arc::new(crate::metrics::Metrics::new(
+                crate::protocol::request::Action::all().map(|a| a.name()),
+            )),
             accounts,
             clients,
             media_hooks,
-            connections: connections.clone(),
         });
-        spawn_stale_sweep(state.clone());
         let data = state.clone();
+        let conns = web::Data::from(connections.clone());
+        let accept = connections.clone();
         let server = HttpServer::new(move || {
             // Runs once on each worker's thread as it starts.
-            if rooms_on_workers {
-                data.registry.add_arbiter(Arbiter::current());
+            if data.rooms.on_workers() {
+                data.rooms.run_here();
             }
             App::new()
                 .app_data(data.clone())
+                .app_data(conns.clone())
                 .app_data(crate::http::body::RequestTimeout(request_timeout))
                 .wrap(actix_web::middleware::from_fn(crate::http::body::deadline))
                 .wrap(actix_web::middleware::from_fn(
@@ -190,7 +168,7 @@ impl Application {
                 ))
                 .configure(crate::http::routes)
         })
-        .on_connect(move |conn, ext| connections.on_connect(conn, ext))
+        .on_connect(move |conn, ext| accept.on_connect(conn, ext))
         .client_request_timeout(request_timeout)
         .keep_alive(crate::http::connections::KEEP_ALIVE)
         // The bound is `connections`' (in total, not per worker): actix's must not bite first.
@@ -208,7 +186,7 @@ impl Application {
             port,
             server,
             state,
-            arbiters,
+            connections,
             shutdown_deadline: Duration::from_secs(shutdown_secs.max(1) + 5),
         })
     }
@@ -225,20 +203,22 @@ impl Application {
         self.state.clone()
     }
 
+    /// Open client connections and their bounds.
+    pub fn connections(&self) -> Arc<Connections> {
+        self.connections.clone()
+    }
+
     /// Serves until the handle stops the server, then flushes every dirty room.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Application {
             server,
             state,
-            arbiters,
             shutdown_deadline,
             ..
         } = self;
         server.await?;
-        let flushed = flush_state(&state, shutdown_deadline).await;
-        for a in arbiters {
-            a.stop();
-        }
+        let flushed = state.rooms.flush(shutdown_deadline).await;
+        state.rooms.stop_threads();
         if flushed {
             tracing::info!("state flushed; bye");
             Ok(())
@@ -248,72 +228,4 @@ impl Application {
             ))
         }
     }
-}
-
-/// Applies the stale-stream rule: rooms listed online with no sign of life for
-/// `live.stale_after_secs` are asked to check themselves (they decide in their mailbox).
-fn spawn_stale_sweep(state: web::Data<AppState>) {
-    let stale = state.config.live.stale_after_secs as i64;
-    if stale <= 0 {
-        return;
-    }
-    let period = Duration::from_secs((stale as u64 / 4).clamp(1, 30));
-    actix::spawn(async move {
-        let mut tick = tokio::time::interval(period);
-        loop {
-            tick.tick().await;
-            let before = crate::model::now_unix() - stale;
-            let ids = state
-                .list
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .stale_live(before, 10_000);
-            for vj in ids {
-                if let Ok(Some(room)) = state.registry.get(&crate::model::RoomKey::Live(vj)).await {
-                    let _ = room
-                        .send(crate::room::CheckStale { stale_after: stale })
-                        .await;
-                }
-            }
-        }
-    });
-}
-
-/// Rooms hand their pending changes to the supervisor, which writes them all. Rooms on
-/// stopped HTTP workers hand theirs over as their threads drop them; this waits for that.
-pub async fn flush_state(state: &AppState, deadline: Duration) -> bool {
-    let until = std::time::Instant::now() + deadline;
-    let mut all_handed_over = true;
-    loop {
-        let rooms = state.registry.all();
-        let mut answered = 0;
-        for r in &rooms {
-            if r.send(FlushNow).await.is_ok() {
-                answered += 1;
-            }
-        }
-        let alive = state.registry.alive();
-        if alive <= answered {
-            tracing::info!(rooms = answered, "rooms flushed");
-            break;
-        }
-        if std::time::Instant::now() >= until {
-            tracing::warn!(
-                waiting = alive - answered,
-                "rooms on stopped workers did not hand over in time"
-            );
-            all_handed_over = false;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let left = until.saturating_duration_since(std::time::Instant::now());
-    let written = state
-        .supervisor
-        .send(FlushAll {
-            deadline: left.max(Duration::from_secs(1)),
-        })
-        .await
-        .unwrap_or(false);
-    written && all_handed_over
 }

@@ -1,4 +1,22 @@
 //! minilvb: an actor-based realtime room server for Mini LVB-style live-streaming apps.
+//!
+//! Where things are (dependencies run down this list, never up; no import circles):
+//!
+//! - `http/`: routes. `interface.rs` reads a body and writes the envelope, `callback.rs`
+//!   the media-server hooks, `ws.rs` the realtime channel, `connections.rs` and `body.rs`
+//!   the bounds on connections and bodies. `app.rs` builds everything and wires the routes.
+//! - `actions.rs`: what each Action does: `Request` in, `returnData` out.
+//! - `media.rs`, `recordings.rs`: what media-server events do to rooms.
+//! - `protocol/`: the wire. `request.rs` parses a body into a typed `Request` (each Action's
+//!   fields, name and guard), `error.rs` is the one place where failures become codes.
+//! - `state.rs`: `AppState`, what handlers reach (no HTTP in it).
+//! - `accounts/`: Register, Login, Refresh, tokens, who may act as whom.
+//! - `room/`: `Rooms`, the one door to the rooms (typed methods, `RoomError`), and behind
+//!   it the registry and the Room actor that owns a room's members, counters and status.
+//! - `supervisor/`: the list index behind FetchList, the hand-over of room changes, and
+//!   the snapshots that write them to the database in batches.
+//! - `store/`: all SQL (SQLite and MySQL/MariaDB through sqlx), behind the `Store` trait.
+//! - `model.rs` (room data), `metrics.rs`, `config.rs`, `sign/`, `net.rs`, `urls.rs`: leaves.
 
 pub mod accounts;
 pub mod actions;
@@ -14,9 +32,11 @@ pub mod protocol;
 pub mod recordings;
 pub mod room;
 pub mod sign;
+pub mod state;
 pub mod store;
 pub mod supervisor;
 pub mod urls;
 
-pub use app::{AppState, Application};
+pub use app::Application;
 pub use config::Config;
+pub use state::AppState;

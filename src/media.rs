@@ -3,11 +3,10 @@
 
 pub mod recorded;
 
-use crate::app::AppState;
-use crate::model::{now_unix, RoomInfo, RoomKey};
-use crate::protocol::ApiError;
-use crate::room::{GetState, MediaStatus, Room, SignOfLife};
+use crate::model::{now_unix, RoomInfo};
+use crate::room::RoomError;
 use crate::sign::{self, SignError};
+use crate::state::AppState;
 use crate::store::NewRecording;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,25 +17,18 @@ pub enum Outcome {
     UnknownStream,
 }
 
-/// Sends to the live room that owns `stream`; `None` when no room owns it.
-async fn ask_stream<M>(
-    state: &AppState,
-    stream: &str,
-    msg: M,
-) -> Result<Option<(String, M::Result)>, ApiError>
-where
-    M: actix::Message + Send + Clone + 'static,
-    M::Result: Send,
-    Room: actix::Handler<M>,
-{
-    let Some(vj) = state.store.room_by_stream(stream).await? else {
-        return Ok(None);
-    };
-    Ok(state
-        .registry
-        .ask(&RoomKey::Live(vj.clone()), msg)
-        .await?
-        .map(|r| (vj, r)))
+/// The VJ whose current broadcast uses `stream`.
+async fn owner(state: &AppState, stream: &str) -> Result<Option<String>, RoomError> {
+    Ok(state.store.room_by_stream(stream).await?)
+}
+
+/// A room that the store names but that is gone by the time it is asked is unknown too.
+fn known<T>(r: Result<T, RoomError>) -> Result<Option<T>, RoomError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(RoomError::NoRoom(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Stream started (online) or ended (offline) at `event_time`, if the server says when.
@@ -45,9 +37,11 @@ pub async fn stream_status(
     stream: &str,
     online: bool,
     event_time: Option<i64>,
-) -> Result<Outcome, ApiError> {
-    let Some((vj, applied)) = ask_stream(state, stream, MediaStatus { online, event_time }).await?
-    else {
+) -> Result<Outcome, RoomError> {
+    let Some(vj) = owner(state, stream).await? else {
+        return Ok(Outcome::UnknownStream);
+    };
+    let Some(applied) = known(state.rooms.media_status(&vj, online, event_time).await)? else {
         return Ok(Outcome::UnknownStream);
     };
     tracing::info!(
@@ -64,9 +58,12 @@ pub async fn stream_status(
     })
 }
 
-pub async fn sign_of_life(state: &AppState, stream: &str) -> Result<Outcome, ApiError> {
-    Ok(match ask_stream(state, stream, SignOfLife).await? {
-        Some(_) => Outcome::Applied,
+pub async fn sign_of_life(state: &AppState, stream: &str) -> Result<Outcome, RoomError> {
+    let Some(vj) = owner(state, stream).await? else {
+        return Ok(Outcome::UnknownStream);
+    };
+    Ok(match known(state.rooms.sign_of_life(&vj).await)? {
+        Some(()) => Outcome::Applied,
         None => Outcome::UnknownStream,
     })
 }
@@ -79,8 +76,12 @@ pub async fn recording(
     url: &str,
     hls: bool,
     end_time: i64,
-) -> Result<Outcome, ApiError> {
-    let Some((vj, Some((info, counters)))) = ask_stream(state, stream, GetState).await? else {
+) -> Result<Outcome, RoomError> {
+    let Some(vj) = owner(state, stream).await? else {
+        return Ok(Outcome::UnknownStream);
+    };
+    let key = crate::model::RoomKey::Live(vj.clone());
+    let Some((info, counters)) = known(state.rooms.state(&key).await)? else {
         return Ok(Outcome::UnknownStream);
     };
     let rec = NewRecording {
@@ -105,21 +106,13 @@ pub async fn recording(
 }
 
 /// The media server took a screenshot of the stream.
-pub async fn screenshot(state: &AppState, stream: &str, url: &str) -> Result<Outcome, ApiError> {
-    let Some(vj) = state.store.room_by_stream(stream).await? else {
+pub async fn screenshot(state: &AppState, stream: &str, url: &str) -> Result<Outcome, RoomError> {
+    let Some(vj) = owner(state, stream).await? else {
         return Ok(Outcome::UnknownStream);
     };
-    let key = RoomKey::Live(vj);
+    let key = crate::model::RoomKey::Live(vj.clone());
     state.store.set_snapshot_url(&key, url).await?;
-    state
-        .registry
-        .ask(
-            &key,
-            crate::room::SetSnapshot {
-                url: url.to_string(),
-            },
-        )
-        .await?;
+    known(state.rooms.set_snapshot(&vj, url.to_string()).await)?;
     Ok(Outcome::Applied)
 }
 
@@ -137,7 +130,10 @@ pub async fn verify_push(
     match state.store.room_by_stream(stream).await {
         Ok(Some(_)) => {}
         Ok(None) => return Err(format!("unknown stream '{stream}'")),
-        Err(e) => return Err(format!("storage unavailable: {}", ApiError::from(e).msg)),
+        Err(e) => {
+            tracing::warn!(error = %e, "push check: storage failed");
+            return Err("storage unavailable, please retry".into());
+        }
     }
     let now = now_unix().max(0) as u64;
     sign::push::verify(key.expose(), stream, tx_secret, tx_time, now).map_err(|e| match e {

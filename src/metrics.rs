@@ -12,8 +12,21 @@ const BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-/// Database errors seen anywhere (counted where storage failures become protocol errors).
-pub static DB_ERRORS: AtomicU64 = AtomicU64::new(0);
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize};
+
+/// Observable persistence health, shared with `/readyz` and metrics.
+#[derive(Default)]
+pub struct Health {
+    pub degraded: AtomicBool,
+    pub pending_rooms: AtomicUsize,
+    pub snapshots_ok: AtomicU64,
+    pub snapshot_failures: AtomicU64,
+    pub rows_written: AtomicU64,
+    pub ws_connections: AtomicUsize,
+    /// Members across active rooms (rooms add and subtract as viewers come and go).
+    pub members: AtomicI64,
+    pub snapshot_seconds: Histogram,
+}
 
 #[derive(Default)]
 pub struct Histogram {
@@ -53,40 +66,47 @@ impl Histogram {
     }
 }
 
-/// Every Action name, plus the bucket for requests that never parsed.
-pub const ACTIONS: [&str; 13] = [
-    "RequestLVBAddr",
-    "ChangeStatus",
-    "ChangeCount",
-    "FetchList",
-    "GetCOSSign",
-    "EnterGroup",
-    "QuitGroup",
-    "FetchGroupMemberList",
-    "GetUserInfo",
-    "Register",
-    "Login",
-    "Refresh",
-    "invalid",
-];
+/// The bucket of requests that never parsed into an Action.
+pub const INVALID: &str = "invalid";
+
+/// Figures read from elsewhere when `/metrics` is rendered.
+pub struct Gauges {
+    pub live_rooms: usize,
+    pub active_rooms: usize,
+    pub connections_open: usize,
+    pub connections_max: usize,
+    pub refused_over_total: u64,
+    pub refused_over_addr: u64,
+}
 
 pub struct Metrics {
+    /// Action names in the order they are rendered (each has a latency histogram).
+    actions: Vec<&'static str>,
     requests: DashMap<(&'static str, i32), AtomicU64>,
     latency: HashMap<&'static str, Histogram>,
     callbacks: DashMap<(&'static str, &'static str), AtomicU64>,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            requests: DashMap::new(),
-            latency: ACTIONS.iter().map(|a| (*a, Histogram::default())).collect(),
-            callbacks: DashMap::new(),
-        }
-    }
+    /// Failed database operations behind answers (counted where the answer is written).
+    db_errors: AtomicU64,
 }
 
 impl Metrics {
+    /// Request metrics for these Actions (and for requests that never parsed).
+    pub fn new(actions: impl IntoIterator<Item = &'static str>) -> Self {
+        let actions: Vec<&'static str> = actions.into_iter().chain([INVALID]).collect();
+        Metrics {
+            latency: actions.iter().map(|a| (*a, Histogram::default())).collect(),
+            actions,
+            requests: DashMap::new(),
+            callbacks: DashMap::new(),
+            db_errors: AtomicU64::new(0),
+        }
+    }
+
+    /// An answer failed because the database did.
+    pub fn db_error(&self) {
+        self.db_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn request(&self, action: &'static str, code: i32, took: Duration) {
         match self.requests.get(&(action, code)) {
             Some(c) => {
@@ -112,9 +132,8 @@ impl Metrics {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn render(&self, state: &crate::app::AppState) -> String {
+    pub fn render(&self, h: &Health, g: &Gauges) -> String {
         let mut out = String::with_capacity(8192);
-        let h = &state.health;
         out.push_str("# HELP minilvb_requests_total Action requests by Action and returnValue.\n");
         out.push_str("# TYPE minilvb_requests_total counter\n");
         let mut rows: Vec<_> = self
@@ -131,7 +150,7 @@ impl Metrics {
         }
         out.push_str("# HELP minilvb_request_duration_seconds Action latency.\n");
         out.push_str("# TYPE minilvb_request_duration_seconds histogram\n");
-        for a in ACTIONS {
+        for a in &self.actions {
             if let Some(hist) = self.latency.get(a) {
                 hist.render(
                     &mut out,
@@ -160,16 +179,12 @@ impl Metrics {
             (
                 "minilvb_live_rooms",
                 "Live rooms online (listed).",
-                state
-                    .list
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .live_len() as u64,
+                g.live_rooms as u64,
             ),
             (
                 "minilvb_active_rooms",
                 "Room actors in memory.",
-                state.registry.len() as u64,
+                g.active_rooms as u64,
             ),
             (
                 "minilvb_members",
@@ -214,7 +229,7 @@ impl Metrics {
             (
                 "minilvb_database_errors_total",
                 "Database operations that failed.",
-                DB_ERRORS.load(Ordering::Relaxed),
+                self.db_errors.load(Ordering::Relaxed),
             ),
         ];
         for (name, help, v) in counters {
@@ -223,21 +238,19 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
             );
         }
-        let conns = &state.connections;
-        let (over_total, over_addr) = conns.refused();
         let _ = writeln!(
             out,
             "# HELP minilvb_connections_open Open client connections (limit {}).\n\
              # TYPE minilvb_connections_open gauge\nminilvb_connections_open {}",
-            conns.max_total(),
-            conns.open()
+            g.connections_max, g.connections_open
         );
         let _ = writeln!(
             out,
             "# HELP minilvb_connections_refused_total Connections refused as they arrived.\n\
              # TYPE minilvb_connections_refused_total counter\n\
-             minilvb_connections_refused_total{{reason=\"total\"}} {over_total}\n\
-             minilvb_connections_refused_total{{reason=\"per_addr\"}} {over_addr}"
+             minilvb_connections_refused_total{{reason=\"total\"}} {}\n\
+             minilvb_connections_refused_total{{reason=\"per_addr\"}} {}",
+            g.refused_over_total, g.refused_over_addr
         );
         out.push_str("# HELP minilvb_snapshot_duration_seconds Time to commit one snapshot.\n");
         out.push_str("# TYPE minilvb_snapshot_duration_seconds histogram\n");

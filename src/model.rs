@@ -1,6 +1,7 @@
-//! The room model shared by the actors and the store.
+//! The room model shared by the actors, the supervisor and the store. The parts that
+//! clients see (list items, members, user info) carry the wire protocol's field names.
 
-use crate::protocol::types::UserInfo;
+use serde::{Deserialize, Serialize};
 
 /// One room: a VJ's live room, or one of the VJ's recordings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -94,9 +95,141 @@ pub struct SnapshotItem {
     pub deletes: Vec<String>,
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub nickname: String,
+    pub headpic: String,
+    pub frontcover: String,
+    pub location: String,
+}
+
+/// One item of every room list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PusherInfo {
+    pub userid: String,
+    pub groupid: String,
+    pub timestamp: i64,
+    #[serde(rename = "type")]
+    pub kind: i64,
+    pub viewercount: u64,
+    pub likecount: u64,
+    pub title: String,
+    pub playurl: String,
+    pub hls_play_url: String,
+    pub fileid: String,
+    pub status: String,
+    pub userinfo: UserInfo,
+}
+
+/// A `PusherInfo` over borrowed fields. The list encodes every changed room on every tick;
+/// this spares copying the room's strings to do it. Serializes exactly as `PusherInfo`.
+#[derive(Debug, Serialize)]
+pub struct PusherInfoRef<'a> {
+    pub userid: &'a str,
+    pub groupid: &'a str,
+    pub timestamp: i64,
+    #[serde(rename = "type")]
+    pub kind: i64,
+    pub viewercount: u64,
+    pub likecount: u64,
+    pub title: &'a str,
+    pub playurl: &'a str,
+    pub hls_play_url: &'a str,
+    pub fileid: &'a str,
+    pub status: &'a str,
+    pub userinfo: &'a UserInfo,
+}
+
+impl PusherInfoRef<'_> {
+    pub fn to_owned(&self) -> PusherInfo {
+        PusherInfo {
+            userid: self.userid.into(),
+            groupid: self.groupid.into(),
+            timestamp: self.timestamp,
+            kind: self.kind,
+            viewercount: self.viewercount,
+            likecount: self.likecount,
+            title: self.title.into(),
+            playurl: self.playurl.into(),
+            hls_play_url: self.hls_play_url.into(),
+            fileid: self.fileid.into(),
+            status: self.status.into(),
+            userinfo: self.userinfo.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub userid: String,
+    pub nickname: String,
+    pub headpic: String,
+}
+
+impl<'a> PusherInfoRef<'a> {
+    /// The list item of a room, from its parts.
+    pub fn of(key: &'a RoomKey, info: &'a RoomInfo, counters: &Counters, viewers: u64) -> Self {
+        PusherInfoRef {
+            userid: key.vj(),
+            groupid: if key.is_live() { &info.groupid } else { "" },
+            timestamp: info.timestamp,
+            kind: if key.is_live() { 0 } else { 1 },
+            viewercount: viewers,
+            likecount: counters.likes,
+            title: &info.title,
+            playurl: &info.playurl,
+            hls_play_url: &info.hls_play_url,
+            fileid: key.fileid(),
+            status: if counters.online { "1" } else { "0" },
+            userinfo: &info.userinfo,
+        }
+    }
+}
+
+/// Which list FetchList pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListFlag {
+    Live = 1,
+    Recordings = 2,
+    Both = 3,
+}
+
 pub fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn borrowed_pusher_info_encodes_like_the_owned_one() {
+        let userinfo = UserInfo {
+            nickname: "主播 \"one\"".into(),
+            headpic: "http://img/a.png".into(),
+            frontcover: String::new(),
+            location: "深圳".into(),
+        };
+        let r = PusherInfoRef {
+            userid: "vj",
+            groupid: "g_vj",
+            timestamp: 1_700_000_000,
+            kind: 0,
+            viewercount: 12,
+            likecount: 34,
+            title: "title\n",
+            playurl: "http://play/vj.flv",
+            hls_play_url: "http://play/vj.m3u8",
+            fileid: "",
+            status: "1",
+            userinfo: &userinfo,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            serde_json::to_string(&r.to_owned()).unwrap()
+        );
+    }
 }

@@ -1,27 +1,21 @@
 //! The recording (VOD) lifecycle: a media server reports a file; it becomes a listed room.
 
-use crate::app::AppState;
 use crate::model::{RoomKey, RoomRecord};
-use crate::protocol::ApiError;
-use crate::room::SetInfo;
+use crate::room::RoomError;
+use crate::state::AppState;
 use crate::store::NewRecording;
 
 /// Stores a recording (or merges another format's URL into it) before answering, then
 /// lets its room actor publish it to the list index.
-pub async fn add(state: &AppState, rec: NewRecording) -> Result<RoomRecord, ApiError> {
+pub async fn add(state: &AppState, rec: NewRecording) -> Result<RoomRecord, RoomError> {
     let record = state.store.put_recording(&rec).await?;
     let key = RoomKey::Recording {
         vj: rec.vj,
         fileid: rec.fileid,
     };
-    state
-        .registry
-        .ask(
-            &key,
-            SetInfo {
-                info: record.info.clone(),
-            },
-        )
-        .await?;
-    Ok(record)
+    match state.rooms.set_info(&key, record.info.clone()).await {
+        // Stored but not loadable is impossible; a room that stopped meanwhile reads the row.
+        Ok(()) | Err(RoomError::NoRoom(_)) => Ok(record),
+        Err(e) => Err(e),
+    }
 }

@@ -289,8 +289,8 @@ db_test!(one_address_cannot_take_every_connection, |db| {
         status_line(&refused).starts_with("HTTP/1.1 503"),
         "{refused:?}"
     );
-    assert_eq!(app.state.connections.open(), 100);
-    let (total, per_addr) = app.state.connections.refused();
+    assert_eq!(app.connections.open(), 100);
+    let (total, per_addr) = app.connections.refused();
     assert!(total >= 1 && per_addr >= 1, "{total} {per_addr}");
     drop((conns, more));
     app.stop().await;

@@ -422,7 +422,7 @@ db_test!(
         let started = Instant::now();
         let mut fewest_active = usize::MAX;
         while started.elapsed() < Duration::from_secs(5) {
-            fewest_active = fewest_active.min(app.state.registry.len());
+            fewest_active = fewest_active.min(app.state.rooms.active());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         stop.store(true, Ordering::Relaxed);

@@ -485,7 +485,7 @@ db_test!(an_idle_room_stops_and_comes_back_with_its_state, |db| {
         .await;
     // Offline, no members, no subscribers: the actor stops after the grace period.
     let t = Instant::now();
-    while !app.state.registry.is_empty() {
+    while app.state.rooms.active() != 0 {
         assert!(
             t.elapsed() < Duration::from_secs(10),
             "the idle room never stopped"
@@ -497,7 +497,7 @@ db_test!(an_idle_room_stops_and_comes_back_with_its_state, |db| {
     let info = app.info("idle").await;
     assert_eq!(info["likecount"], 3);
     assert_eq!(info["viewercount"], 0);
-    assert_eq!(app.state.registry.len(), 1);
+    assert_eq!(app.state.rooms.active(), 1);
     app.ok(json!({"Action":"ChangeStatus","userid":"idle","status":0}))
         .await;
     assert_eq!(app.info("idle").await["status"], "1");

@@ -1,12 +1,11 @@
 //! Shared by the benches: a Config over a fresh database (SQLite in a temp dir, or a fresh
 //! MariaDB database when MINILVB_TEST_MYSQL_URL is set), live rooms started through the
-//! room actors, and fabricated room records.
+//! rooms' handle, and fabricated room records.
 #![allow(dead_code)]
 
 use minilvb::config::{AuthMode, Secret};
 use minilvb::model::{Counters, RoomInfo, RoomKey, RoomRecord};
 use minilvb::protocol::types::UserInfo;
-use minilvb::room::{NewBroadcast, SetStatus};
 use minilvb::{AppState, Config};
 
 // The benches use the tests' fresh-database helper rather than a copy of it.
@@ -52,27 +51,17 @@ pub fn room_info(vj: &str, timestamp: i64) -> RoomInfo {
     }
 }
 
-/// Starts a broadcast for `vj` and sets it online, through the room actor (what
-/// RequestLVBAddr then ChangeStatus do). Returns the room.
-pub async fn go_live(state: &AppState, vj: &str) -> actix::Addr<minilvb::room::Room> {
+/// Starts a broadcast for `vj` and sets it online, through the rooms' handle (what
+/// RequestLVBAddr then ChangeStatus do). Returns the room's key.
+pub async fn go_live(state: &AppState, vj: &str) -> RoomKey {
     let info = room_info(vj, minilvb::model::now_unix());
-    let registry = &state.registry;
-    registry
-        .ask_live_or_new(vj, NewBroadcast { info })
+    state
+        .rooms
+        .new_broadcast(vj, info)
         .await
-        .expect("room")
         .expect("new broadcast");
-    let key = minilvb::model::RoomKey::Live(vj.to_string());
-    let room = registry
-        .get(&key)
-        .await
-        .expect("store")
-        .expect("the room exists");
-    room.send(SetStatus { online: true })
-        .await
-        .expect("mailbox")
-        .expect("online");
-    room
+    state.rooms.set_status(vj, true).await.expect("online");
+    RoomKey::Live(vj.to_string())
 }
 
 /// xorshift64*: deterministic fabricated data without a dependency.

@@ -12,15 +12,15 @@
 //!
 //! Passwords and tokens are never logged and never put in error messages.
 
+mod error;
 pub mod passwords;
 pub mod throttle;
 pub mod tokens;
 
-use crate::actions::Caller;
-use crate::app::AppState;
+pub use error::AccountError;
+
 use crate::config::{AuthMode, Config, ConfigError, ImConfig};
 use crate::model::now_unix;
-use crate::protocol::{ApiError, Code, Request};
 use crate::sign::{ct_eq, usersig};
 use crate::store::{AccountStore, NewToken, TokenKind, TokenState};
 use passwords::Hasher;
@@ -30,9 +30,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use throttle::{Refused, Throttle};
-
-/// Exactly the protocol's text for a throttled Register.
-pub const REGISTER_REJECTED: &str = "Registration operation is rejected for security reason";
 
 /// Expired tokens are deleted at most this often (seconds), by whichever Login comes next.
 const PURGE_EVERY: i64 = 600;
@@ -61,19 +58,34 @@ const VERIFIED_CAPACITY: usize = 100_000;
 
 /// The answer of Login and Refresh.
 #[derive(Serialize)]
-struct TokenSet<'a> {
-    token: String,
-    refresh_token: String,
-    expires: i64,
-    im: Im<'a>,
+pub struct TokenSet {
+    pub token: String,
+    pub refresh_token: String,
+    /// Seconds the access token stays valid.
+    pub expires: i64,
+    pub im: Im,
 }
 
+/// The IM identity of the user (an empty `usersig` when IM is not configured).
 #[derive(Serialize)]
-struct Im<'a> {
-    sdkappid: u64,
-    userid: &'a str,
-    usersig: String,
+pub struct Im {
+    pub sdkappid: u64,
+    pub userid: String,
+    pub usersig: String,
 }
+
+/// Who may run an Action when authentication is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard<'a> {
+    /// Anyone.
+    Public,
+    /// Any logged-in user.
+    AnyUser,
+    /// Only this userid, logged in.
+    Owner(&'a str),
+}
+
+type Result<T, E = AccountError> = std::result::Result<T, E>;
 
 fn secs(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -110,7 +122,7 @@ impl Accounts {
     }
 
     /// The userid a valid (known, unexpired, unrevoked) access token belongs to.
-    pub async fn user_of(&self, token: &str) -> Result<Option<String>, ApiError> {
+    pub async fn user_of(&self, token: &str) -> Result<Option<String>> {
         if !tokens::well_formed(token) {
             return Ok(None);
         }
@@ -144,35 +156,49 @@ impl Accounts {
         Ok(valid.then_some(rec.userid))
     }
 
-    async fn register(
+    /// Whether a caller with `token` may run `action` under `guard`. With authentication
+    /// off, anyone may do anything.
+    pub async fn authorize(
+        &self,
+        action: &'static str,
+        guard: Guard<'_>,
+        token: Option<&str>,
+    ) -> Result<()> {
+        if self.mode == AuthMode::Off || guard == Guard::Public {
+            return Ok(());
+        }
+        let token = token.ok_or(AccountError::TokenMissing { action })?;
+        let user = self
+            .user_of(token)
+            .await?
+            .ok_or(AccountError::TokenInvalid)?;
+        match guard {
+            Guard::Owner(userid) if userid != user => {
+                Err(AccountError::TokenNotOwner(userid.to_string()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A new user (Register); `peer` is the client address registrations are throttled by.
+    pub async fn register(
         &self,
         userid: String,
         password: String,
         peer: Option<IpAddr>,
-    ) -> Result<String, ApiError> {
+    ) -> Result<()> {
         if !passwords::valid_userid(&userid) {
-            return Err(ApiError::new(
-                Code::BadUserName,
-                "field 'userid' must be 4 to 24 letters, digits or '_', starting with a letter",
-            ));
+            return Err(AccountError::BadUserName);
         }
         if !passwords::valid_password(&password) {
-            return Err(ApiError::new(
-                Code::BadPassword,
-                "field 'password' must be 8 to 64 printable ASCII characters",
-            ));
+            return Err(AccountError::BadPassword);
         }
         let addr = throttle_addr(peer);
         if self.register_throttle.hit(&addr).is_err() {
             tracing::info!(addr = %addr, "registration throttled");
-            return Err(ApiError::new(Code::TooManyRequests, REGISTER_REJECTED));
+            return Err(AccountError::RegisterThrottled);
         }
-        let exists = || {
-            ApiError::new(
-                Code::UserExists,
-                format!("userid '{userid}' already exists"),
-            )
-        };
+        let exists = || AccountError::UserExists(userid.clone());
         // Cheap check first, so a taken name costs no hash; the insert stays authoritative.
         if self.store.user_exists(&userid).await? {
             return Err(exists());
@@ -182,16 +208,11 @@ impl Accounts {
             return Err(exists());
         }
         tracing::info!(userid = %userid, "user registered");
-        Ok(crate::actions::EMPTY.into())
+        Ok(())
     }
 
-    async fn login(&self, userid: String, password: String) -> Result<String, ApiError> {
-        let unknown = || {
-            ApiError::new(
-                Code::NoSuchUser,
-                format!("userid '{userid}' is not registered"),
-            )
-        };
+    pub async fn login(&self, userid: String, password: &str) -> Result<TokenSet> {
+        let unknown = || AccountError::NoSuchUser(userid.clone());
         if !passwords::valid_userid(&userid) {
             return Err(unknown());
         }
@@ -210,29 +231,24 @@ impl Accounts {
             Ok(a) => a,
             Err(Refused::Throttled(wait)) => {
                 tracing::info!(userid = %userid, "login throttled");
-                return Err(ApiError::new(
-                    Code::TooManyRequests,
-                    format!(
-                        "too many failed logins for userid '{userid}'; retry in {} seconds",
-                        wait.as_secs().max(1)
-                    ),
-                ));
+                return Err(AccountError::LoginThrottled {
+                    userid,
+                    retry_secs: wait.as_secs().max(1),
+                });
             }
             Err(Refused::Busy) => {
                 tracing::info!(userid = %userid, "login busy: too many attempts at once");
-                return Err(ApiError::new(
-                    Code::TooManyRequests,
-                    format!("too many logins for userid '{userid}' at once; retry shortly"),
-                ));
+                return Err(AccountError::LoginBusy(userid));
             }
         };
         // A password outside the rules cannot match: no need to hash it. A hashing error
         // drops the attempt uncounted.
-        let ok = passwords::valid_password(&password) && self.hasher.verify(password, phc).await?;
+        let ok = passwords::valid_password(password)
+            && self.hasher.verify(password.to_string(), phc).await?;
         if !ok {
             attempt.fail();
             tracing::info!(userid = %userid, "login failed: wrong password");
-            return Err(ApiError::new(Code::WrongPassword, "wrong password"));
+            return Err(AccountError::WrongPassword);
         }
         drop(attempt);
         let now = now_unix();
@@ -242,16 +258,12 @@ impl Accounts {
         Ok(answer)
     }
 
-    async fn refresh(&self, userid: String, refresh_token: String) -> Result<String, ApiError> {
-        let refused = || {
-            ApiError::auth(
-                "refresh_token is unknown, expired, revoked or not this userid's; Login again",
-            )
-        };
-        if !tokens::well_formed(&refresh_token) {
+    pub async fn refresh(&self, userid: String, refresh_token: &str) -> Result<TokenSet> {
+        let refused = || AccountError::RefreshRefused;
+        if !tokens::well_formed(refresh_token) {
             return Err(refused());
         }
-        let hash = tokens::hash(&refresh_token);
+        let hash = tokens::hash(refresh_token);
         let Some(rec) = self.store.find_token(&hash).await? else {
             return Err(refused());
         };
@@ -273,7 +285,7 @@ impl Accounts {
         Ok(answer)
     }
 
-    async fn reused(&self, userid: &str, family: &str) -> ApiError {
+    async fn reused(&self, userid: &str, family: &str) -> AccountError {
         // Revocation is rare: forget every verified token rather than track families here.
         self.verified.clear();
         match self.store.revoke_family(family).await {
@@ -283,11 +295,9 @@ impl Accounts {
                 revoked = n,
                 "a rotated refresh token was presented again: every token of its login is revoked"
             ),
-            Err(e) => return ApiError::from(e),
+            Err(e) => return AccountError::Store(e),
         }
-        ApiError::auth(
-            "refresh_token was already used; every token of this login is revoked, Login again",
-        )
+        AccountError::RefreshReused
     }
 
     /// Makes and stores a new access and refresh token; with `rotating`, atomically marks
@@ -298,7 +308,7 @@ impl Accounts {
         family: &str,
         now: i64,
         rotating: Option<&str>,
-    ) -> Result<String, ApiError> {
+    ) -> Result<TokenSet> {
         let token = tokens::generate();
         let refresh_token = tokens::generate();
         let new = [
@@ -326,17 +336,16 @@ impl Accounts {
                 }
             }
         }
-        let answer = TokenSet {
+        Ok(TokenSet {
             token,
             refresh_token,
             expires: self.token_ttl,
             im: Im {
                 sdkappid: self.im.sdkappid,
-                userid,
+                userid: userid.to_string(),
                 usersig: self.usersig(userid, now),
             },
-        };
-        serde_json::to_string(&answer).map_err(|e| ApiError::storage(&e))
+        })
     }
 
     fn usersig(&self, userid: &str, now: i64) -> String {
@@ -380,62 +389,6 @@ fn throttle_addr(peer: Option<IpAddr>) -> IpAddr {
 }
 
 /// Checks that the caller may run `req` (PROTOCOL.md section 2, "Clients send the token").
-pub async fn authorize(state: &AppState, req: &Request, caller: &Caller) -> Result<(), ApiError> {
-    let accounts = &state.accounts;
-    if accounts.mode == AuthMode::Off {
-        return Ok(());
-    }
-    let owner = match req {
-        Request::RequestLvbAddr { userid, .. }
-        | Request::ChangeStatus { userid, .. }
-        | Request::EnterGroup { userid, .. }
-        | Request::QuitGroup { userid, .. } => Some(userid),
-        Request::ChangeCount { .. } | Request::GetCosSign => None,
-        Request::FetchList { .. }
-        | Request::FetchGroupMemberList { .. }
-        | Request::GetUserInfo { .. }
-        | Request::Register { .. }
-        | Request::Login { .. }
-        | Request::Refresh { .. } => return Ok(()),
-    };
-    let Some(token) = caller.token.as_deref() else {
-        return Err(ApiError::auth(format!(
-            "{} needs a token from Login: send 'Authorization: Bearer <token>' or a 'token' field",
-            req.action()
-        )));
-    };
-    let Some(user) = accounts.user_of(token).await? else {
-        return Err(ApiError::auth(
-            "token is unknown, expired or revoked; Refresh or Login again",
-        ));
-    };
-    match owner {
-        Some(userid) if *userid != user => Err(ApiError::auth(format!(
-            "the token does not belong to userid '{userid}'"
-        ))),
-        _ => Ok(()),
-    }
-}
-
-/// Runs Register, Login and Refresh.
-pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<String, ApiError> {
-    let accounts = &state.accounts;
-    match req {
-        Request::Register { userid, password } => {
-            accounts.register(userid, password, caller.peer).await
-        }
-        Request::Login { userid, password } => accounts.login(userid, password).await,
-        Request::Refresh {
-            userid,
-            refresh_token,
-        } => accounts.refresh(userid, refresh_token).await,
-        other => Err(ApiError::param(format!(
-            "Action '{}' is not an accounts action",
-            other.action()
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,8 +12,8 @@
 //! Hashing runs on tokio's blocking pool, never on an async worker, and a semaphore bounds
 //! how many run at once: memory is at most `max_concurrent_hashes * m_cost`.
 
+use super::AccountError;
 use crate::config::AuthConfig;
-use crate::protocol::{ApiError, Code};
 use crate::sign::ct_eq;
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -62,7 +62,7 @@ impl Hasher {
     }
 
     /// A new PHC string for `password`, with a fresh 128-bit salt.
-    pub async fn hash(&self, password: String) -> Result<String, ApiError> {
+    pub async fn hash(&self, password: String) -> Result<String, AccountError> {
         let params = self.params.clone();
         self.blocking(move || {
             let mut salt = [0u8; 16];
@@ -77,23 +77,18 @@ impl Hasher {
     }
 
     /// Whether `password` matches the stored PHC string.
-    pub async fn verify(&self, password: String, phc: String) -> Result<bool, ApiError> {
+    pub async fn verify(&self, password: String, phc: String) -> Result<bool, AccountError> {
         self.blocking(move || verify_phc(&password, &phc)).await
     }
 
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> Result<T, String> + Send + 'static,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, AccountError> {
         let permit = tokio::time::timeout(QUEUE_WAIT, self.permits.clone().acquire_owned())
             .await
-            .map_err(|_| {
-                ApiError::new(
-                    Code::TooManyRequests,
-                    "the server is busy checking passwords, please retry shortly",
-                )
-            })?
-            .map_err(|_| internal())?;
+            .map_err(|_| AccountError::HasherBusy)?
+            .map_err(|_| AccountError::Hashing("the hashing pool is closed".into()))?;
         let r = tokio::task::spawn_blocking(move || {
             let r = f();
             drop(permit);
@@ -103,23 +98,10 @@ impl Hasher {
         match r {
             Ok(Ok(v)) => Ok(v),
             // The error texts come from argon2 and never contain the password.
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "password hashing failed");
-                Err(internal())
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "password hashing task failed");
-                Err(internal())
-            }
+            Ok(Err(e)) => Err(AccountError::Hashing(e)),
+            Err(e) => Err(AccountError::Hashing(format!("hashing task failed: {e}"))),
         }
     }
-}
-
-fn internal() -> ApiError {
-    ApiError::new(
-        Code::Storage,
-        "password check failed on the server, please retry",
-    )
 }
 
 /// Recomputes the hash with the stored salt and parameters and compares in constant time.

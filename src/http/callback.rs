@@ -1,13 +1,14 @@
 //! Media-server callbacks: Tencent Cloud LVB events (signed), nginx-rtmp and SRS hooks
 //! (from trusted addresses; a publish must carry a valid push signature).
 
-use crate::app::AppState;
 use crate::http::body;
 use crate::media::recorded::{self, RecordedFile};
 use crate::media::{self, Outcome};
 use crate::model::now_unix;
 use crate::protocol::ApiError;
+use crate::room::RoomError;
 use crate::sign;
+use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
@@ -33,7 +34,9 @@ fn bad(msg: impl Into<String>) -> HttpResponse {
     reply(StatusCode::BAD_REQUEST, 602, &msg.into())
 }
 
-fn api_error(e: ApiError) -> HttpResponse {
+fn api_error(state: &AppState, e: RoomError) -> HttpResponse {
+    let e = ApiError::from(e);
+    super::report(state, "callback", &e);
     // A storage failure must make the media server retry later: answer 5xx.
     reply(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -157,7 +160,7 @@ async fn tencent_inner(state: web::Data<AppState>, body: web::Bytes) -> HttpResp
             }
             ok()
         }
-        Err(e) => api_error(e),
+        Err(e) => api_error(&state, e),
     }
 }
 
@@ -212,7 +215,7 @@ async fn nginx_rtmp_inner(
         // nginx drop a healthy stream, so a sign of life never answers an error.
         "update" | "update_publish" => {
             if let Err(e) = media::sign_of_life(&state, stream).await {
-                tracing::warn!(stream, error = %e.msg, "sign of life not recorded");
+                tracing::warn!(stream, error = %e, "sign of life not recorded");
             }
             Ok(Outcome::Applied)
         }
@@ -228,7 +231,7 @@ async fn nginx_rtmp_inner(
     };
     match result {
         Ok(_) => HttpResponse::Ok().finish(),
-        Err(e) => api_error(e),
+        Err(e) => api_error(&state, e),
     }
 }
 
@@ -267,7 +270,7 @@ async fn srs_inner(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
         "on_unpublish" => media::stream_status(&state, &stream, false, None).await,
         "on_hls" => {
             if let Err(e) = media::sign_of_life(&state, &stream).await {
-                tracing::warn!(stream, error = %e.msg, "sign of life not recorded");
+                tracing::warn!(stream, error = %e, "sign of life not recorded");
             }
             Ok(Outcome::Applied)
         }
@@ -287,7 +290,7 @@ async fn srs_inner(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
     };
     match result {
         Ok(_) => ok(),
-        Err(e) => api_error(e),
+        Err(e) => api_error(&state, e),
     }
 }
 

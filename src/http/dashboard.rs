@@ -6,10 +6,10 @@
 //! Bearer`); an unset token then disables the dashboard. With `auth.mode = "off"` they are
 //! open: the lists are public through FetchList anyway.
 
-use crate::app::AppState;
 use crate::config::AuthMode;
 use crate::protocol::request::ListFlag;
 use crate::protocol::types::PusherInfo;
+use crate::state::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message};
@@ -36,10 +36,10 @@ const MAX_TOKEN_LEN: usize = 512;
 static FEEDS: Mutex<BTreeMap<usize, usize>> = Mutex::new(BTreeMap::new());
 
 /// Holds one feed slot (and one realtime connection) for as long as the feed lives.
-struct Slot(Arc<crate::supervisor::Health>);
+struct Slot(Arc<crate::metrics::Health>);
 
 impl Slot {
-    fn key(health: &Arc<crate::supervisor::Health>) -> usize {
+    fn key(health: &Arc<crate::metrics::Health>) -> usize {
         Arc::as_ptr(health) as usize
     }
 

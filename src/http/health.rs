@@ -1,6 +1,6 @@
 //! Liveness and readiness.
 
-use crate::app::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use std::sync::atomic::Ordering;
 use std::time::Duration;

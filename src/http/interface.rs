@@ -1,9 +1,10 @@
 //! `POST /interface.php` and `POST /`: the Action protocol.
 
 use crate::actions::Caller;
-use crate::app::AppState;
 use crate::http::body;
+use crate::metrics::INVALID;
 use crate::protocol::{envelope, ApiError, Code, Request};
+use crate::state::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use std::time::Instant;
@@ -19,7 +20,7 @@ pub async fn interface(
         Err(e) => {
             state
                 .metrics
-                .request("invalid", Code::InvalidParam.value(), started.elapsed());
+                .request(INVALID, Code::InvalidParam.value(), started.elapsed());
             // The protocol answers a malformed body 200 with code 602; only a body too large
             // (413) or too slow (408) changes the HTTP status.
             let status = match e {
@@ -34,7 +35,7 @@ pub async fn interface(
         Err(e) => {
             state
                 .metrics
-                .request("invalid", e.code.value(), started.elapsed());
+                .request(INVALID, e.code.value(), started.elapsed());
             return envelope::error(&e);
         }
     };
@@ -46,7 +47,7 @@ pub async fn interface(
     let (resp, code) = match crate::actions::run(&state, request, &caller).await {
         Ok(data) => (envelope::ok_raw(&data), 0),
         Err(e) => {
-            tracing::debug!(action, code = e.code.value(), msg = %e.msg, "request refused");
+            crate::http::report(&state, action, &e);
             (envelope::error(&e), e.code.value())
         }
     };

@@ -10,9 +10,26 @@ mod metrics;
 pub mod request_id;
 mod ws;
 
-use crate::app::AppState;
+use crate::protocol::ApiError;
+use crate::state::AppState;
 use actix_web::{web, HttpRequest};
 use std::net::IpAddr;
+
+/// Where an error answer is written: its server-side cause is logged (the client saw only
+/// the message) and database failures are counted.
+pub(crate) fn report(state: &AppState, what: &'static str, e: &ApiError) {
+    match &e.internal {
+        Some(cause) => {
+            if cause.storage {
+                state.metrics.db_error();
+            }
+            tracing::warn!(action = what, code = e.code.value(), msg = %e.msg, error = %cause.detail, "request failed");
+        }
+        None => {
+            tracing::debug!(action = what, code = e.code.value(), msg = %e.msg, "request refused")
+        }
+    }
+}
 
 /// The client's address: the TCP peer, or the client a trusted proxy names; `None` when a
 /// trusted proxy's header does not name one readably.

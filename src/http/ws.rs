@@ -6,23 +6,20 @@
 //! the socket has not taken `ws.max_lag_ms` after the room queued it. The kernel's socket
 //! buffers only delay that verdict by what they absorb; they cannot prevent it.
 
-use crate::app::AppState;
 use crate::model::RoomKey;
-use crate::room::fanout::Queued;
-use crate::room::{Like, Subscribe, Unsubscribe};
+use crate::protocol::{ApiError, Code};
+use crate::room::{RoomError, Subscription};
+use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Counts a connection for as long as it lives.
-struct ConnSlot(Arc<crate::supervisor::Health>);
+struct ConnSlot(Arc<crate::metrics::Health>);
 
 impl Drop for ConnSlot {
     fn drop(&mut self) {
@@ -64,52 +61,38 @@ pub async fn room_ws(
     }
     let slot = ConnSlot(state.health.clone());
     let key = RoomKey::Live(vj.clone());
-    let (tx, rx) = mpsc::channel::<Queued>(cfg.send_queue.max(2));
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    match state.registry.ask(&key, Subscribe { id, tx }).await {
-        Ok(Some(Ok(()))) => {}
-        Ok(None) => {
-            return Ok(refuse(
-                StatusCode::NOT_FOUND,
-                601,
-                &format!("no room for userid '{vj}'"),
-            ))
-        }
-        Ok(Some(Err(e))) | Err(e) => {
-            let status = if e.code == crate::protocol::Code::UpdateFailed {
+    let subscription = match state.rooms.subscribe(&vj, cfg.send_queue).await {
+        Ok(s) => s,
+        Err(e) => {
+            let e = ApiError::from(e);
+            crate::http::report(&state, "realtime", &e);
+            let status = if e.code == Code::UpdateFailed {
                 StatusCode::NOT_FOUND
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
             return Ok(refuse(status, e.code.value() as i64, &e.msg));
         }
-    }
-    let (response, session, stream) = match actix_ws::handle(&req, body) {
-        Ok(x) => x,
-        Err(e) => {
-            let _ = state.registry.ask(&key, Unsubscribe { id }).await;
-            return Err(e);
-        }
     };
+    // A failed handshake drops the subscription, which unsubscribes.
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
     let stream = stream.max_frame_size(cfg.max_frame_bytes);
     let conn = Conn {
         state: state.clone(),
         key,
-        id,
         session,
         user: None,
         token: query.into_inner().token,
         errors: 0,
         likes_window: (Instant::now(), 0),
     };
-    actix_web::rt::spawn(conn.run(rx, stream, slot));
+    actix_web::rt::spawn(conn.run(subscription, stream, slot));
     Ok(response)
 }
 
 struct Conn {
     state: web::Data<AppState>,
     key: RoomKey,
-    id: u64,
     session: actix_ws::Session,
     /// The user a token proved, once verified.
     user: Option<String>,
@@ -126,7 +109,7 @@ enum Next {
 impl Conn {
     async fn run(
         mut self,
-        mut rx: mpsc::Receiver<Queued>,
+        mut events: Subscription,
         mut stream: actix_ws::MessageStream,
         _slot: ConnSlot,
     ) {
@@ -138,7 +121,7 @@ impl Conn {
         let mut last_heard = Instant::now();
         let end = loop {
             tokio::select! {
-                frame = rx.recv() => match frame {
+                frame = events.recv() => match frame {
                     Some(q) => {
                         let closing = q.frame.starts_with(r#"{"event":"closed""#);
                         // The bound runs from when the room queued the frame, not from when
@@ -176,11 +159,7 @@ impl Conn {
                 }
             }
         };
-        let _ = self
-            .state
-            .registry
-            .ask(&self.key, Unsubscribe { id: self.id })
-            .await;
+        drop(events);
         if let Some(r) = end {
             // A client that is not reading may never take the close frame: do not wait on it.
             let _ = tokio::time::timeout(Duration::from_secs(1), self.session.close(Some(r))).await;
@@ -227,15 +206,16 @@ impl Conn {
                 if let Err(msg) = self.may_like().await {
                     return self.notice(&msg, timeout).await;
                 }
-                match self
-                    .state
-                    .registry
-                    .ask(&self.key, Like { increase: true })
-                    .await
-                {
-                    Ok(Some(Ok(()))) => Next::Continue,
-                    Ok(_) => Next::Close(Some(reason(CloseCode::Normal, "the room is gone"))),
-                    Err(e) => self.notice(&e.msg, timeout).await,
+                match self.state.rooms.like(&self.key, true).await {
+                    Ok(()) => Next::Continue,
+                    Err(RoomError::NoRoom(_)) => {
+                        Next::Close(Some(reason(CloseCode::Normal, "the room is gone")))
+                    }
+                    Err(e) => {
+                        let e = ApiError::from(e);
+                        crate::http::report(&self.state, "realtime", &e);
+                        self.notice(&e.msg, timeout).await
+                    }
                 }
             }
             Some("ping") => {
@@ -281,7 +261,11 @@ impl Conn {
                 self.token = None;
                 Err("the token is not valid".into())
             }
-            Err(e) => Err(e.msg),
+            Err(e) => {
+                let e = ApiError::from(e);
+                crate::http::report(&self.state, "realtime", &e);
+                Err(e.msg)
+            }
         }
     }
 

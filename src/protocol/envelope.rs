@@ -22,7 +22,10 @@ pub fn ok_raw(data_json: &str) -> HttpResponse {
 pub fn ok<T: Serialize>(data: &T) -> HttpResponse {
     match serde_json::to_string(data) {
         Ok(s) => ok_raw(&s),
-        Err(e) => error_response(StatusCode::OK, &ApiError::storage(&e)),
+        Err(e) => error_response(
+            StatusCode::OK,
+            &ApiError::internal("encoding the answer failed", &e),
+        ),
     }
 }
 

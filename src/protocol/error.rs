@@ -1,5 +1,12 @@
-//! The one place where failures become protocol codes.
+//! The one place where failures become protocol codes: rooms, accounts and the store say
+//! what went wrong in their own terms, and the `From` impls here choose the code and the
+//! client's message. Nothing is logged or counted here: the code that writes the answer
+//! does that (`internal` holds what the client must not see).
 
+use crate::accounts::AccountError;
+use crate::model::RoomKey;
+use crate::room::RoomError;
+use crate::store::StoreError;
 use std::fmt;
 
 /// `returnValue` codes of the wire protocol.
@@ -29,30 +36,55 @@ impl Code {
 pub struct ApiError {
     pub code: Code,
     pub msg: String,
+    /// A server-side cause, for the log only: SQL text or a library's error never reaches
+    /// a client.
+    pub internal: Option<Internal>,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Internal {
+    /// The database failed (counted in `minilvb_database_errors_total`).
+    pub storage: bool,
+    pub detail: String,
+}
+
+/// Exactly the protocol's text for a throttled Register.
+pub const REGISTER_REJECTED: &str = "Registration operation is rejected for security reason";
 
 impl ApiError {
     pub fn new(code: Code, msg: impl Into<String>) -> Self {
         ApiError {
             code,
             msg: msg.into(),
+            internal: None,
         }
     }
     pub fn param(msg: impl Into<String>) -> Self {
         Self::new(Code::InvalidParam, msg)
     }
-    pub fn not_found(msg: impl Into<String>) -> Self {
-        Self::new(Code::UpdateFailed, msg)
-    }
     pub fn auth(msg: impl Into<String>) -> Self {
         Self::new(Code::Verification, msg)
     }
-    /// Storage failures are logged with their cause but answered without it: SQL text and
-    /// connection strings must not reach clients.
-    pub fn storage(err: &dyn fmt::Display) -> Self {
-        tracing::warn!(error = %err, "storage operation failed");
-        crate::metrics::DB_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Self::new(Code::Storage, "storage operation failed, please retry")
+    /// A feature this server was not configured for (which keys to set, never their values).
+    pub fn not_configured(msg: impl Into<String>) -> Self {
+        Self::new(Code::Storage, msg)
+    }
+    /// A server-side failure: the client is told to retry, the log gets `detail`.
+    pub fn internal(msg: impl Into<String>, detail: &dyn fmt::Display) -> Self {
+        ApiError {
+            internal: Some(Internal {
+                storage: false,
+                detail: detail.to_string(),
+            }),
+            ..Self::new(Code::Storage, msg)
+        }
+    }
+    /// GetUserInfo of a userid with neither a room nor the named recording.
+    pub fn no_such_user(userid: &str) -> Self {
+        Self::new(
+            Code::NoSuchUser,
+            format!("no room or recording for userid '{userid}'"),
+        )
     }
 }
 
@@ -62,16 +94,112 @@ impl fmt::Display for ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        ApiError::storage(&e)
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError {
+            internal: Some(Internal {
+                storage: true,
+                detail: e.to_string(),
+            }),
+            ..ApiError::new(Code::Storage, "storage operation failed, please retry")
+        }
     }
 }
 
-impl ApiError {
-    /// An actor stopped or its mailbox closed while a request waited on it.
-    pub fn from_mailbox(e: actix::MailboxError) -> Self {
-        tracing::error!(error = %e, "actor unavailable");
-        Self::new(Code::Storage, "the room is unavailable, please retry")
+fn no_room(key: &RoomKey) -> String {
+    match key {
+        RoomKey::Live(vj) => format!("no live room for userid '{vj}'"),
+        RoomKey::Recording { vj, fileid } => format!("no recording '{fileid}' of userid '{vj}'"),
+    }
+}
+
+impl From<RoomError> for ApiError {
+    fn from(e: RoomError) -> Self {
+        match e {
+            RoomError::NoRoom(key) => ApiError::new(Code::UpdateFailed, no_room(&key)),
+            RoomError::NoGroup { vj, groupid } => ApiError::new(
+                Code::UpdateFailed,
+                format!("the room of '{vj}' has no group '{groupid}' (its current group is another)"),
+            ),
+            RoomError::Full { vj, max } => {
+                ApiError::param(format!("room of '{vj}' is full ({max} members)"))
+            }
+            RoomError::StreamTaken { vj, stream } => ApiError::param(format!(
+                "userid '{vj}' maps to stream name '{stream}', which another user's room already uses"
+            )),
+            RoomError::TooManySubscribers { vj, max } => ApiError::new(
+                Code::TooManyRequests,
+                format!("room of '{vj}' has its maximum of {max} subscribers"),
+            ),
+            // Not a storage failure: the server is at its configured bound; retry later.
+            RoomError::AtCapacity { max } => ApiError {
+                internal: Some(Internal {
+                    storage: false,
+                    detail: format!("room limit reached (limits.max_rooms = {max})"),
+                }),
+                ..ApiError::new(
+                    Code::TooManyRequests,
+                    "this server holds its maximum number of rooms; retry later",
+                )
+            },
+            RoomError::Unavailable => ApiError::internal(
+                "the room is unavailable, please retry",
+                &"room actor unavailable",
+            ),
+            RoomError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        use AccountError as A;
+        let new = |code, msg: String| ApiError::new(code, msg);
+        match e {
+            A::BadUserName => new(
+                Code::BadUserName,
+                "field 'userid' must be 4 to 24 letters, digits or '_', starting with a letter".into(),
+            ),
+            A::BadPassword => new(
+                Code::BadPassword,
+                "field 'password' must be 8 to 64 printable ASCII characters".into(),
+            ),
+            A::RegisterThrottled => new(Code::TooManyRequests, REGISTER_REJECTED.into()),
+            A::UserExists(u) => new(Code::UserExists, format!("userid '{u}' already exists")),
+            A::NoSuchUser(u) => new(Code::NoSuchUser, format!("userid '{u}' is not registered")),
+            A::LoginThrottled { userid, retry_secs } => new(
+                Code::TooManyRequests,
+                format!("too many failed logins for userid '{userid}'; retry in {retry_secs} seconds"),
+            ),
+            A::LoginBusy(u) => new(
+                Code::TooManyRequests,
+                format!("too many logins for userid '{u}' at once; retry shortly"),
+            ),
+            A::WrongPassword => new(Code::WrongPassword, "wrong password".into()),
+            A::RefreshRefused => ApiError::auth(
+                "refresh_token is unknown, expired, revoked or not this userid's; Login again",
+            ),
+            A::RefreshReused => ApiError::auth(
+                "refresh_token was already used; every token of this login is revoked, Login again",
+            ),
+            A::TokenMissing { action } => ApiError::auth(format!(
+                "{action} needs a token from Login: send 'Authorization: Bearer <token>' or a 'token' field"
+            )),
+            A::TokenInvalid => {
+                ApiError::auth("token is unknown, expired or revoked; Refresh or Login again")
+            }
+            A::TokenNotOwner(u) => {
+                ApiError::auth(format!("the token does not belong to userid '{u}'"))
+            }
+            A::HasherBusy => new(
+                Code::TooManyRequests,
+                "the server is busy checking passwords, please retry shortly".into(),
+            ),
+            A::Hashing(detail) => ApiError::internal(
+                "password check failed on the server, please retry",
+                &detail,
+            ),
+            A::Store(e) => e.into(),
+        }
     }
 }

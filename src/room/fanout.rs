@@ -4,7 +4,7 @@
 //! rather than buffered without bound. Frames are queued with the time they were queued,
 //! so a connection can also tell how long its oldest one has waited.
 
-use crate::protocol::types::MemberInfo;
+use crate::model::MemberInfo;
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::Instant;

@@ -8,7 +8,7 @@
 //! 10,000,000 of a room of 400,000 would otherwise stall everything else on its worker.
 
 use crate::model::Member;
-use crate::protocol::types::MemberInfo;
+use crate::model::MemberInfo;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
 

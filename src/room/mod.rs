@@ -2,17 +2,23 @@
 //! status, so every operation on a room is serialized by its mailbox, without locks.
 //! Changes reach the supervisor (list index, snapshots) at most once per index tick.
 
+mod error;
 pub mod fanout;
+mod handle;
 mod members;
+mod registry;
 
-use crate::model::{Counters, Member, RoomInfo, RoomKey, RoomRecord, SnapshotItem};
-use crate::protocol::types::{MemberInfo, PusherInfo, PusherInfoRef};
-use crate::protocol::ApiError;
+use crate::model::{
+    Counters, Member, MemberInfo, PusherInfo, PusherInfoRef, RoomInfo, RoomKey, RoomRecord,
+    SnapshotItem,
+};
 use crate::store::{Store, StoreError};
 use crate::supervisor::{Handover, ListEntry, RoomChanged, Supervisor};
 use actix::prelude::*;
 use dashmap::DashMap;
+pub use error::RoomError;
 use fanout::{Fanout, Frame, Queued};
+pub use handle::{Rooms, RoomsConfig, Subscription, Viewer};
 pub use members::Members;
 // foldhash with a per-process seed: cheaper than SipHash on every member change.
 use hashbrown::HashMap;
@@ -20,14 +26,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// Running rooms by key: the registry finds them here, and an idle room takes itself out.
+type Directory = DashMap<RoomKey, Addr<Room>>;
+
 /// Settings every room shares.
-pub struct RoomEnv {
+struct RoomEnv {
     pub store: Arc<dyn Store>,
     pub supervisor: Addr<Supervisor>,
     /// Where a room hands its changes to the supervisor.
     pub handover: Handover,
-    /// The registry's map, so an idle room can take itself out before it stops.
-    pub rooms: Arc<DashMap<RoomKey, Addr<Room>>>,
+    pub rooms: Directory,
     pub index_tick: Duration,
     pub max_members: usize,
     pub max_rooms: usize,
@@ -36,12 +44,12 @@ pub struct RoomEnv {
     pub max_subscribers: usize,
     /// An idle room (offline, no members, no subscribers) stops after this long.
     pub idle_stop: Duration,
-    pub health: Arc<crate::supervisor::Health>,
+    pub health: Arc<crate::metrics::Health>,
     /// Room values in memory: a shutdown waits for this to fall before the final flush.
     pub alive: std::sync::atomic::AtomicUsize,
 }
 
-pub struct Room {
+struct Room {
     key: RoomKey,
     info: RoomInfo,
     counters: Counters,
@@ -86,7 +94,7 @@ impl Drop for Room {
 }
 
 impl Room {
-    pub fn new(record: RoomRecord, env: Arc<RoomEnv>) -> Self {
+    fn new(record: RoomRecord, env: Arc<RoomEnv>) -> Self {
         env.alive.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let room = Room {
             key: record.key,
@@ -104,7 +112,7 @@ impl Room {
     }
 
     /// A live room that has never begun a broadcast.
-    pub fn empty_live(userid: String, env: Arc<RoomEnv>) -> Self {
+    fn empty_live(userid: String, env: Arc<RoomEnv>) -> Self {
         Room::new(
             RoomRecord {
                 key: RoomKey::Live(userid),
@@ -135,8 +143,8 @@ impl Room {
         }
     }
 
-    pub fn pusher_info(&self) -> PusherInfoRef<'_> {
-        pusher_info_of(&self.key, &self.info, &self.counters, self.viewercount())
+    fn pusher_info(&self) -> PusherInfoRef<'_> {
+        PusherInfoRef::of(&self.key, &self.info, &self.counters, self.viewercount())
     }
 
     /// Whether this room belongs in a FetchList list right now.
@@ -263,38 +271,22 @@ impl Room {
         });
     }
 
-    fn missing(&self) -> ApiError {
-        ApiError::not_found(format!("no room for userid '{}'", self.key.vj()))
+    fn missing(&self) -> RoomError {
+        RoomError::NoRoom(self.key.clone())
     }
-}
 
-/// The list item of a room, from its parts.
-pub fn pusher_info_of<'a>(
-    key: &'a RoomKey,
-    info: &'a RoomInfo,
-    counters: &Counters,
-    viewers: u64,
-) -> PusherInfoRef<'a> {
-    PusherInfoRef {
-        userid: key.vj(),
-        groupid: if key.is_live() { &info.groupid } else { "" },
-        timestamp: info.timestamp,
-        kind: if key.is_live() { 0 } else { 1 },
-        viewercount: viewers,
-        likecount: counters.likes,
-        title: &info.title,
-        playurl: &info.playurl,
-        hls_play_url: &info.hls_play_url,
-        fileid: key.fileid(),
-        status: if counters.online { "1" } else { "0" },
-        userinfo: &info.userinfo,
+    fn no_group(&self, groupid: &str) -> RoomError {
+        RoomError::NoGroup {
+            vj: self.key.vj().to_string(),
+            groupid: groupid.to_string(),
+        }
     }
 }
 
 /// A viewer enters. `groupid` must name the current broadcast's group (live rooms).
 #[derive(Message, Clone)]
-#[rtype(result = "Result<(), ApiError>")]
-pub struct Enter {
+#[rtype(result = "Result<(), RoomError>")]
+struct Enter {
     pub userid: String,
     pub nickname: String,
     pub headpic: String,
@@ -302,26 +294,21 @@ pub struct Enter {
 }
 
 impl Handler<Enter> for Room {
-    type Result = Result<(), ApiError>;
+    type Result = Result<(), RoomError>;
     fn handle(&mut self, msg: Enter, ctx: &mut Context<Self>) -> Self::Result {
         if !self.exists() {
             return Err(self.missing());
         }
         if let Some(g) = &msg.groupid {
             if *g != self.info.groupid {
-                return Err(ApiError::not_found(format!(
-                    "room of '{}' has no group '{}' (its current group is another)",
-                    self.key.vj(),
-                    g
-                )));
+                return Err(self.no_group(g));
             }
         }
         if !self.members.contains(&msg.userid) && self.members.len() >= self.env.max_members {
-            return Err(ApiError::param(format!(
-                "room of '{}' is full ({} members)",
-                self.key.vj(),
-                self.env.max_members
-            )));
+            return Err(RoomError::Full {
+                vj: self.key.vj().to_string(),
+                max: self.env.max_members,
+            });
         }
         match self.members.enter(&msg.userid, &msg.nickname, &msg.headpic) {
             Some(m) => {
@@ -346,7 +333,7 @@ impl Handler<Enter> for Room {
 
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
-pub struct Quit {
+struct Quit {
     pub userid: String,
     pub groupid: Option<String>,
 }
@@ -368,13 +355,13 @@ impl Handler<Quit> for Room {
 }
 
 #[derive(Message, Clone)]
-#[rtype(result = "Result<(), ApiError>")]
-pub struct Like {
+#[rtype(result = "Result<(), RoomError>")]
+struct Like {
     pub increase: bool,
 }
 
 impl Handler<Like> for Room {
-    type Result = Result<(), ApiError>;
+    type Result = Result<(), RoomError>;
     fn handle(&mut self, msg: Like, ctx: &mut Context<Self>) -> Self::Result {
         if !self.exists() {
             return Err(self.missing());
@@ -394,13 +381,13 @@ impl Handler<Like> for Room {
 }
 
 #[derive(Message, Clone)]
-#[rtype(result = "Result<(), ApiError>")]
-pub struct SetStatus {
+#[rtype(result = "Result<(), RoomError>")]
+struct SetStatus {
     pub online: bool,
 }
 
 impl Handler<SetStatus> for Room {
-    type Result = Result<(), ApiError>;
+    type Result = Result<(), RoomError>;
     fn handle(&mut self, msg: SetStatus, ctx: &mut Context<Self>) -> Self::Result {
         if !self.exists() {
             return Err(self.missing());
@@ -416,7 +403,7 @@ impl Handler<SetStatus> for Room {
 /// than the current broadcast (a late retry) changes nothing. Answers whether it applied.
 #[derive(Message, Clone)]
 #[rtype(result = "bool")]
-pub struct MediaStatus {
+struct MediaStatus {
     pub online: bool,
     pub event_time: Option<i64>,
 }
@@ -438,7 +425,7 @@ impl Handler<MediaStatus> for Room {
 /// screenshot): it keeps an online room from being declared stale.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
-pub struct SignOfLife;
+struct SignOfLife;
 
 impl Handler<SignOfLife> for Room {
     type Result = ();
@@ -452,7 +439,7 @@ impl Handler<SignOfLife> for Room {
 /// life (ChangeStatus, a media-server event) for `stale_after` seconds goes offline.
 #[derive(Message, Clone)]
 #[rtype(result = "bool")]
-pub struct CheckStale {
+struct CheckStale {
     pub stale_after: i64,
 }
 
@@ -476,7 +463,7 @@ impl Handler<CheckStale> for Room {
 /// The room's current description and counters (a recording copies them).
 #[derive(Message, Clone)]
 #[rtype(result = "Option<(RoomInfo, Counters)>")]
-pub struct GetState;
+struct GetState;
 
 impl Handler<GetState> for Room {
     type Result = Option<(RoomInfo, Counters)>;
@@ -489,13 +476,13 @@ impl Handler<GetState> for Room {
 /// Starts a new broadcast: written to the database before it takes effect, then counters,
 /// members and status are reset. The mailbox holds other messages until it is done.
 #[derive(Message, Clone)]
-#[rtype(result = "Result<(), ApiError>")]
-pub struct NewBroadcast {
+#[rtype(result = "Result<(), RoomError>")]
+struct NewBroadcast {
     pub info: RoomInfo,
 }
 
 impl Handler<NewBroadcast> for Room {
-    type Result = AtomicResponse<Self, Result<(), ApiError>>;
+    type Result = AtomicResponse<Self, Result<(), RoomError>>;
     fn handle(&mut self, msg: NewBroadcast, _: &mut Context<Self>) -> Self::Result {
         let epoch = self.counters.epoch + 1;
         let store = self.env.store.clone();
@@ -511,22 +498,27 @@ impl Handler<NewBroadcast> for Room {
                 match r {
                     Ok(()) => {}
                     Err(StoreError::StreamTaken) => {
-                        return Err(ApiError::param(format!(
-                            "userid '{}' maps to stream name '{}', which another user's room already uses",
-                            act.key.vj(),
-                            info.stream
-                        )))
+                        return Err(RoomError::StreamTaken {
+                            vj: act.key.vj().to_string(),
+                            stream: info.stream,
+                        })
                     }
-                    Err(e) => return Err(ApiError::from(e)),
+                    Err(e) => return Err(RoomError::from(e)),
                 }
                 act.info = info;
-                act.counters =
-                    Counters { epoch, online: false, likes: 0, views: 0, seen_at: crate::model::now_unix() };
+                act.counters = Counters {
+                    epoch,
+                    online: false,
+                    likes: 0,
+                    views: 0,
+                    seen_at: crate::model::now_unix(),
+                };
                 act.add_members(-(act.members.len() as i64));
                 act.members.clear();
                 // The database already holds the empty state of this epoch.
                 act.member_changes.clear();
-                act.fanout.close_all(&fanout::closed_frame("a new broadcast replaced this one"));
+                act.fanout
+                    .close_all(&fanout::closed_frame("a new broadcast replaced this one"));
                 act.changed(ctx);
                 Ok(())
             }),
@@ -536,7 +528,7 @@ impl Handler<NewBroadcast> for Room {
 
 #[derive(Message, Clone)]
 #[rtype(result = "Option<PusherInfo>")]
-pub struct GetInfo;
+struct GetInfo;
 
 impl Handler<GetInfo> for Room {
     type Result = Option<PusherInfo>;
@@ -547,21 +539,21 @@ impl Handler<GetInfo> for Room {
 
 /// A page of members, newest first; `groupid` must match for live rooms.
 #[derive(Message, Clone)]
-#[rtype(result = "Result<(usize, Vec<MemberInfo>), ApiError>")]
-pub struct MemberPage {
+#[rtype(result = "Result<(usize, Vec<MemberInfo>), RoomError>")]
+struct MemberPage {
     pub groupid: Option<String>,
     pub offset: usize,
     pub limit: usize,
 }
 
 impl Handler<MemberPage> for Room {
-    type Result = Result<(usize, Vec<MemberInfo>), ApiError>;
+    type Result = Result<(usize, Vec<MemberInfo>), RoomError>;
     fn handle(&mut self, msg: MemberPage, _: &mut Context<Self>) -> Self::Result {
-        if !self.exists() || msg.groupid.is_some_and(|g| g != self.info.groupid) {
-            return Err(ApiError::not_found(format!(
-                "no such group in the room of '{}'",
-                self.key.vj()
-            )));
+        if !self.exists() {
+            return Err(self.missing());
+        }
+        if let Some(g) = msg.groupid.filter(|g| *g != self.info.groupid) {
+            return Err(self.no_group(&g));
         }
         Ok((self.members.len(), self.members.page(msg.offset, msg.limit)))
     }
@@ -570,7 +562,7 @@ impl Handler<MemberPage> for Room {
 /// Replaces the descriptive part (a recording's URLs arrived, a screenshot was taken).
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
-pub struct SetInfo {
+struct SetInfo {
     pub info: RoomInfo,
 }
 
@@ -586,7 +578,7 @@ impl Handler<SetInfo> for Room {
 /// The latest screenshot of a live room (already stored).
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
-pub struct SetSnapshot {
+struct SetSnapshot {
     pub url: String,
 }
 
@@ -601,27 +593,23 @@ impl Handler<SetSnapshot> for Room {
 
 /// A realtime subscriber joins: it is sent a snapshot, then the room's events.
 #[derive(Message, Clone)]
-#[rtype(result = "Result<(), ApiError>")]
-pub struct Subscribe {
+#[rtype(result = "Result<(), RoomError>")]
+struct Subscribe {
     pub id: u64,
     pub tx: mpsc::Sender<Queued>,
 }
 
 impl Handler<Subscribe> for Room {
-    type Result = Result<(), ApiError>;
+    type Result = Result<(), RoomError>;
     fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
         if !self.exists() {
             return Err(self.missing());
         }
         if self.fanout.len() >= self.env.max_subscribers {
-            return Err(ApiError::new(
-                crate::protocol::Code::TooManyRequests,
-                format!(
-                    "room of '{}' has its maximum of {} subscribers",
-                    self.key.vj(),
-                    self.env.max_subscribers
-                ),
-            ));
+            return Err(RoomError::TooManySubscribers {
+                vj: self.key.vj().to_string(),
+                max: self.env.max_subscribers,
+            });
         }
         let snapshot = serde_json::json!({
             "event": "snapshot",
@@ -642,7 +630,7 @@ impl Handler<Subscribe> for Room {
 
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
-pub struct Unsubscribe {
+struct Unsubscribe {
     pub id: u64,
 }
 
@@ -657,7 +645,7 @@ impl Handler<Unsubscribe> for Room {
 /// Hand pending changes to the supervisor now (shutdown).
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
-pub struct FlushNow;
+struct FlushNow;
 
 impl Handler<FlushNow> for Room {
     type Result = ();

@@ -3,8 +3,8 @@
 
 use super::{NewRecording, Store, StoreError, StoreResult};
 use crate::config::DatabaseConfig;
+use crate::model::UserInfo;
 use crate::model::{Counters, Member, RoomInfo, RoomKey, RoomRecord, SnapshotItem};
-use crate::protocol::types::UserInfo;
 use async_trait::async_trait;
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};

@@ -4,9 +4,7 @@
 
 use super::index::OrderIndex;
 use crate::config::ListOrder;
-use crate::model::{now_unix, RoomKey};
-use crate::protocol::request::ListFlag;
-use crate::protocol::types::PusherInfoRef;
+use crate::model::{now_unix, ListFlag, PusherInfoRef, RoomKey};
 use hashbrown::HashMap;
 use std::cmp::{Ordering, Reverse};
 use std::sync::{Arc, RwLock};
@@ -67,6 +65,26 @@ impl<K: Ord> Eq for Item<K> {}
 pub struct ListPage<'a> {
     pub total: usize,
     pub items: Vec<&'a str>,
+}
+
+impl ListPage<'_> {
+    /// FetchList's `returnData`: `{"totalcount":N,"pusherlist":[...]}`, with the items
+    /// spliced in as they were encoded when their room changed (no re-encoding).
+    pub fn to_json(&self) -> String {
+        let items: usize = self.items.iter().map(|i| i.len() + 1).sum();
+        let mut out = String::with_capacity(48 + items);
+        out.push_str("{\"totalcount\":");
+        out.push_str(&self.total.to_string());
+        out.push_str(",\"pusherlist\":[");
+        for (i, item) in self.items.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(item);
+        }
+        out.push_str("]}");
+        out
+    }
 }
 
 pub struct ListIndex {

@@ -1,82 +1,23 @@
 //! The supervisor actor: the sorted list index behind FetchList, and the snapshot writer
 //! that persists dirty rooms in batches, retrying with back-off while the database is down.
 
+mod handover;
 pub mod index;
 pub mod list;
-mod registry;
 
-use crate::model::{Member, RoomKey, RoomRecord, SnapshotItem};
+use crate::metrics::Health;
+use crate::model::{PusherInfoRef, RoomKey, RoomRecord, SnapshotItem};
 use crate::store::{Store, StoreResult};
 use actix::prelude::*;
-pub use list::{ListEntry, ListIndex, ListPage, SharedList};
-pub use registry::Registry;
+use handover::{apply_pending, Pending};
+pub use handover::{Handover, RoomChanged};
 // foldhash with a per-process seed: cheaper than SipHash on every member change.
 use hashbrown::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+pub use list::{ListEntry, ListIndex, ListPage, SharedList};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-
-/// Observable persistence health, shared with `/readyz` and metrics.
-#[derive(Default)]
-pub struct Health {
-    pub degraded: AtomicBool,
-    pub pending_rooms: AtomicUsize,
-    pub snapshots_ok: AtomicU64,
-    pub snapshot_failures: AtomicU64,
-    pub rows_written: AtomicU64,
-    pub ws_connections: AtomicUsize,
-    /// Members across active rooms (rooms add and subtract as viewers come and go).
-    pub members: std::sync::atomic::AtomicI64,
-    pub snapshot_seconds: crate::metrics::Histogram,
-}
-
-/// Pending changes of one room: counters and member upserts/deletes merged across ticks.
-#[derive(Clone)]
-struct Pending {
-    item: SnapshotItem,
-    members: HashMap<String, Option<Member>>,
-}
-
-impl Pending {
-    fn from_item(mut item: SnapshotItem) -> Self {
-        let mut members = HashMap::with_capacity(item.upserts.len() + item.deletes.len());
-        // The userid moves into the key (and back in `into_item`): no copy per member.
-        for mut m in item.upserts.drain(..) {
-            members.insert(std::mem::take(&mut m.userid), Some(m));
-        }
-        for d in item.deletes.drain(..) {
-            members.insert(d, None);
-        }
-        Pending { item, members }
-    }
-
-    /// Folds a newer change in: a newer epoch replaces everything older.
-    fn merge_newer(&mut self, newer: Pending) {
-        if newer.item.counters.epoch > self.item.counters.epoch {
-            *self = newer;
-            return;
-        }
-        if newer.item.counters.epoch < self.item.counters.epoch {
-            return;
-        }
-        self.item.counters = newer.item.counters;
-        self.members.extend(newer.members);
-    }
-
-    fn into_item(mut self) -> SnapshotItem {
-        for (id, m) in self.members {
-            match m {
-                Some(mut m) => {
-                    m.userid = id;
-                    self.item.upserts.push(m);
-                }
-                None => self.item.deletes.push(id),
-            }
-        }
-        self.item
-    }
-}
 
 pub struct SupervisorConfig {
     pub persist: bool,
@@ -116,20 +57,6 @@ struct Loading {
     committed: Option<Pending>,
 }
 
-/// Rooms hand their changes over through this queue rather than the supervisor's mailbox:
-/// a hand-over wakes no thread (thousands of rooms each hand over every tick), and the
-/// supervisor takes them all, in order, on its own tick and before anything that reads
-/// them (LoadRoom, a snapshot write).
-#[derive(Clone)]
-pub struct Handover(std::sync::mpsc::Sender<RoomChanged>);
-
-impl Handover {
-    pub fn send(&self, change: RoomChanged) {
-        // Fails only once the supervisor is gone: the process is ending.
-        let _ = self.0.send(change);
-    }
-}
-
 impl Supervisor {
     pub fn new(
         cfg: SupervisorConfig,
@@ -152,7 +79,7 @@ impl Supervisor {
             next_try: Instant::now(),
             flush_waiters: Vec::new(),
             inbox,
-            handover: Handover(tx),
+            handover: Handover::new(tx),
             loading: HashMap::new(),
         }
     }
@@ -199,7 +126,7 @@ impl Supervisor {
             } else {
                 r.counters.views
             };
-            let info = crate::room::pusher_info_of(&r.key, &r.info, &r.counters, viewers);
+            let info = PusherInfoRef::of(&r.key, &r.info, &r.counters, viewers);
             self.set_entry(&r.key, Some(ListEntry::new(&info, r.counters.seen_at)));
         }
     }
@@ -328,13 +255,6 @@ impl Actor for Supervisor {
     }
 }
 
-/// A room's state after changes: its list entry (None: not listed) and its snapshot.
-pub struct RoomChanged {
-    pub key: RoomKey,
-    pub entry: Option<ListEntry>,
-    pub snapshot: SnapshotItem,
-}
-
 /// A room's latest state, to activate it: its row in the store with every change the
 /// store does not hold yet (pending, being written, or committed while the row was read)
 /// laid over it. `None` when the store does not know the room.
@@ -428,34 +348,6 @@ impl Supervisor {
         }
         merged.map(Pending::into_item)
     }
-}
-
-/// Lays changes not yet written over a record read from the store.
-fn apply_pending(record: &mut RoomRecord, item: SnapshotItem) {
-    if item.counters.epoch < record.counters.epoch {
-        return;
-    }
-    let fresh_epoch = item.counters.epoch > record.counters.epoch;
-    record.counters = item.counters;
-    let mut members: std::collections::HashMap<String, Member> = if fresh_epoch {
-        Default::default()
-    } else {
-        record
-            .members
-            .drain(..)
-            .map(|m| (m.userid.clone(), m))
-            .collect()
-    };
-    for d in item.deletes {
-        members.remove(&d);
-    }
-    for m in item.upserts {
-        members.insert(m.userid.clone(), m);
-    }
-    let mut list: Vec<_> = members.into_values().collect();
-    list.sort_by_key(|m| m.seq);
-    record.member_count = list.len() as u64;
-    record.members = list;
 }
 
 /// Writes every pending change now; answers true when all is in the database, false when

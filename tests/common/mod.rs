@@ -142,6 +142,8 @@ pub struct TestApp {
     pub port: u16,
     pub client: reqwest::Client,
     pub state: actix_web::web::Data<AppState>,
+    /// Open client connections and their bounds.
+    pub connections: std::sync::Arc<minilvb::http::connections::Connections>,
     handle: ServerHandle,
     join: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -151,6 +153,7 @@ pub async fn spawn_app(config: Config) -> TestApp {
     let port = app.port();
     let handle = app.handle();
     let state = app.state();
+    let connections = app.connections();
     let join = actix_rt::spawn(app.run_until_stopped());
     TestApp {
         base: format!("http://127.0.0.1:{port}"),
@@ -160,6 +163,7 @@ pub async fn spawn_app(config: Config) -> TestApp {
             .build()
             .unwrap(),
         state,
+        connections,
         handle,
         join,
     }

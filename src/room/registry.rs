@@ -5,17 +5,14 @@
 //! thread that is already busy serving HTTP. A room whose worker stops hands its pending
 //! changes to the supervisor as it goes, so a graceful shutdown loses nothing.
 
+use super::{Room, RoomEnv, RoomError};
 use crate::model::RoomKey;
-use crate::protocol::{ApiError, Code};
-use crate::room::{Room, RoomEnv};
 use crate::supervisor::LoadRoom;
 use actix::prelude::*;
-use dashmap::DashMap;
 use std::hash::BuildHasher;
 use std::sync::{Arc, RwLock};
 
-pub struct Registry {
-    rooms: Arc<DashMap<RoomKey, Addr<Room>>>,
+pub(super) struct Registry {
     /// Where rooms run: each HTTP worker adds itself as it starts (or a dedicated pool).
     arbiters: RwLock<Vec<ArbiterHandle>>,
     env: Arc<RoomEnv>,
@@ -32,7 +29,6 @@ const ACTIVATION_STRIPES: usize = 256;
 impl Registry {
     pub fn new(arbiters: Vec<ArbiterHandle>, env: Arc<RoomEnv>) -> Self {
         Registry {
-            rooms: env.rooms.clone(),
             arbiters: RwLock::new(arbiters),
             env,
             hasher: Default::default(),
@@ -57,11 +53,7 @@ impl Registry {
     }
 
     pub fn len(&self) -> usize {
-        self.rooms.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rooms.is_empty()
+        self.env.rooms.len()
     }
 
     /// Starts a room on the arbiter its key hashes to, skipping arbiters that have stopped
@@ -88,7 +80,7 @@ impl Registry {
     }
 
     /// The room's actor, activated from the store if needed; `None` if the room is unknown.
-    pub async fn get(&self, key: &RoomKey) -> Result<Option<Addr<Room>>, ApiError> {
+    pub async fn get(&self, key: &RoomKey) -> Result<Option<Addr<Room>>, RoomError> {
         self.get_or_activate(key, false).await
     }
 
@@ -98,14 +90,14 @@ impl Registry {
         &self,
         key: &RoomKey,
         create: bool,
-    ) -> Result<Option<Addr<Room>>, ApiError> {
-        if let Some(a) = self.rooms.get(key) {
+    ) -> Result<Option<Addr<Room>>, RoomError> {
+        if let Some(a) = self.env.rooms.get(key) {
             return Ok(Some(a.clone()));
         }
         let stripe = self.hasher.hash_one(key) as usize % self.activating.len();
         let _turn = self.activating[stripe].lock().await;
         // Activated while this request waited for its turn.
-        if let Some(a) = self.rooms.get(key) {
+        if let Some(a) = self.env.rooms.get(key) {
             return Ok(Some(a.clone()));
         }
         self.check_capacity()?;
@@ -116,7 +108,7 @@ impl Registry {
             .supervisor
             .send(LoadRoom { key: key.clone() })
             .await
-            .map_err(ApiError::from_mailbox)??;
+            .map_err(|_| RoomError::Unavailable)??;
         let env = &self.env;
         let room = match record {
             Some(record) => Room::new(record, env.clone()),
@@ -126,6 +118,7 @@ impl Registry {
         // The entry is vacant (this holds the key's turn); inserting under the map's shard
         // lock keeps a room that stops at once from taking itself out before it is in.
         let entry = self
+            .env
             .rooms
             .entry(key.clone())
             .or_insert_with(|| self.spawn(room, key));
@@ -134,7 +127,7 @@ impl Registry {
 
     /// Sends a message to a room, reactivating it if it stopped (idle) meanwhile.
     /// `None` when the room is unknown.
-    pub async fn ask<M>(&self, key: &RoomKey, msg: M) -> Result<Option<M::Result>, ApiError>
+    pub async fn ask<M>(&self, key: &RoomKey, msg: M) -> Result<Option<M::Result>, RoomError>
     where
         M: Message + Send + Clone + 'static,
         M::Result: Send,
@@ -144,7 +137,7 @@ impl Registry {
     }
 
     /// Like `ask`, on a VJ's live room, created empty (no broadcast yet) when it has none.
-    pub async fn ask_live_or_new<M>(&self, userid: &str, msg: M) -> Result<M::Result, ApiError>
+    pub async fn ask_live_or_new<M>(&self, userid: &str, msg: M) -> Result<M::Result, RoomError>
     where
         M: Message + Send + Clone + 'static,
         M::Result: Send,
@@ -152,7 +145,7 @@ impl Registry {
     {
         let key = RoomKey::Live(userid.to_string());
         let answer = self.ask_room(&key, msg, true).await?;
-        answer.ok_or_else(|| ApiError::from_mailbox(MailboxError::Closed))
+        answer.ok_or(RoomError::Unavailable)
     }
 
     async fn ask_room<M>(
@@ -160,7 +153,7 @@ impl Registry {
         key: &RoomKey,
         msg: M,
         create: bool,
-    ) -> Result<Option<M::Result>, ApiError>
+    ) -> Result<Option<M::Result>, RoomError>
     where
         M: Message + Send + Clone + 'static,
         M::Result: Send,
@@ -173,28 +166,32 @@ impl Registry {
             match addr.send(msg.clone()).await {
                 Ok(r) => return Ok(Some(r)),
                 // Stopped while idle between lookup and send: look it up (reactivate) again.
-                Err(MailboxError::Closed) => {
-                    self.rooms.remove_if(key, |_, a| *a == addr);
+                Err(MailboxError::Closed) => self.forget(key, &addr),
+                Err(e) => {
+                    tracing::error!(error = %e, "room unavailable");
+                    return Err(RoomError::Unavailable);
                 }
-                Err(e) => return Err(ApiError::from_mailbox(e)),
             }
         }
-        Err(ApiError::from_mailbox(MailboxError::Closed))
+        Err(RoomError::Unavailable)
     }
 
     /// Active rooms are bounded: each holds memory for its members.
-    fn check_capacity(&self) -> Result<(), ApiError> {
-        if self.rooms.len() >= self.env.max_rooms {
-            tracing::warn!(max = self.env.max_rooms, "room limit reached");
-            return Err(ApiError::new(
-                Code::Storage,
-                "this server holds its maximum number of rooms; retry later",
-            ));
+    fn check_capacity(&self) -> Result<(), RoomError> {
+        if self.env.rooms.len() >= self.env.max_rooms {
+            return Err(RoomError::AtCapacity {
+                max: self.env.max_rooms,
+            });
         }
         Ok(())
     }
 
+    /// Forgets a room that stopped between lookup and send (the next lookup reactivates it).
+    pub fn forget(&self, key: &RoomKey, addr: &Addr<Room>) {
+        self.env.rooms.remove_if(key, |_, a| a == addr);
+    }
+
     pub fn all(&self) -> Vec<Addr<Room>> {
-        self.rooms.iter().map(|e| e.value().clone()).collect()
+        self.env.rooms.iter().map(|e| e.value().clone()).collect()
     }
 }

@@ -1,0 +1,30 @@
+//! Why a room operation failed, in the room's own terms. `protocol::error` turns these into
+//! protocol codes; nothing below it chooses a code.
+
+use crate::model::RoomKey;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RoomError {
+    /// No such room: never created, or a live room with no broadcast yet.
+    #[error("no room {0:?}")]
+    NoRoom(RoomKey),
+    /// The room exists, but its current broadcast's group is another.
+    #[error("the room of '{vj}' has no group '{groupid}'")]
+    NoGroup { vj: String, groupid: String },
+    #[error("the room of '{vj}' is full ({max} members)")]
+    Full { vj: String, max: usize },
+    /// Two userids map to one stream name (characters outside [A-Za-z0-9_] become '_').
+    #[error("the stream name '{stream}' of '{vj}' is another user's")]
+    StreamTaken { vj: String, stream: String },
+    #[error("the room of '{vj}' has its maximum of {max} subscribers")]
+    TooManySubscribers { vj: String, max: usize },
+    /// This server holds as many rooms as it may (`limits.max_rooms`).
+    #[error("at the maximum of {max} active rooms")]
+    AtCapacity { max: usize },
+    /// The room's actor stopped while the call waited on it.
+    #[error("the room is unavailable")]
+    Unavailable,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

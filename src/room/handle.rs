@@ -1,0 +1,328 @@
+//! `Rooms`: the one door to the rooms. Actions, callbacks and the WebSocket layer reach a
+//! room only through these typed methods; actor messages and mailboxes stay behind it. The
+//! rooms answer here live in this process (the registry and its actors); a room owned by
+//! another node is the same call, forwarded.
+
+use super::fanout::Queued;
+use super::registry::Registry;
+use super::*;
+use crate::model::{Counters, MemberInfo, PusherInfo, RoomInfo, RoomKey};
+use crate::supervisor::{FlushAll, SharedList};
+use std::time::Duration;
+
+/// What rooms are allowed and how they behave.
+pub struct RoomsConfig {
+    pub index_tick: Duration,
+    pub max_members: usize,
+    pub max_rooms: usize,
+    pub ws_coalesce: Duration,
+    pub max_subscribers: usize,
+    pub idle_stop: Duration,
+    /// Threads of their own for the rooms; 0 runs them on the HTTP workers (each worker
+    /// calls `run_here` as it starts).
+    pub threads: usize,
+}
+
+/// A viewer entering a room, as the member list shows them.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub userid: String,
+    pub nickname: String,
+    pub headpic: String,
+}
+
+/// A realtime subscription to a room's events; it ends when dropped.
+pub struct Subscription {
+    id: u64,
+    frames: mpsc::Receiver<Queued>,
+    room: Addr<Room>,
+}
+
+impl Subscription {
+    /// The next frame; `None` once the room let this subscriber go (its queue was full).
+    pub async fn recv(&mut self) -> Option<Queued> {
+        self.frames.recv().await
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.room.do_send(Unsubscribe { id: self.id });
+    }
+}
+
+#[derive(Clone)]
+pub struct Rooms {
+    registry: Arc<Registry>,
+    supervisor: Addr<Supervisor>,
+    /// The rooms' own threads, when configured (stopped after the final flush).
+    threads: Arc<Vec<Arbiter>>,
+}
+
+impl Rooms {
+    /// Must run inside an actix `System`.
+    pub fn new(
+        cfg: RoomsConfig,
+        store: Arc<dyn Store>,
+        supervisor: Addr<Supervisor>,
+        handover: Handover,
+        health: Arc<crate::metrics::Health>,
+    ) -> Rooms {
+        let threads: Vec<Arbiter> = (0..cfg.threads).map(|_| Arbiter::new()).collect();
+        let env = Arc::new(RoomEnv {
+            store,
+            supervisor: supervisor.clone(),
+            handover,
+            rooms: Directory::new(),
+            index_tick: cfg.index_tick,
+            max_members: cfg.max_members,
+            max_rooms: cfg.max_rooms,
+            ws_coalesce: cfg.ws_coalesce,
+            max_subscribers: cfg.max_subscribers,
+            idle_stop: cfg.idle_stop,
+            health,
+            alive: Default::default(),
+        });
+        let registry = Arc::new(Registry::new(
+            threads.iter().map(|a| a.handle()).collect(),
+            env,
+        ));
+        Rooms {
+            registry,
+            supervisor,
+            threads: Arc::new(threads),
+        }
+    }
+
+    /// Whether rooms run on the HTTP workers (see `RoomsConfig::threads`).
+    pub fn on_workers(&self) -> bool {
+        self.threads.is_empty()
+    }
+
+    /// Lets rooms run on the calling thread's event loop (an HTTP worker, as it starts).
+    pub fn run_here(&self) {
+        self.registry.add_arbiter(Arbiter::current());
+    }
+
+    /// Rooms in memory.
+    pub fn active(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// A viewer enters a live room (`groupid` must be its current broadcast's) or a
+    /// recording (`groupid` None).
+    pub async fn enter(
+        &self,
+        key: &RoomKey,
+        groupid: Option<String>,
+        viewer: Viewer,
+    ) -> Result<(), RoomError> {
+        let msg = Enter {
+            userid: viewer.userid,
+            nickname: viewer.nickname,
+            headpic: viewer.headpic,
+            groupid,
+        };
+        self.existing(key, msg).await?
+    }
+
+    /// A viewer leaves. Leaving a room that does not exist, another broadcast's group, or a
+    /// room one is not in changes nothing and is not an error.
+    pub async fn quit(
+        &self,
+        key: &RoomKey,
+        userid: String,
+        groupid: Option<String>,
+    ) -> Result<(), RoomError> {
+        self.registry.ask(key, Quit { userid, groupid }).await?;
+        Ok(())
+    }
+
+    pub async fn like(&self, key: &RoomKey, increase: bool) -> Result<(), RoomError> {
+        self.existing(key, Like { increase }).await?
+    }
+
+    /// The room's description and counters.
+    pub async fn state(&self, key: &RoomKey) -> Result<(RoomInfo, Counters), RoomError> {
+        self.existing(key, GetState)
+            .await?
+            .ok_or_else(|| RoomError::NoRoom(key.clone()))
+    }
+
+    /// The room's list item.
+    pub async fn info(&self, key: &RoomKey) -> Result<PusherInfo, RoomError> {
+        self.existing(key, GetInfo)
+            .await?
+            .ok_or_else(|| RoomError::NoRoom(key.clone()))
+    }
+
+    /// A page of members, newest first, and how many there are.
+    pub async fn members(
+        &self,
+        key: &RoomKey,
+        groupid: Option<String>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(usize, Vec<MemberInfo>), RoomError> {
+        let msg = MemberPage {
+            groupid,
+            offset,
+            limit,
+        };
+        self.existing(key, msg).await?
+    }
+
+    /// The VJ says the broadcast is online or offline (ChangeStatus).
+    pub async fn set_status(&self, vj: &str, online: bool) -> Result<(), RoomError> {
+        self.existing(&live(vj), SetStatus { online }).await?
+    }
+
+    /// Starts a new broadcast of the VJ's live room, creating the room on first use. It is
+    /// in the database before this returns.
+    pub async fn new_broadcast(&self, vj: &str, info: RoomInfo) -> Result<(), RoomError> {
+        self.registry
+            .ask_live_or_new(vj, NewBroadcast { info })
+            .await?
+    }
+
+    /// The media server reports the stream started or stopped (at `event_time` when it
+    /// says). Answers whether it applied: a report older than the broadcast does not.
+    pub async fn media_status(
+        &self,
+        vj: &str,
+        online: bool,
+        event_time: Option<i64>,
+    ) -> Result<bool, RoomError> {
+        self.existing(&live(vj), MediaStatus { online, event_time })
+            .await
+    }
+
+    /// The media server says the stream is alive.
+    pub async fn sign_of_life(&self, vj: &str) -> Result<(), RoomError> {
+        self.existing(&live(vj), SignOfLife).await
+    }
+
+    /// A recording's description (its URLs arrived); publishes it to the lists.
+    pub async fn set_info(&self, key: &RoomKey, info: RoomInfo) -> Result<(), RoomError> {
+        self.existing(key, SetInfo { info }).await
+    }
+
+    /// The latest screenshot of a live room (already stored).
+    pub async fn set_snapshot(&self, vj: &str, url: String) -> Result<(), RoomError> {
+        self.existing(&live(vj), SetSnapshot { url }).await
+    }
+
+    /// Subscribes to a live room's realtime events: a snapshot first, then coalesced events,
+    /// through a queue of `queue` frames (a subscriber that lets it fill is let go).
+    pub async fn subscribe(&self, vj: &str, queue: usize) -> Result<Subscription, RoomError> {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let key = live(vj);
+        let (tx, frames) = mpsc::channel(queue.max(2));
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Retried like `ask` (a room that stopped idle is reactivated); the subscription
+        // keeps the address that accepted it.
+        for _ in 0..3 {
+            let Some(room) = self.registry.get(&key).await? else {
+                return Err(RoomError::NoRoom(key));
+            };
+            let msg = Subscribe { id, tx: tx.clone() };
+            match room.send(msg).await {
+                Ok(r) => {
+                    r?;
+                    return Ok(Subscription { id, frames, room });
+                }
+                Err(MailboxError::Closed) => self.registry.forget(&key, &room),
+                Err(_) => return Err(RoomError::Unavailable),
+            }
+        }
+        Err(RoomError::Unavailable)
+    }
+
+    /// Applies the stale-stream rule every few seconds: rooms the list shows online with no
+    /// sign of life for `stale_after` seconds check themselves (they decide in their mailbox).
+    pub fn spawn_stale_sweep(&self, list: SharedList, stale_after: i64) {
+        if stale_after <= 0 {
+            return;
+        }
+        let period = Duration::from_secs((stale_after as u64 / 4).clamp(1, 30));
+        let rooms = self.clone();
+        actix::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let before = crate::model::now_unix() - stale_after;
+                let ids = list
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .stale_live(before, 10_000);
+                for vj in ids {
+                    let _ = rooms.existing(&live(&vj), CheckStale { stale_after }).await;
+                }
+            }
+        });
+    }
+
+    /// Rooms hand their pending changes to the supervisor, which writes them all. Rooms on
+    /// stopped HTTP workers hand theirs over as their threads drop them; this waits for
+    /// that. True when everything is in the database before `deadline`.
+    pub async fn flush(&self, deadline: Duration) -> bool {
+        let until = std::time::Instant::now() + deadline;
+        let mut all_handed_over = true;
+        loop {
+            let rooms = self.registry.all();
+            let mut answered = 0;
+            for r in &rooms {
+                if r.send(FlushNow).await.is_ok() {
+                    answered += 1;
+                }
+            }
+            let alive = self.registry.alive();
+            if alive <= answered {
+                tracing::info!(rooms = answered, "rooms flushed");
+                break;
+            }
+            if std::time::Instant::now() >= until {
+                tracing::warn!(
+                    waiting = alive - answered,
+                    "rooms on stopped workers did not hand over in time"
+                );
+                all_handed_over = false;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        let written = self
+            .supervisor
+            .send(FlushAll {
+                deadline: left.max(Duration::from_secs(1)),
+            })
+            .await
+            .unwrap_or(false);
+        written && all_handed_over
+    }
+
+    /// Stops the rooms' own threads (after the final flush).
+    pub fn stop_threads(&self) {
+        for a in self.threads.iter() {
+            a.stop();
+        }
+    }
+
+    /// Sends to an existing room, activating it if needed; `NoRoom` when it is unknown.
+    async fn existing<M>(&self, key: &RoomKey, msg: M) -> Result<M::Result, RoomError>
+    where
+        M: Message + Send + Clone + 'static,
+        M::Result: Send,
+        Room: Handler<M>,
+    {
+        self.registry
+            .ask(key, msg)
+            .await?
+            .ok_or_else(|| RoomError::NoRoom(key.clone()))
+    }
+}
+
+fn live(vj: &str) -> RoomKey {
+    RoomKey::Live(vj.to_string())
+}
