@@ -548,3 +548,31 @@ db_test!(recording_rooms_have_their_own_members_and_counters, |db| {
     assert_eq!(app.info("vj").await["viewercount"], 1);
     app.stop().await;
 });
+
+// A full server says "retry later" (429), not "storage failed" (500); rooms it holds go on.
+db_test!(room_limit_answers_retry_later, |db| {
+    let mut config = test_config(db);
+    config.limits.max_rooms = 2;
+    let app = spawn_app(config).await;
+    app.go_live("vj1").await;
+    app.go_live("vj2").await;
+    let msg = app
+        .err(
+            json!({"Action":"RequestLVBAddr","userid":"vj3","groupid":"g","title":"t"}),
+            429,
+        )
+        .await;
+    assert!(msg.contains("maximum number of rooms"), "{msg}");
+    app.enter("viewer", "vj1").await;
+    assert_eq!(app.info("vj1").await["viewercount"], 1);
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("minilvb_database_errors_total 0"),
+        "not a database error"
+    );
+    assert!(
+        metrics.contains(r#"minilvb_requests_total{action="RequestLVBAddr",code="429"} 1"#),
+        "counted under its Action and code"
+    );
+    app.stop().await;
+});

@@ -241,6 +241,18 @@ impl TestApp {
             .await
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let resp = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.text().await.unwrap()
+    }
+
     /// Waits until the list index reflects recent changes (one index tick and a margin).
     pub async fn settle(&self) {
         tokio::time::sleep(std::time::Duration::from_millis(60)).await;
