@@ -2,6 +2,7 @@
 //! Rooms are reached through `Rooms`, accounts through `Accounts`; their failures become
 //! protocol codes by `?` (see `protocol::error`).
 
+use crate::config::Secret;
 use crate::model::{now_unix, RoomInfo, RoomKey};
 use crate::protocol::request::{Request, Target};
 use crate::protocol::types::{CosSign, MemberList, PushAddr, UserInfo};
@@ -13,7 +14,7 @@ use crate::state::AppState;
 /// Who is calling: the bearer token (header or body field) and the client address.
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     pub peer: Option<std::net::IpAddr>,
 }
 
@@ -23,7 +24,11 @@ pub const EMPTY: &str = "{}";
 pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<String, ApiError> {
     state
         .accounts
-        .authorize(req.action(), req.guard(), caller.token.as_deref())
+        .authorize(
+            req.action(),
+            req.guard(),
+            caller.token.as_ref().map(Secret::expose),
+        )
         .await?;
     let rooms = &state.rooms;
     match req {
@@ -118,7 +123,11 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
                 .await
             {
                 Ok(v) => v,
-                Err(e @ (RoomError::NoRoom(_) | RoomError::NoGroup { .. })) => {
+                Err(
+                    e @ (RoomError::NoRoom(_)
+                    | RoomError::NoBroadcast(_)
+                    | RoomError::NoGroup { .. }),
+                ) => {
                     let rec = RoomKey::Recording {
                         vj: liveuserid,
                         fileid: groupid,
@@ -145,7 +154,9 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
             };
             match rooms.info(&key).await {
                 Ok(info) => json(&info),
-                Err(RoomError::NoRoom(_)) => Err(ApiError::no_such_user(&userid)),
+                Err(RoomError::NoRoom(_) | RoomError::NoBroadcast(_)) => {
+                    Err(ApiError::no_such_user(&userid))
+                }
                 Err(e) => Err(e.into()),
             }
         }

@@ -642,8 +642,8 @@ impl Config {
 }
 
 /// An environment string read as the type of `like` (the key's default): a list splits on
-/// commas, a number or a boolean must parse, anything else is the string itself. Errors do
-/// not repeat the value: it could be a secret set under the wrong name.
+/// commas, a number or a boolean must parse, anything else is the string itself. These
+/// errors do not repeat the value: it could be a secret set under the wrong name.
 fn typed_like(like: &toml::Value, value: &str) -> Result<toml::Value, String> {
     use toml::Value as V;
     Ok(match like {

@@ -6,17 +6,20 @@
 //!   the media-server hooks, `ws.rs` the realtime channel, `connections.rs` and `body.rs`
 //!   the bounds on connections and bodies. `app.rs` builds everything and wires the routes.
 //! - `actions.rs`: what each Action does: `Request` in, `returnData` out.
-//! - `media.rs`, `recordings.rs`: what media-server events do to rooms.
+//! - `media.rs`: what media-server events do to rooms.
 //! - `protocol/`: the wire. `request.rs` parses a body into a typed `Request` (each Action's
 //!   fields, name and guard), `error.rs` is the one place where failures become codes.
 //! - `state.rs`: `AppState`, what handlers reach (no HTTP in it).
 //! - `accounts/`: Register, Login, Refresh, tokens, who may act as whom.
 //! - `room/`: `Rooms`, the one door to the rooms (typed methods, `RoomError`), and behind
 //!   it the registry and the Room actor that owns a room's members, counters and status.
-//! - `supervisor/`: the list index behind FetchList, the hand-over of room changes, and
-//!   the snapshots that write them to the database in batches.
+//! - `supervisor/`: `list.rs` + `index.rs`, the list index behind FetchList; `handover.rs`,
+//!   how rooms hand their changes over; `mod.rs`, the supervisor actor that writes them to
+//!   the database in batches (snapshots) and reads rooms back for activation.
 //! - `store/`: all SQL (SQLite and MySQL/MariaDB through sqlx), behind the `Store` trait.
-//! - `model.rs` (room data), `metrics.rs`, `config.rs`, `sign/`, `net.rs`, `urls.rs`: leaves.
+//! - `model.rs` (room data), `metrics.rs`, `sign/` (signatures), `net.rs` (addresses):
+//!   leaves. `config.rs` (file, then environment) and `urls.rs` use only those.
+//! - `check.rs`: `minilvb check`; `main.rs`: the command line.
 
 pub mod accounts;
 pub mod actions;
@@ -29,7 +32,6 @@ pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod protocol;
-pub mod recordings;
 pub mod room;
 pub mod sign;
 pub mod state;

@@ -19,14 +19,14 @@ pub enum Outcome {
 
 /// The VJ whose current broadcast uses `stream`.
 async fn owner(state: &AppState, stream: &str) -> Result<Option<String>, RoomError> {
-    Ok(state.store.room_by_stream(stream).await?)
+    state.rooms.owner_of_stream(stream).await
 }
 
 /// A room that the store names but that is gone by the time it is asked is unknown too.
 fn known<T>(r: Result<T, RoomError>) -> Result<Option<T>, RoomError> {
     match r {
         Ok(v) => Ok(Some(v)),
-        Err(RoomError::NoRoom(_)) => Ok(None),
+        Err(RoomError::NoRoom(_) | RoomError::NoBroadcast(_)) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -100,7 +100,7 @@ pub async fn recording(
         likes: counters.likes,
         views: counters.views,
     };
-    crate::recordings::add(state, rec).await?;
+    state.rooms.add_recording(rec).await?;
     tracing::info!(vj, stream, fileid, "recording stored");
     Ok(Outcome::Applied)
 }
@@ -110,8 +110,6 @@ pub async fn screenshot(state: &AppState, stream: &str, url: &str) -> Result<Out
     let Some(vj) = owner(state, stream).await? else {
         return Ok(Outcome::UnknownStream);
     };
-    let key = crate::model::RoomKey::Live(vj.clone());
-    state.store.set_snapshot_url(&key, url).await?;
     known(state.rooms.set_snapshot(&vj, url.to_string()).await)?;
     Ok(Outcome::Applied)
 }
@@ -127,12 +125,14 @@ pub async fn verify_push(
     if key.is_empty() {
         return Err("push signing is not configured".into());
     }
-    match state.store.room_by_stream(stream).await {
+    match state.rooms.owner_of_stream(stream).await {
         Ok(Some(_)) => {}
         Ok(None) => return Err(format!("unknown stream '{stream}'")),
         Err(e) => {
-            tracing::warn!(error = %e, "push check: storage failed");
-            return Err("storage unavailable, please retry".into());
+            // Refused here, so logged and counted here.
+            state.metrics.db_error();
+            tracing::warn!(stream, error = %e, "push check: storage failed");
+            return Err("storage unavailable: storage operation failed, please retry".into());
         }
     }
     let now = now_unix().max(0) as u64;

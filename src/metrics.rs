@@ -4,15 +4,13 @@
 use dashmap::DashMap;
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the latency buckets.
 const BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
-
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize};
 
 /// Observable persistence health, shared with `/readyz` and metrics.
 #[derive(Default)]
@@ -228,7 +226,7 @@ impl Metrics {
             ),
             (
                 "minilvb_database_errors_total",
-                "Database operations that failed.",
+                "Database failures behind answers, callbacks and push checks.",
                 self.db_errors.load(Ordering::Relaxed),
             ),
         ];

@@ -526,9 +526,9 @@ async fn in_chromium(db: &TestDb) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    minilvb::recordings::add(
-        &app.state,
-        minilvb::store::NewRecording {
+    app.state
+        .rooms
+        .add_recording(minilvb::store::NewRecording {
             vj: "alice1".into(),
             fileid: "9031868222958931071".into(),
             info: minilvb::model::RoomInfo {
@@ -544,10 +544,9 @@ async fn in_chromium(db: &TestDb) {
             },
             likes: 12,
             views: 40,
-        },
-    )
-    .await
-    .unwrap();
+        })
+        .await
+        .unwrap();
 
     let mut browser = Browser::launch();
     let mut cdp = Cdp::connect(&browser).await;

@@ -53,7 +53,7 @@ async fn add_recording(app: &TestApp, vj: &str, fileid: &str, ended: i64) {
         likes: 0,
         views: 0,
     };
-    minilvb::recordings::add(&app.state, rec).await.unwrap();
+    app.state.rooms.add_recording(rec).await.unwrap();
 }
 
 db_test!(fetch_list_pages_hundreds_of_rooms, |db| {

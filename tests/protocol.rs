@@ -519,7 +519,7 @@ db_test!(recording_rooms_have_their_own_members_and_counters, |db| {
         likes: 5,
         views: 9,
     };
-    minilvb::recordings::add(&app.state, rec).await.unwrap();
+    app.state.rooms.add_recording(rec).await.unwrap();
     let enter = |u: &str| json!({"Action":"EnterGroup","userid":u,"liveuserid":"vj","groupid":"f1","flag":1});
     app.ok(enter("r1")).await;
     app.ok(enter("r1")).await;

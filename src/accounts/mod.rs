@@ -388,7 +388,6 @@ fn throttle_addr(peer: Option<IpAddr>) -> IpAddr {
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
-/// Checks that the caller may run `req` (PROTOCOL.md section 2, "Clients send the token").
 #[cfg(test)]
 mod tests {
     use super::*;

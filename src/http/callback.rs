@@ -5,7 +5,7 @@ use crate::http::body;
 use crate::media::recorded::{self, RecordedFile};
 use crate::media::{self, Outcome};
 use crate::model::now_unix;
-use crate::protocol::ApiError;
+use crate::protocol::{ApiError, Code};
 use crate::room::RoomError;
 use crate::sign;
 use crate::state::AppState;
@@ -13,6 +13,10 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
+
+/// Callback answers carry the protocol's codes too.
+const INVALID: i64 = Code::InvalidParam as i64;
+const VERIFICATION: i64 = Code::Verification as i64;
 
 const MAX_STREAM: usize = 255;
 const MAX_URL: usize = 1024;
@@ -31,12 +35,12 @@ fn ok() -> HttpResponse {
 }
 
 fn bad(msg: impl Into<String>) -> HttpResponse {
-    reply(StatusCode::BAD_REQUEST, 602, &msg.into())
+    reply(StatusCode::BAD_REQUEST, INVALID, &msg.into())
 }
 
 fn api_error(state: &AppState, e: RoomError) -> HttpResponse {
     let e = ApiError::from(e);
-    super::report(state, "callback", &e);
+    super::report(state, "media event", &e);
     // A storage failure must make the media server retry later: answer 5xx.
     reply(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -91,7 +95,7 @@ async fn tencent_inner(state: web::Data<AppState>, body: web::Bytes) -> HttpResp
         Ok(o) => o,
         Err(m) => return bad(m),
     };
-    let forbidden = |m: &str| reply(StatusCode::FORBIDDEN, 498, m);
+    let forbidden = |m: &str| reply(StatusCode::FORBIDDEN, VERIFICATION, m);
     let api_key = &state.config.live.api_key;
     if api_key.is_empty() {
         return forbidden("callbacks are not accepted: live.api_key is not configured");
@@ -188,7 +192,7 @@ async fn nginx_rtmp_inner(
     if !trusted(&state, &req) {
         return reply(
             StatusCode::FORBIDDEN,
-            498,
+            VERIFICATION,
             "this address may not call media-server hooks",
         );
     }
@@ -206,7 +210,7 @@ async fn nginx_rtmp_inner(
                 media::verify_push(&state, stream, get("txSecret"), get("txTime")).await
             {
                 tracing::warn!(stream, reason = %why, "publish refused");
-                return reply(StatusCode::FORBIDDEN, 498, &why);
+                return reply(StatusCode::FORBIDDEN, VERIFICATION, &why);
             }
             media::stream_status(&state, stream, true, None).await
         }
@@ -215,7 +219,7 @@ async fn nginx_rtmp_inner(
         // nginx drop a healthy stream, so a sign of life never answers an error.
         "update" | "update_publish" => {
             if let Err(e) = media::sign_of_life(&state, stream).await {
-                tracing::warn!(stream, error = %e, "sign of life not recorded");
+                super::report(&state, "sign of life", &ApiError::from(e));
             }
             Ok(Outcome::Applied)
         }
@@ -240,7 +244,7 @@ async fn srs_inner(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
     if !trusted(&state, &req) {
         return reply(
             StatusCode::FORBIDDEN,
-            498,
+            VERIFICATION,
             "this address may not call media-server hooks",
         );
     }
@@ -263,14 +267,14 @@ async fn srs_inner(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
                 media::verify_push(&state, &stream, get("txSecret"), get("txTime")).await
             {
                 tracing::warn!(stream, reason = %why, "publish refused");
-                return reply(StatusCode::OK, 498, &why);
+                return reply(StatusCode::OK, VERIFICATION, &why);
             }
             media::stream_status(&state, &stream, true, None).await
         }
         "on_unpublish" => media::stream_status(&state, &stream, false, None).await,
         "on_hls" => {
             if let Err(e) = media::sign_of_life(&state, &stream).await {
-                tracing::warn!(stream, error = %e, "sign of life not recorded");
+                super::report(&state, "sign of life", &ApiError::from(e));
             }
             Ok(Outcome::Applied)
         }
@@ -321,7 +325,7 @@ where
 {
     let resp = match body::read(req, payload, state.config.limits.max_body_bytes).await {
         Ok(body) => run(body).await,
-        Err(e) => reply(e.status(), 602, &e.message()),
+        Err(e) => reply(e.status(), INVALID, &e.message()),
     };
     counted(&state, source, resp)
 }

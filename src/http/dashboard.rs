@@ -9,6 +9,7 @@
 use crate::config::AuthMode;
 use crate::protocol::request::ListFlag;
 use crate::protocol::types::PusherInfo;
+use crate::protocol::{envelope, ApiError, Code};
 use crate::state::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -143,10 +144,8 @@ fn refuse_text(r: Refusal) -> HttpResponse {
         .body(format!("{}\n", r.1))
 }
 
-fn refuse_json(status: StatusCode, code: i64, msg: &str) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("application/json")
-        .body(json!({"returnValue": code, "returnMsg": msg, "returnData": {}}).to_string())
+fn refuse_json(status: StatusCode, code: Code, msg: &str) -> HttpResponse {
+    envelope::error_response(status, &ApiError::new(code, msg))
 }
 
 /// The Content-Security-Policy of the page: only its own inline script and style (by
@@ -201,12 +200,12 @@ pub async fn feed(
     body: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
     if let Err(r) = check_access(&state, &req) {
-        return Ok(refuse_json(r.0, 498, r.1));
+        return Ok(refuse_json(r.0, Code::Verification, r.1));
     }
     let Some(slot) = Slot::take(&state) else {
         return Ok(refuse_json(
             StatusCode::SERVICE_UNAVAILABLE,
-            429,
+            Code::TooManyRequests,
             "too many dashboard connections",
         ));
     };

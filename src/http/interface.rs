@@ -1,6 +1,7 @@
 //! `POST /interface.php` and `POST /`: the Action protocol.
 
 use crate::actions::Caller;
+use crate::config::Secret;
 use crate::http::body;
 use crate::metrics::INVALID;
 use crate::protocol::{envelope, ApiError, Code, Request};
@@ -56,11 +57,11 @@ pub async fn interface(
 }
 
 /// `Authorization: Bearer <token>`, if present.
-fn bearer(req: &HttpRequest) -> Option<String> {
+fn bearer(req: &HttpRequest) -> Option<Secret> {
     let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.trim().split_once(' ')?;
     (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
-        .then(|| token.trim().to_string())
+        .then(|| Secret::new(token.trim()))
 }
 
 pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {

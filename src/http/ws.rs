@@ -6,6 +6,7 @@
 //! the socket has not taken `ws.max_lag_ms` after the room queued it. The kernel's socket
 //! buffers only delay that verdict by what they absorb; they cannot prevent it.
 
+use crate::config::Secret;
 use crate::model::RoomKey;
 use crate::protocol::{ApiError, Code};
 use crate::room::{RoomError, Subscription};
@@ -27,15 +28,13 @@ impl Drop for ConnSlot {
     }
 }
 
-fn refuse(status: actix_web::http::StatusCode, code: i64, msg: &str) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("application/json")
-        .body(json!({"returnValue": code, "returnMsg": msg, "returnData": {}}).to_string())
+fn refuse(status: actix_web::http::StatusCode, e: &ApiError) -> HttpResponse {
+    crate::protocol::envelope::error_response(status, e)
 }
 
 #[derive(serde::Deserialize)]
 pub struct WsQuery {
-    token: Option<String>,
+    token: Option<Secret>,
 }
 
 pub async fn room_ws(
@@ -49,14 +48,16 @@ pub async fn room_ws(
     let vj = path.into_inner();
     let cfg = &state.config.ws;
     if vj.is_empty() || vj.len() > state.config.limits.max_userid_len {
-        return Ok(refuse(StatusCode::BAD_REQUEST, 602, "invalid liveuserid"));
+        return Ok(refuse(
+            StatusCode::BAD_REQUEST,
+            &ApiError::param("invalid liveuserid"),
+        ));
     }
     if state.health.ws_connections.fetch_add(1, Ordering::Relaxed) >= cfg.max_connections {
         state.health.ws_connections.fetch_sub(1, Ordering::Relaxed);
         return Ok(refuse(
             StatusCode::SERVICE_UNAVAILABLE,
-            429,
-            "too many realtime connections",
+            &ApiError::new(Code::TooManyRequests, "too many realtime connections"),
         ));
     }
     let slot = ConnSlot(state.health.clone());
@@ -71,7 +72,7 @@ pub async fn room_ws(
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            return Ok(refuse(status, e.code.value() as i64, &e.msg));
+            return Ok(refuse(status, &e));
         }
     };
     // A failed handshake drops the subscription, which unsubscribes.
@@ -96,7 +97,7 @@ struct Conn {
     session: actix_ws::Session,
     /// The user a token proved, once verified.
     user: Option<String>,
-    token: Option<String>,
+    token: Option<Secret>,
     errors: u32,
     likes_window: (Instant, u32),
 }
@@ -201,14 +202,14 @@ impl Conn {
         match o.get("type").and_then(Value::as_str) {
             Some("like") => {
                 if let Some(t) = o.get("token").and_then(Value::as_str) {
-                    self.token = Some(t.chars().take(512).collect());
+                    self.token = Some(Secret::new(t.chars().take(512).collect::<String>()));
                 }
                 if let Err(msg) = self.may_like().await {
                     return self.notice(&msg, timeout).await;
                 }
                 match self.state.rooms.like(&self.key, true).await {
                     Ok(()) => Next::Continue,
-                    Err(RoomError::NoRoom(_)) => {
+                    Err(RoomError::NoRoom(_) | RoomError::NoBroadcast(_)) => {
                         Next::Close(Some(reason(CloseCode::Normal, "the room is gone")))
                     }
                     Err(e) => {
@@ -252,7 +253,7 @@ impl Conn {
                 "a like needs a token (?token= on connect, or \"token\" in the message)".into(),
             );
         };
-        match self.state.accounts.user_of(&token).await {
+        match self.state.accounts.user_of(token.expose()).await {
             Ok(Some(u)) => {
                 self.user = Some(u);
                 Ok(())

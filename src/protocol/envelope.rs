@@ -4,7 +4,6 @@
 use super::error::ApiError;
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
-use serde::Serialize;
 
 pub const OK_MSG: &str = "return successfully!";
 
@@ -17,20 +16,6 @@ pub fn ok_raw(data_json: &str) -> HttpResponse {
     body.push_str(data_json);
     body.push('}');
     json_response(StatusCode::OK, body)
-}
-
-pub fn ok<T: Serialize>(data: &T) -> HttpResponse {
-    match serde_json::to_string(data) {
-        Ok(s) => ok_raw(&s),
-        Err(e) => error_response(
-            StatusCode::OK,
-            &ApiError::internal("encoding the answer failed", &e),
-        ),
-    }
-}
-
-pub fn ok_empty() -> HttpResponse {
-    ok_raw("{}")
 }
 
 pub fn error_body(err: &ApiError) -> String {

@@ -117,9 +117,12 @@ impl From<RoomError> for ApiError {
     fn from(e: RoomError) -> Self {
         match e {
             RoomError::NoRoom(key) => ApiError::new(Code::UpdateFailed, no_room(&key)),
+            RoomError::NoBroadcast(vj) => {
+                ApiError::new(Code::UpdateFailed, format!("no room for userid '{vj}'"))
+            }
             RoomError::NoGroup { vj, groupid } => ApiError::new(
                 Code::UpdateFailed,
-                format!("the room of '{vj}' has no group '{groupid}' (its current group is another)"),
+                format!("room of '{vj}' has no group '{groupid}' (its current group is another)"),
             ),
             RoomError::Full { vj, max } => {
                 ApiError::param(format!("room of '{vj}' is full ({max} members)"))
@@ -201,5 +204,83 @@ impl From<AccountError> for ApiError {
             ),
             A::Store(e) => e.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What clients read for each room failure: the codes of PROTOCOL.md, and the texts
+    /// the server has always sent.
+    #[test]
+    fn room_failures_become_codes() {
+        let vj = || "vj".to_string();
+        let cases: Vec<(RoomError, Code, &str)> = vec![
+            (
+                RoomError::NoRoom(RoomKey::Live(vj())),
+                Code::UpdateFailed,
+                "no live room for userid 'vj'",
+            ),
+            (
+                RoomError::NoRoom(RoomKey::Recording {
+                    vj: vj(),
+                    fileid: "f".into(),
+                }),
+                Code::UpdateFailed,
+                "no recording 'f' of userid 'vj'",
+            ),
+            (
+                RoomError::NoBroadcast(vj()),
+                Code::UpdateFailed,
+                "no room for userid 'vj'",
+            ),
+            (
+                RoomError::NoGroup {
+                    vj: vj(),
+                    groupid: "g".into(),
+                },
+                Code::UpdateFailed,
+                "room of 'vj' has no group 'g' (its current group is another)",
+            ),
+            (
+                RoomError::Full { vj: vj(), max: 3 },
+                Code::InvalidParam,
+                "room of 'vj' is full (3 members)",
+            ),
+            (
+                RoomError::TooManySubscribers { vj: vj(), max: 2 },
+                Code::TooManyRequests,
+                "room of 'vj' has its maximum of 2 subscribers",
+            ),
+            (
+                RoomError::AtCapacity { max: 9 },
+                Code::TooManyRequests,
+                "this server holds its maximum number of rooms; retry later",
+            ),
+            (
+                RoomError::Unavailable,
+                Code::Storage,
+                "the room is unavailable, please retry",
+            ),
+        ];
+        for (e, code, msg) in cases {
+            let a = ApiError::from(e);
+            assert_eq!((a.code, a.msg.as_str()), (code, msg));
+        }
+    }
+
+    /// A storage failure reaches the log (through `internal`), never the client.
+    #[test]
+    fn storage_causes_stay_internal() {
+        let e = ApiError::from(RoomError::Store(StoreError::InexactKeys(
+            "SELECT secret FROM t".into(),
+        )));
+        assert_eq!(e.code, Code::Storage);
+        assert!(!e.msg.contains("SELECT"), "{}", e.msg);
+        let cause = e.internal.expect("a cause for the log");
+        assert!(cause.storage && cause.detail.contains("SELECT"));
+        let e = ApiError::from(AccountError::Hashing("argon2: bad params".into()));
+        assert!(!e.msg.contains("argon2") && !e.internal.unwrap().storage);
     }
 }

@@ -139,7 +139,7 @@ impl Request {
     pub fn parse(
         body: &[u8],
         limits: &LimitsConfig,
-    ) -> Result<(Request, Option<String>), ApiError> {
+    ) -> Result<(Request, Option<Secret>), ApiError> {
         if body.iter().all(|b| b.is_ascii_whitespace()) {
             return Err(ApiError::param(
                 "empty body: expected a JSON object with an 'Action' field",
@@ -158,7 +158,7 @@ impl Request {
             }
             None => return Err(ApiError::param("missing required field 'Action'")),
         };
-        let token = f.opt_string("token", 512)?;
+        let token = f.opt_string("token", 512)?.map(Secret::new);
         let req = Self::parse_action(&action, &f, limits)?;
         Ok((req, token))
     }

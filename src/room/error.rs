@@ -1,14 +1,18 @@
 //! Why a room operation failed, in the room's own terms. `protocol::error` turns these into
-//! protocol codes; nothing below it chooses a code.
+//! protocol codes and client messages; nothing below it chooses a code. (The texts here are
+//! for logs.)
 
 use crate::model::RoomKey;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RoomError {
-    /// No such room: never created, or a live room with no broadcast yet.
+    /// No such room.
     #[error("no room {0:?}")]
     NoRoom(RoomKey),
+    /// The VJ's live room has no broadcast yet (RequestLVBAddr never succeeded).
+    #[error("the room of '{0}' has no broadcast")]
+    NoBroadcast(String),
     /// The room exists, but its current broadcast's group is another.
     #[error("the room of '{vj}' has no group '{groupid}'")]
     NoGroup { vj: String, groupid: String },

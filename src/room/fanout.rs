@@ -65,6 +65,13 @@ impl Fanout {
         self.subs.is_empty()
     }
 
+    /// Forgets subscribers whose receiving end is gone without unsubscribing (a connection
+    /// dropped between subscribing and taking its first frame): a quiet room would
+    /// otherwise never notice, and never go idle.
+    pub fn forget_closed(&mut self) {
+        self.subs.retain(|_, tx| !tx.is_closed());
+    }
+
     pub fn subscribe(&mut self, id: u64, tx: mpsc::Sender<Queued>, snapshot: Frame) {
         // The queue is new and empty: the snapshot always fits.
         if tx.try_send(Queued::now(snapshot)).is_ok() {

@@ -1,12 +1,13 @@
 //! `Rooms`: the one door to the rooms. Actions, callbacks and the WebSocket layer reach a
-//! room only through these typed methods; actor messages and mailboxes stay behind it. The
-//! rooms answer here live in this process (the registry and its actors); a room owned by
-//! another node is the same call, forwarded.
+//! room, and write anything of a room's, only through these typed methods; actor messages
+//! and mailboxes stay behind it. Today every room lives in this process (the registry and
+//! its actors); this is where a call for a room owned by another node will be forwarded.
 
 use super::fanout::Queued;
 use super::registry::Registry;
 use super::*;
 use crate::model::{Counters, MemberInfo, PusherInfo, RoomInfo, RoomKey};
+use crate::store::NewRecording;
 use crate::supervisor::{FlushAll, SharedList};
 use std::time::Duration;
 
@@ -33,13 +34,14 @@ pub struct Viewer {
 
 /// A realtime subscription to a room's events; it ends when dropped.
 pub struct Subscription {
-    id: u64,
     frames: mpsc::Receiver<Queued>,
-    room: Addr<Room>,
+    /// Tells the room this subscriber left.
+    leave: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl Subscription {
-    /// The next frame; `None` once the room let this subscriber go (its queue was full).
+    /// The next frame; `None` once the room let this subscriber go: its queue was full, or
+    /// the room stopped. (A new broadcast sends a `closed` event first.)
     pub async fn recv(&mut self) -> Option<Queued> {
         self.frames.recv().await
     }
@@ -47,7 +49,9 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.room.do_send(Unsubscribe { id: self.id });
+        if let Some(leave) = self.leave.take() {
+            leave();
+        }
     }
 }
 
@@ -146,14 +150,19 @@ impl Rooms {
     pub async fn state(&self, key: &RoomKey) -> Result<(RoomInfo, Counters), RoomError> {
         self.existing(key, GetState)
             .await?
-            .ok_or_else(|| RoomError::NoRoom(key.clone()))
+            .ok_or_else(|| RoomError::NoBroadcast(key.vj().to_string()))
     }
 
     /// The room's list item.
     pub async fn info(&self, key: &RoomKey) -> Result<PusherInfo, RoomError> {
         self.existing(key, GetInfo)
             .await?
-            .ok_or_else(|| RoomError::NoRoom(key.clone()))
+            .ok_or_else(|| RoomError::NoBroadcast(key.vj().to_string()))
+    }
+
+    /// The VJ whose current broadcast uses this stream name.
+    pub async fn owner_of_stream(&self, stream: &str) -> Result<Option<String>, RoomError> {
+        Ok(self.registry.store().room_by_stream(stream).await?)
     }
 
     /// A page of members, newest first, and how many there are.
@@ -202,14 +211,29 @@ impl Rooms {
         self.existing(&live(vj), SignOfLife).await
     }
 
-    /// A recording's description (its URLs arrived); publishes it to the lists.
-    pub async fn set_info(&self, key: &RoomKey, info: RoomInfo) -> Result<(), RoomError> {
-        self.existing(key, SetInfo { info }).await
+    /// Stores a recording (or merges another format's URL into it) before answering, then
+    /// lets its room publish it to the lists. Returns the stored record.
+    pub async fn add_recording(&self, rec: NewRecording) -> Result<RoomRecord, RoomError> {
+        let record = self.registry.store().put_recording(&rec).await?;
+        let key = RoomKey::Recording {
+            vj: rec.vj,
+            fileid: rec.fileid,
+        };
+        let info = SetInfo {
+            info: record.info.clone(),
+        };
+        match self.existing(&key, info).await {
+            // Stored, so it can only have been missing before the write: nothing to tell.
+            Ok(()) | Err(RoomError::NoRoom(_)) => Ok(record),
+            Err(e) => Err(e),
+        }
     }
 
-    /// The latest screenshot of a live room (already stored).
+    /// The media server took a screenshot of the VJ's stream: stored, then shown.
     pub async fn set_snapshot(&self, vj: &str, url: String) -> Result<(), RoomError> {
-        self.existing(&live(vj), SetSnapshot { url }).await
+        let key = live(vj);
+        self.registry.store().set_snapshot_url(&key, &url).await?;
+        self.existing(&key, SetSnapshot { url }).await
     }
 
     /// Subscribes to a live room's realtime events: a snapshot first, then coalesced events,
@@ -229,7 +253,11 @@ impl Rooms {
             match room.send(msg).await {
                 Ok(r) => {
                     r?;
-                    return Ok(Subscription { id, frames, room });
+                    let leave = Box::new(move || room.do_send(Unsubscribe { id }));
+                    return Ok(Subscription {
+                        frames,
+                        leave: Some(leave),
+                    });
                 }
                 Err(MailboxError::Closed) => self.registry.forget(&key, &room),
                 Err(_) => return Err(RoomError::Unavailable),
@@ -256,7 +284,10 @@ impl Rooms {
                     .unwrap_or_else(|e| e.into_inner())
                     .stale_live(before, 10_000);
                 for vj in ids {
-                    let _ = rooms.existing(&live(&vj), CheckStale { stale_after }).await;
+                    let check = CheckStale { stale_after };
+                    if let Err(e) = rooms.existing(&live(&vj), check).await {
+                        tracing::warn!(vj, error = %e, "stale-stream check failed");
+                    }
                 }
             }
         });

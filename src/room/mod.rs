@@ -216,7 +216,8 @@ impl Room {
         }
     }
 
-    fn idle(&self) -> bool {
+    fn idle(&mut self) -> bool {
+        self.fanout.forget_closed();
         !self.counters.online && self.members.is_empty() && self.fanout.is_empty()
     }
 
@@ -271,8 +272,10 @@ impl Room {
         });
     }
 
+    /// Only a live room can exist without existing: it was created for a broadcast that
+    /// has not begun (or failed to).
     fn missing(&self) -> RoomError {
-        RoomError::NoRoom(self.key.clone())
+        RoomError::NoBroadcast(self.key.vj().to_string())
     }
 
     fn no_group(&self, groupid: &str) -> RoomError {

@@ -167,10 +167,7 @@ impl Registry {
                 Ok(r) => return Ok(Some(r)),
                 // Stopped while idle between lookup and send: look it up (reactivate) again.
                 Err(MailboxError::Closed) => self.forget(key, &addr),
-                Err(e) => {
-                    tracing::error!(error = %e, "room unavailable");
-                    return Err(RoomError::Unavailable);
-                }
+                Err(_) => return Err(RoomError::Unavailable),
             }
         }
         Err(RoomError::Unavailable)
@@ -184,6 +181,10 @@ impl Registry {
             });
         }
         Ok(())
+    }
+
+    pub fn store(&self) -> &Arc<dyn crate::store::Store> {
+        &self.env.store
     }
 
     /// Forgets a room that stopped between lookup and send (the next lookup reactivates it).

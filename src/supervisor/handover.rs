@@ -16,9 +16,7 @@ impl Handover {
     pub(super) fn new(tx: std::sync::mpsc::Sender<RoomChanged>) -> Self {
         Handover(tx)
     }
-}
 
-impl Handover {
     pub fn send(&self, change: RoomChanged) {
         // Fails only once the supervisor is gone: the process is ending.
         let _ = self.0.send(change);
