@@ -201,7 +201,7 @@ async fn run_backend(db: &BenchDb, storm: Duration) -> Vec<Row> {
     for i in 0..ROOMS {
         let rec = state
             .store
-            .load_room(&RoomKey::Live(format!("r{i:04}")))
+            .load_room(&RoomKey::Live(format!("r{i:04}")), false)
             .await
             .expect("load")
             .expect("room exists");

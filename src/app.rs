@@ -100,6 +100,7 @@ impl Application {
         );
         sup.seed(live, recordings);
         let handover = sup.handover();
+        let fenced = sup.fenced_rooms();
         let supervisor = sup.start();
 
         let workers = if config.server.workers == 0 {
@@ -123,6 +124,7 @@ impl Application {
             supervisor,
             handover,
             health.clone(),
+            fenced,
         );
         rooms.spawn_stale_sweep(list.clone(), config.live.stale_after_secs as i64);
 

@@ -23,6 +23,8 @@ pub struct Health {
     pub ws_connections: AtomicUsize,
     /// Members across active rooms (rooms add and subtract as viewers come and go).
     pub members: AtomicI64,
+    /// Room snapshots refused because another server had claimed the room.
+    pub fenced_writes: AtomicU64,
     pub snapshot_seconds: Histogram,
 }
 
@@ -208,7 +210,7 @@ impl Metrics {
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
-        let counters: [(&str, &str, u64); 4] = [
+        let counters: [(&str, &str, u64); 5] = [
             (
                 "minilvb_snapshots_total",
                 "Snapshot transactions committed.",
@@ -218,6 +220,11 @@ impl Metrics {
                 "minilvb_snapshot_failures_total",
                 "Snapshot transactions that failed.",
                 h.snapshot_failures.load(Ordering::Relaxed),
+            ),
+            (
+                "minilvb_fenced_writes_total",
+                "Room snapshots refused because another server holds the room (the room is dropped here).",
+                h.fenced_writes.load(Ordering::Relaxed),
             ),
             (
                 "minilvb_snapshot_rows_total",

@@ -84,12 +84,17 @@ pub struct RoomRecord {
     pub members: Vec<Member>,
     /// Member count (equals `members.len()` when members were loaded).
     pub member_count: u64,
+    /// The fencing token this server holds for the room (0 where the store does not fence:
+    /// see `Store::fences`).
+    pub fence: i64,
 }
 
 /// One dirty room's changes since its last snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotItem {
     pub key: RoomKey,
+    /// The fence the room was written under: the write changes nothing if it is not current.
+    pub fence: i64,
     pub counters: Counters,
     pub upserts: Vec<Member>,
     pub deletes: Vec<String>,

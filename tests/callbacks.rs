@@ -204,7 +204,7 @@ db_test!(
         let rec = app
             .state
             .store
-            .load_room(&minilvb::model::RoomKey::Live(VJ.into()))
+            .load_room(&minilvb::model::RoomKey::Live(VJ.into()), false)
             .await
             .unwrap()
             .unwrap();

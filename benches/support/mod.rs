@@ -104,6 +104,7 @@ pub fn fabricated_live_rooms(n: usize) -> Vec<RoomRecord> {
                 },
                 members: Vec::new(),
                 member_count: viewers,
+                fence: 0,
             }
         })
         .collect()

@@ -145,6 +145,10 @@ impl From<RoomError> for ApiError {
                     "this server holds its maximum number of rooms; retry later",
                 )
             },
+            RoomError::Moved(key) => ApiError::internal(
+                "the room moved to another server, please retry",
+                &format!("write fenced: {key:?} is held by another server"),
+            ),
             RoomError::Unavailable => ApiError::internal(
                 "the room is unavailable, please retry",
                 &"room actor unavailable",
@@ -262,6 +266,11 @@ mod tests {
                 RoomError::Unavailable,
                 Code::Storage,
                 "the room is unavailable, please retry",
+            ),
+            (
+                RoomError::Moved(RoomKey::Live(vj())),
+                Code::Storage,
+                "the room moved to another server, please retry",
             ),
         ];
         for (e, code, msg) in cases {

@@ -26,6 +26,9 @@ pub enum RoomError {
     /// This server holds as many rooms as it may (`limits.max_rooms`).
     #[error("at the maximum of {max} active rooms")]
     AtCapacity { max: usize },
+    /// Another server claimed the room since this one loaded it; nothing was changed.
+    #[error("room {0:?} moved to another server")]
+    Moved(RoomKey),
     /// The room's actor stopped while the call waited on it.
     #[error("the room is unavailable")]
     Unavailable,

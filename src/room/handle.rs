@@ -71,6 +71,7 @@ impl Rooms {
         supervisor: Addr<Supervisor>,
         handover: Handover,
         health: Arc<crate::metrics::Health>,
+        mut fenced: mpsc::Receiver<RoomKey>,
     ) -> Rooms {
         let threads: Vec<Arbiter> = (0..cfg.threads).map(|_| Arbiter::new()).collect();
         let env = Arc::new(RoomEnv {
@@ -91,6 +92,15 @@ impl Rooms {
             threads.iter().map(|a| a.handle()).collect(),
             env,
         ));
+        // A room whose snapshot lost its fence lets go (if it still runs here).
+        let lost = registry.clone();
+        actix::spawn(async move {
+            while let Some(key) = fenced.recv().await {
+                if let Some(room) = lost.running(&key) {
+                    room.do_send(Fenced);
+                }
+            }
+        });
         Rooms {
             registry,
             supervisor,

@@ -60,6 +60,10 @@ struct Room {
     flush_scheduled: bool,
     fanout: Fanout,
     idle_check_scheduled: bool,
+    /// The fencing token this server holds for the room (see `Store::fences`).
+    fence: i64,
+    /// Another server holds the room now: nothing of this one's is handed over any more.
+    fenced: bool,
 }
 
 impl Actor for Room {
@@ -106,6 +110,8 @@ impl Room {
             flush_scheduled: false,
             fanout: Fanout::default(),
             idle_check_scheduled: false,
+            fence: record.fence,
+            fenced: false,
         };
         room.add_members(room.members.len() as i64);
         room
@@ -126,6 +132,7 @@ impl Room {
                 },
                 members: Vec::new(),
                 member_count: 0,
+                fence: 0,
             },
             env,
         )
@@ -248,6 +255,9 @@ impl Room {
 
     fn flush(&mut self) {
         self.flush_scheduled = false;
+        if self.fenced {
+            return;
+        }
         let entry = self
             .listed()
             .then(|| ListEntry::new(&self.pusher_info(), self.counters.seen_at));
@@ -265,6 +275,7 @@ impl Room {
             entry,
             snapshot: SnapshotItem {
                 key: self.key.clone(),
+                fence: self.fence,
                 counters,
                 upserts,
                 deletes,
@@ -491,15 +502,20 @@ impl Handler<NewBroadcast> for Room {
         let store = self.env.store.clone();
         let userid = self.key.vj().to_string();
         let info = msg.info;
+        let fence = self.fence;
         AtomicResponse::new(Box::pin(
             async move {
-                let r = store.begin_broadcast(&userid, epoch, &info).await;
+                let r = store.begin_broadcast(&userid, epoch, &info, fence).await;
                 (r, info)
             }
             .into_actor(self)
             .map(move |(r, info), act, ctx| {
                 match r {
-                    Ok(()) => {}
+                    Ok(fence) => act.fence = fence,
+                    Err(StoreError::Fenced) => {
+                        act.lose(ctx);
+                        return Err(RoomError::Moved(act.key.clone()));
+                    }
                     Err(StoreError::StreamTaken) => {
                         return Err(RoomError::StreamTaken {
                             vj: act.key.vj().to_string(),
@@ -642,6 +658,37 @@ impl Handler<Unsubscribe> for Room {
     fn handle(&mut self, msg: Unsubscribe, ctx: &mut Context<Self>) {
         self.fanout.unsubscribe(msg.id);
         self.maybe_idle(ctx);
+    }
+}
+
+/// Another server claimed the room (a write under this one's fence changed nothing): the
+/// room lets go of everything it holds, unsaved changes included, and stops. The next
+/// request here reads the room back from the database.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+struct Fenced;
+
+impl Handler<Fenced> for Room {
+    type Result = ();
+    fn handle(&mut self, _: Fenced, ctx: &mut Context<Self>) {
+        self.lose(ctx);
+    }
+}
+
+impl Room {
+    fn lose(&mut self, ctx: &mut Context<Self>) {
+        if self.fenced {
+            return;
+        }
+        tracing::warn!(room = ?self.key, "another server holds this room now: dropped here");
+        self.fenced = true;
+        self.member_changes.clear();
+        self.fanout.close_all(&fanout::closed_frame(
+            "the room moved to another server; reconnect",
+        ));
+        let me = ctx.address();
+        self.env.rooms.remove_if(&self.key, |_, a| *a == me);
+        ctx.stop();
     }
 }
 

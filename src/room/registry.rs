@@ -187,6 +187,11 @@ impl Registry {
         &self.env.store
     }
 
+    /// The room's actor if it is running (never activates it).
+    pub fn running(&self, key: &RoomKey) -> Option<Addr<Room>> {
+        self.env.rooms.get(key).map(|a| a.clone())
+    }
+
     /// Forgets a room that stopped between lookup and send (the next lookup reactivates it).
     pub fn forget(&self, key: &RoomKey, addr: &Addr<Room>) {
         self.env.rooms.remove_if(key, |_, a| a == addr);

@@ -23,6 +23,9 @@ pub enum StoreError {
     /// The database cannot keep keys byte-exact (see `exact_keys`).
     #[error("keys would not compare byte for byte: {0}")]
     InexactKeys(String),
+    /// Another server activated the room since this one did: its write changed nothing.
+    #[error("the room is fenced: another server holds it now")]
+    Fenced,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -46,19 +49,34 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
     /// Migration versions applied to the database, and those this binary knows.
     async fn migration_status(&self) -> StoreResult<(Vec<i64>, Vec<i64>)>;
+    /// Whether writes are fenced: with a database that several servers can share (MySQL,
+    /// MariaDB), activating a room claims it (see `load_room`), and writes of a server that
+    /// lost the claim change nothing. An embedded database has one server and no fence.
+    fn fences(&self) -> bool;
     /// A room with its members of the current epoch. Its key is the stored row's, and a row
-    /// whose key is not byte-equal to `key` counts as not found.
-    async fn load_room(&self, key: &RoomKey) -> StoreResult<Option<RoomRecord>>;
+    /// whose key is not byte-equal to `key` counts as not found. With `claim` (and fences),
+    /// the room's fence is bumped in the same transaction, before it is read, and the record
+    /// carries the new value: from then on only writes under it count.
+    async fn load_room(&self, key: &RoomKey, claim: bool) -> StoreResult<Option<RoomRecord>>;
     /// Live rooms that are online, without member lists (counts only).
     async fn online_rooms(&self) -> StoreResult<Vec<RoomRecord>>;
     /// Recordings that ended at or after `since` and have a play URL, without members.
     async fn recent_recordings(&self, since: i64) -> StoreResult<Vec<RoomRecord>>;
     /// Starts broadcast `epoch` of a VJ's room: description replaced, counters zeroed,
-    /// members emptied, in one transaction.
-    async fn begin_broadcast(&self, userid: &str, epoch: i64, info: &RoomInfo) -> StoreResult<()>;
+    /// members emptied, in one transaction, under `fence` (0: a room new to this server,
+    /// claimed by this write). Returns the fence the room now holds; `Fenced` when another
+    /// server holds it.
+    async fn begin_broadcast(
+        &self,
+        userid: &str,
+        epoch: i64,
+        info: &RoomInfo,
+        fence: i64,
+    ) -> StoreResult<i64>;
     /// Writes dirty rooms' counters and member changes in one transaction. Counters of an
-    /// older epoch never overwrite a newer one.
-    async fn write_snapshot(&self, items: &[SnapshotItem]) -> StoreResult<()>;
+    /// older epoch never overwrite a newer one, and items whose fence is not current are
+    /// left out. Returns those items' keys.
+    async fn write_snapshot(&self, items: &[SnapshotItem]) -> StoreResult<Vec<RoomKey>>;
     /// The VJ whose current broadcast uses this stream name.
     async fn room_by_stream(&self, stream: &str) -> StoreResult<Option<String>>;
     /// Creates a recording, or merges another format's URL into it. Returns the stored record.

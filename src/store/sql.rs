@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::query::Query;
-use sqlx::{Any, AnyPool, Row};
+use sqlx::{Any, AnyConnection, AnyPool, Row};
 use std::borrow::Cow;
 use std::time::Duration;
 
@@ -36,6 +36,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "members without rowid",
         include_str!("../../migrations/sqlite/0003_members_without_rowid.sql"),
     ),
+    (
+        4,
+        "fence",
+        include_str!("../../migrations/sqlite/0004_fence.sql"),
+    ),
 ];
 const MYSQL_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -52,6 +57,11 @@ const MYSQL_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "exact keys",
         include_str!("../../migrations/mysql/0003_exact_keys.sql"),
+    ),
+    (
+        4,
+        "fence",
+        include_str!("../../migrations/mysql/0004_fence.sql"),
     ),
 ];
 
@@ -218,7 +228,11 @@ impl SqlStore {
         self.upsert("members", &cols, &["vj", "fileid", "userid"], rows, &update)
     }
 
-    async fn members(&self, key: &RoomKey, epoch: i64) -> StoreResult<Vec<Member>> {
+    async fn members(
+        conn: &mut AnyConnection,
+        key: &RoomKey,
+        epoch: i64,
+    ) -> StoreResult<Vec<Member>> {
         let rows = sqlx::query(
             "SELECT userid, nickname, headpic, seq FROM members \
              WHERE vj = ? AND fileid = ? AND epoch = ? ORDER BY seq",
@@ -226,7 +240,7 @@ impl SqlStore {
         .bind(key.vj())
         .bind(key.fileid())
         .bind(epoch)
-        .fetch_all(&self.pool)
+        .fetch_all(conn)
         .await?;
         rows.iter()
             .map(|r| {
@@ -240,12 +254,154 @@ impl SqlStore {
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
     }
+
+    /// A room and its current members, as stored; `None` when unknown.
+    async fn read_room(conn: &mut AnyConnection, key: &RoomKey) -> StoreResult<Option<RoomRecord>> {
+        let row = match key {
+            RoomKey::Live(vj) => {
+                sqlx::query(&format!(
+                    "SELECT r.userid AS k_vj, '' AS k_fileid, r.epoch, {INFO_COLS}, {STATE_COLS} \
+                     FROM rooms r \
+                     LEFT JOIN room_state s ON s.vj = r.userid AND s.fileid = '' WHERE r.userid = ?"
+                ))
+                .bind(vj)
+                .fetch_optional(&mut *conn)
+                .await?
+            }
+            RoomKey::Recording { vj, fileid } => {
+                sqlx::query(&format!(
+                "SELECT r.vj AS k_vj, r.fileid AS k_fileid, 0 AS epoch, {INFO_COLS}, {STATE_COLS} \
+                     FROM recordings r \
+                     LEFT JOIN room_state s ON s.vj = r.vj AND s.fileid = r.fileid \
+                     WHERE r.vj = ? AND r.fileid = ?"
+            ))
+                .bind(vj)
+                .bind(fileid)
+                .fetch_optional(&mut *conn)
+                .await?
+            }
+        };
+        let Some(row) = row else { return Ok(None) };
+        // The room is named by what is stored, never by the request: a database that
+        // matched another spelling (a padding or folding collation) finds nothing.
+        let stored = RoomKey::from_parts(row.try_get("k_vj")?, row.try_get("k_fileid")?);
+        if stored != *key {
+            tracing::warn!(
+                requested = ?key,
+                stored = ?stored,
+                "the database matched a different key; treated as not found"
+            );
+            return Ok(None);
+        }
+        let epoch: i64 = row.try_get("epoch")?;
+        let info = info_from(&row)?;
+        let counters = counters_from(&row, epoch)?;
+        let fence = row.try_get::<Option<i64>, _>("s_fence")?.unwrap_or(0);
+        let members = Self::members(conn, &stored, epoch).await?;
+        Ok(Some(RoomRecord {
+            key: stored,
+            info,
+            counters,
+            member_count: members.len() as u64,
+            members,
+            fence,
+        }))
+    }
+
+    /// Claims a room: its fence goes up by one (a state row is made for a room that has
+    /// none). Returns the new fence, or `None` when the room is unknown.
+    async fn bump_fence(
+        &self,
+        conn: &mut AnyConnection,
+        key: &RoomKey,
+    ) -> StoreResult<Option<i64>> {
+        let bumped =
+            sqlx::query("UPDATE room_state SET fence = fence + 1 WHERE vj = ? AND fileid = ?")
+                .bind(key.vj())
+                .bind(key.fileid())
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+        if bumped == 0 {
+            let (table, cols, cond) = match key {
+                RoomKey::Live(_) => ("rooms", "userid, '', epoch", "userid = ? AND '' = ?"),
+                RoomKey::Recording { .. } => {
+                    ("recordings", "vj, fileid, 0", "vj = ? AND fileid = ?")
+                }
+            };
+            let (ins, tail) = self.insert_ignore();
+            let made = sqlx::query(&format!(
+                "{ins} INTO room_state (vj, fileid, epoch, online, likes, views, seen_at, fence) \
+                 SELECT {cols}, 0, 0, 0, 0, 1 FROM {table} WHERE {cond}{tail}"
+            ))
+            .bind(key.vj())
+            .bind(key.fileid())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if made == 0 {
+                return Ok(None);
+            }
+        }
+        Ok(Some(Self::fence_of(conn, key, true).await?.unwrap_or(0)))
+    }
+
+    /// The room's current fence, its state row locked until the transaction ends (`lock`,
+    /// MySQL); `None` when it has no state row.
+    async fn fence_of(
+        conn: &mut AnyConnection,
+        key: &RoomKey,
+        lock: bool,
+    ) -> StoreResult<Option<i64>> {
+        let sql = format!(
+            "SELECT fence FROM room_state WHERE vj = ? AND fileid = ?{}",
+            if lock { " FOR UPDATE" } else { "" }
+        );
+        let row = sqlx::query(&sql)
+            .bind(key.vj())
+            .bind(key.fileid())
+            .fetch_optional(conn)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("fence")?),
+            None => None,
+        })
+    }
+
+    /// Splits a snapshot into the items written under their room's current fence and the
+    /// keys of the others, locking the rooms' state rows for the rest of the transaction.
+    async fn current_items<'a>(
+        &self,
+        conn: &mut AnyConnection,
+        items: &'a [SnapshotItem],
+    ) -> StoreResult<(Vec<&'a SnapshotItem>, Vec<RoomKey>)> {
+        let mut current = std::collections::HashMap::with_capacity(items.len());
+        for chunk in items.chunks(ROWS_PER_STATEMENT) {
+            let tuples = vec!["(?,?)"; chunk.len()].join(",");
+            let sql = format!(
+                "SELECT vj, fileid, fence FROM room_state WHERE (vj, fileid) IN ({tuples}) FOR UPDATE"
+            );
+            let mut q = sqlx::query(&sql);
+            for it in chunk {
+                q = q.bind(it.key.vj()).bind(it.key.fileid());
+            }
+            for r in q.fetch_all(&mut *conn).await? {
+                let key = RoomKey::from_parts(r.try_get("vj")?, r.try_get("fileid")?);
+                current.insert(key, r.try_get::<i64, _>("fence")?);
+            }
+        }
+        let (kept, fenced): (Vec<_>, Vec<_>) = items
+            .iter()
+            // A room with no state row yet has never been claimed: only fence 0 matches.
+            .partition(|it| current.get(&it.key).copied().unwrap_or(0) == it.fence);
+        Ok((kept, fenced.into_iter().map(|it| it.key.clone()).collect()))
+    }
 }
 
 const INFO_COLS: &str = "r.groupid, r.title, r.nickname, r.headpic, r.frontcover, r.location, \
     r.stream, r.timestamp, r.playurl, r.hls_play_url, r.snapshot_url";
-const STATE_COLS: &str =
-    "s.epoch AS s_epoch, s.online AS s_online, s.likes AS s_likes, s.views AS s_views, s.seen_at AS s_seen";
+const STATE_COLS: &str = "s.epoch AS s_epoch, s.online AS s_online, s.likes AS s_likes, \
+    s.views AS s_views, s.seen_at AS s_seen, s.fence AS s_fence";
 
 fn info_from(r: &AnyRow) -> Result<RoomInfo, sqlx::Error> {
     Ok(RoomInfo {
@@ -389,55 +545,25 @@ impl Store for SqlStore {
         .await
     }
 
-    async fn load_room(&self, key: &RoomKey) -> StoreResult<Option<RoomRecord>> {
+    fn fences(&self) -> bool {
+        self.dialect == Dialect::Mysql
+    }
+
+    async fn load_room(&self, key: &RoomKey, claim: bool) -> StoreResult<Option<RoomRecord>> {
         self.timed(async {
-            let row = match key {
-                RoomKey::Live(vj) => {
-                    sqlx::query(&format!(
-                        "SELECT r.userid AS k_vj, '' AS k_fileid, r.epoch, {INFO_COLS}, {STATE_COLS} \
-                         FROM rooms r \
-                         LEFT JOIN room_state s ON s.vj = r.userid AND s.fileid = '' WHERE r.userid = ?"
-                    ))
-                    .bind(vj)
-                    .fetch_optional(&self.pool)
-                    .await?
-                }
-                RoomKey::Recording { vj, fileid } => {
-                    sqlx::query(&format!(
-                        "SELECT r.vj AS k_vj, r.fileid AS k_fileid, 0 AS epoch, {INFO_COLS}, {STATE_COLS} \
-                         FROM recordings r \
-                         LEFT JOIN room_state s ON s.vj = r.vj AND s.fileid = r.fileid \
-                         WHERE r.vj = ? AND r.fileid = ?"
-                    ))
-                    .bind(vj)
-                    .bind(fileid)
-                    .fetch_optional(&self.pool)
-                    .await?
-                }
-            };
-            let Some(row) = row else { return Ok(None) };
-            // The room is named by what is stored, never by the request: a database that
-            // matched another spelling (a padding or folding collation) finds nothing.
-            let stored = RoomKey::from_parts(row.try_get("k_vj")?, row.try_get("k_fileid")?);
-            if stored != *key {
-                tracing::warn!(
-                    requested = ?key,
-                    stored = ?stored,
-                    "the database matched a different key; treated as not found"
-                );
-                return Ok(None);
+            if !(claim && self.fences()) {
+                let mut conn = self.pool.acquire().await?;
+                return Self::read_room(&mut conn, key).await;
             }
-            let epoch: i64 = row.try_get("epoch")?;
-            let info = info_from(&row)?;
-            let counters = counters_from(&row, epoch)?;
-            let members = self.members(&stored, epoch).await?;
-            Ok(Some(RoomRecord {
-                key: stored,
-                info,
-                counters,
-                member_count: members.len() as u64,
-                members,
-            }))
+            let mut tx = self.begin_write().await?;
+            // The bump comes first: it waits for a write in progress under the old fence,
+            // and the reads after it see every write that fence made (and none can follow).
+            let Some(fence) = self.bump_fence(&mut tx, key).await? else {
+                return Ok(None);
+            };
+            let record = Self::read_room(&mut tx, key).await?;
+            tx.commit().await?;
+            Ok(record.map(|r| RoomRecord { fence, ..r }))
         })
         .await
     }
@@ -461,6 +587,7 @@ impl Store for SqlStore {
                     counters: counters_from(r, epoch)?,
                     members: Vec::new(),
                     member_count: r.try_get::<i64, _>("n")?.max(0) as u64,
+                    fence: 0,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -487,15 +614,33 @@ impl Store for SqlStore {
                     counters: counters_from(r, 0)?,
                     members: Vec::new(),
                     member_count: 0,
+                    fence: 0,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
     }
 
-    async fn begin_broadcast(&self, userid: &str, epoch: i64, info: &RoomInfo) -> StoreResult<()> {
+    async fn begin_broadcast(
+        &self,
+        userid: &str,
+        epoch: i64,
+        info: &RoomInfo,
+        fence: i64,
+    ) -> StoreResult<i64> {
         self.timed(async {
             let mut tx = self.begin_write().await?;
+            let key = RoomKey::Live(userid.to_string());
+            let fence = if self.fences() {
+                match (Self::fence_of(&mut tx, &key, true).await?, fence) {
+                    (Some(current), held) if current == held => held,
+                    // A room new to this server, and to the database: this write claims it.
+                    (None, 0) => 1,
+                    _ => return Err(StoreError::Fenced),
+                }
+            } else {
+                0
+            };
             // MySQL's upsert fires on any unique key, so a stream name owned by another
             // user must be refused before it, not left to the index.
             let owner = sqlx::query("SELECT userid FROM rooms WHERE stream = ? AND userid <> ?")
@@ -531,8 +676,15 @@ impl Store for SqlStore {
                 .bind(userid)
                 .execute(&mut *tx)
                 .await?;
+            if fence > 0 {
+                sqlx::query("UPDATE room_state SET fence = ? WHERE vj = ? AND fileid = ''")
+                    .bind(fence)
+                    .bind(userid)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
-            Ok(())
+            Ok(fence)
         })
         .await
         .map_err(|e| match e {
@@ -541,12 +693,18 @@ impl Store for SqlStore {
         })
     }
 
-    async fn write_snapshot(&self, items: &[SnapshotItem]) -> StoreResult<()> {
+    async fn write_snapshot(&self, items: &[SnapshotItem]) -> StoreResult<Vec<RoomKey>> {
         if items.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         self.timed(async {
             let mut tx = self.begin_write().await?;
+            let (kept, fenced) = if self.fences() {
+                self.current_items(&mut tx, items).await?
+            } else {
+                (items.iter().collect(), Vec::new())
+            };
+            let items = kept;
             for chunk in items.chunks(ROWS_PER_STATEMENT) {
                 let sql = self.state_upsert_sql(chunk.len());
                 let mut q = sqlx::query(&sql);
@@ -565,7 +723,7 @@ impl Store for SqlStore {
             }
             let upserts: Vec<(&SnapshotItem, &Member)> = items
                 .iter()
-                .flat_map(|it| it.upserts.iter().map(move |m| (it, m)))
+                .flat_map(|it| it.upserts.iter().map(move |m| (*it, m)))
                 .collect();
             for chunk in upserts.chunks(ROWS_PER_STATEMENT) {
                 let sql = self.member_upsert_sql(chunk.len());
@@ -584,7 +742,7 @@ impl Store for SqlStore {
             }
             let deletes: Vec<(&SnapshotItem, &String)> = items
                 .iter()
-                .flat_map(|it| it.deletes.iter().map(move |u| (it, u)))
+                .flat_map(|it| it.deletes.iter().map(move |u| (*it, u)))
                 .collect();
             for chunk in deletes.chunks(ROWS_PER_STATEMENT) {
                 let tuples = vec!["(?,?,?,?)"; chunk.len()].join(",");
@@ -601,7 +759,7 @@ impl Store for SqlStore {
                 q.execute(&mut *tx).await?;
             }
             tx.commit().await?;
-            Ok(())
+            Ok(fenced)
         })
         .await
     }
@@ -662,7 +820,7 @@ impl Store for SqlStore {
             Ok(())
         })
         .await?;
-        self.load_room(&key)
+        self.load_room(&key, false)
             .await?
             .ok_or(StoreError::Db(sqlx::Error::RowNotFound))
     }

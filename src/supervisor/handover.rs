@@ -50,8 +50,15 @@ impl Pending {
         Pending { item, members }
     }
 
-    /// Folds a newer change in: a newer epoch replaces everything older.
+    /// Folds a newer change in: a newer claim (fence) or a newer epoch replaces everything
+    /// older.
     pub fn merge_newer(&mut self, newer: Pending) {
+        if newer.item.fence != self.item.fence {
+            if newer.item.fence > self.item.fence {
+                *self = newer;
+            }
+            return;
+        }
         if newer.item.counters.epoch > self.item.counters.epoch {
             *self = newer;
             return;
@@ -79,6 +86,10 @@ impl Pending {
 
 /// Lays changes not yet written over a record read from the store.
 pub(super) fn apply_pending(record: &mut RoomRecord, item: SnapshotItem) {
+    // The changes are this server's, under the fence they were made with (the read did
+    // not claim the room): the room goes on under it, so that if another server has
+    // claimed it since, this one's writes are refused rather than the claim overridden.
+    record.fence = item.fence;
     if item.counters.epoch < record.counters.epoch {
         return;
     }

@@ -46,6 +46,7 @@ pub struct Supervisor {
     handover: Handover,
     /// Rooms being read from the store to be activated (see `LoadRoom`).
     loading: HashMap<RoomKey, Loading>,
+    fenced_tx: Option<tokio::sync::mpsc::Sender<RoomKey>>,
 }
 
 /// Reads of one room in progress, and what snapshots committed for it since the first
@@ -81,6 +82,7 @@ impl Supervisor {
             inbox,
             handover: Handover::new(tx),
             loading: HashMap::new(),
+            fenced_tx: None,
         }
     }
 
@@ -187,7 +189,11 @@ impl Supervisor {
             }
             .into_actor(self)
             .map(move |(r, items), act, ctx| {
-                if r.is_ok() {
+                if let Ok(fenced) = &r {
+                    // A fenced item was not written: it is no one's commit to keep.
+                    for key in fenced {
+                        act.inflight_index.remove(key);
+                    }
                     act.keep_committed_for_loads();
                 }
                 act.writing = false;
@@ -196,7 +202,8 @@ impl Supervisor {
                 // The only holder now: taking the items back copies nothing.
                 let items = Arc::try_unwrap(items).unwrap_or_else(|shared| (*shared).clone());
                 match r {
-                    Ok(()) => {
+                    Ok(fenced) => {
+                        act.fenced_out(fenced, &items);
                         act.failures = 0;
                         act.health.degraded.store(false, Ordering::Relaxed);
                         act.health.snapshots_ok.fetch_add(1, Ordering::Relaxed);
@@ -271,13 +278,17 @@ pub struct LoadRoom {
 impl Handler<LoadRoom> for Supervisor {
     type Result = ResponseActFuture<Self, StoreResult<Option<RoomRecord>>>;
     fn handle(&mut self, msg: LoadRoom, _: &mut Context<Self>) -> Self::Result {
+        // A room this server still has changes of is still this server's (under the fence
+        // those changes carry); any other is claimed by the read.
+        self.take_handovers();
+        let claim = !self.holds(&msg.key);
         // From here on, every commit for this room is kept until the read is merged.
         self.loading.entry(msg.key.clone()).or_default().reads += 1;
         let store = self.store.clone();
         let key = msg.key;
         Box::pin(
             async move {
-                let r = store.load_room(&key).await;
+                let r = store.load_room(&key, claim).await;
                 (key, r)
             }
             .into_actor(self)
@@ -296,6 +307,39 @@ impl Handler<LoadRoom> for Supervisor {
 }
 
 impl Supervisor {
+    /// Whether this server has changes of the room not yet in the database, or is reading it.
+    fn holds(&self, key: &RoomKey) -> bool {
+        self.pending.contains_key(key)
+            || self.inflight_index.contains_key(key)
+            || self.loading.contains_key(key)
+    }
+
+    /// The rooms whose snapshot lost the fence: their changes are dropped (the database
+    /// holds another server's), they leave this server's list, and their rooms are told.
+    fn fenced_out(&mut self, keys: Vec<RoomKey>, written: &[SnapshotItem]) {
+        for key in keys {
+            self.health.fenced_writes.fetch_add(1, Ordering::Relaxed);
+            let lost = written.iter().find(|i| i.key == key).map_or(0, |i| i.fence);
+            if self.pending.get(&key).is_some_and(|p| p.item.fence <= lost) {
+                self.pending.remove(&key);
+            }
+            self.set_entry(&key, None);
+            tracing::warn!(room = ?key, fence = lost, "snapshot fenced: another server holds the room");
+            if let Some(tx) = &self.fenced_tx {
+                // Full only if thousands were fenced at once: those rooms' next write is
+                // fenced again and tells them then.
+                let _ = tx.try_send(key);
+            }
+        }
+    }
+
+    /// Where rooms that lost their fence are announced (taken once, by the rooms).
+    pub fn fenced_rooms(&mut self) -> tokio::sync::mpsc::Receiver<RoomKey> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        self.fenced_tx = Some(tx);
+        rx
+    }
+
     /// A snapshot committed: rooms being read keep what it wrote for them (the write is
     /// still `inflight` here).
     fn keep_committed_for_loads(&mut self) {

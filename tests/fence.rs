@@ -1,0 +1,150 @@
+//! Two servers on one MariaDB database: a room is written by one of them at a time. The
+//! server that activates a room claims it (its fence goes up in the database); the other's
+//! later writes for the room change nothing, it drops the room, and a metric counts it.
+//! (An embedded SQLite database has one server and no fence: these run on MariaDB only.)
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+async fn members(app: &TestApp, vj: &str) -> Vec<String> {
+    let d = app
+        .ok(json!({"Action":"FetchGroupMemberList","liveuserid":vj,"groupid":format!("g_{vj}"),"pagesize":100}))
+        .await;
+    let mut ids: Vec<String> = d["memberlist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["userid"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+        .parse()
+        .unwrap()
+}
+
+/// Waits (bounded) until `name` on `app` reaches `at_least`.
+async fn wait_metric(app: &TestApp, name: &str, at_least: u64) {
+    let t = Instant::now();
+    loop {
+        let v = metric(&app.metrics().await, name);
+        if v >= at_least {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{name} stayed at {v} (expected {at_least})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Long enough for a snapshot (every 100 ms in tests) to have been written.
+async fn snapshot_written() {
+    tokio::time::sleep(Duration::from_millis(400)).await;
+}
+
+#[actix_rt::test]
+async fn a_room_is_written_by_one_server_at_a_time() {
+    let Some(db) = TestDb::new(Backend::Mysql).await else {
+        eprintln!("skipped: MINILVB_TEST_MYSQL_URL is not set");
+        return;
+    };
+    let a = spawn_app(test_config(&db)).await;
+    let b = spawn_app(test_config(&db)).await;
+
+    a.go_live("vj").await;
+    a.enter("v1", "vj").await;
+    snapshot_written().await;
+
+    // B activates the room: it claims it and reads what A wrote.
+    b.enter("v2", "vj").await;
+    assert_eq!(members(&b, "vj").await, ["v1", "v2"]);
+
+    // A does not know yet: it acknowledges, but its snapshot is refused and it lets go.
+    a.enter("v3", "vj").await;
+    wait_metric(&a, "minilvb_fenced_writes_total", 1).await;
+    let t = Instant::now();
+    while metric(&a.metrics().await, "minilvb_active_rooms") > 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "A kept the room");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    snapshot_written().await;
+    assert_eq!(metric(&b.metrics().await, "minilvb_fenced_writes_total"), 0);
+
+    // What the database holds is B's: a third server reads v1 and v2, not A's v3.
+    let c = spawn_app(test_config(&db)).await;
+    assert_eq!(members(&c, "vj").await, ["v1", "v2"]);
+    c.stop().await;
+
+    // A takes the room back on its next request (reading B's members). B, still holding
+    // it under the older fence, cannot start a broadcast over A's claim: nothing changes,
+    // B lets go, and its retry claims the room again.
+    a.enter("v4", "vj").await;
+    assert_eq!(members(&a, "vj").await, ["v1", "v2", "v4"]);
+    let refused = b
+        .err(
+            json!({"Action":"RequestLVBAddr","userid":"vj","groupid":"g_vj","title":"again"}),
+            500,
+        )
+        .await;
+    assert!(refused.contains("moved to another server"), "{refused}");
+    let info: Value = a.info("vj").await;
+    assert_eq!(
+        info["title"], "title of vj",
+        "the refused broadcast changed nothing"
+    );
+    b.broadcast("vj").await;
+    assert_eq!(b.info("vj").await["title"], "title of vj");
+    assert_eq!(members(&b, "vj").await, Vec::<String>::new());
+
+    a.stop().await;
+    b.stop().await;
+    db.drop_db().await;
+}
+
+/// One server on a shared database claims each room once per activation, and a room it
+/// reactivates while its own changes are still unwritten keeps its claim: nothing of its
+/// own is refused.
+#[actix_rt::test]
+async fn a_single_server_never_fences_itself() {
+    let Some(db) = TestDb::new(Backend::Mysql).await else {
+        eprintln!("skipped: MINILVB_TEST_MYSQL_URL is not set");
+        return;
+    };
+    let mut config = test_config(&db);
+    // Idle rooms stop quickly and come back on the next request.
+    config.server.room_idle_secs = 0;
+    let app = spawn_app(config).await;
+    for round in 0..5 {
+        let vj = format!("vj{round}");
+        app.go_live(&vj).await;
+        app.enter("viewer", &vj).await;
+        app.ok(json!({"Action":"QuitGroup","userid":"viewer","liveuserid":vj,"groupid":format!("g_{vj}")}))
+            .await;
+        app.ok(json!({"Action":"ChangeStatus","userid":vj,"status":1}))
+            .await;
+        app.ok(json!({"Action":"ChangeCount","userid":vj,"type":1,"optype":0}))
+            .await;
+    }
+    snapshot_written().await;
+    assert_eq!(
+        metric(&app.metrics().await, "minilvb_fenced_writes_total"),
+        0
+    );
+    app.stop().await;
+    let app = spawn_app(test_config(&db)).await;
+    for round in 0..5 {
+        assert_eq!(app.info(&format!("vj{round}")).await["likecount"], 1);
+    }
+    app.stop().await;
+    db.drop_db().await;
+}
