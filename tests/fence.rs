@@ -97,14 +97,26 @@ async fn a_room_is_written_by_one_server_at_a_time() {
         )
         .await;
     assert!(refused.contains("moved to another server"), "{refused}");
-    let info: Value = a.info("vj").await;
+    snapshot_written().await;
+    let c = spawn_app(test_config(&db)).await;
+    let info: Value = c.info("vj").await;
     assert_eq!(
         info["title"], "title of vj",
         "the refused broadcast changed nothing"
     );
-    b.broadcast("vj").await;
-    assert_eq!(b.info("vj").await["title"], "title of vj");
+    c.stop().await;
+    b.ok(json!({"Action":"RequestLVBAddr","userid":"vj","groupid":"g_vj","title":"second"}))
+        .await;
+    assert_eq!(b.info("vj").await["title"], "second");
     assert_eq!(members(&b, "vj").await, Vec::<String>::new());
+    snapshot_written().await;
+    let c = spawn_app(test_config(&db)).await;
+    assert_eq!(
+        c.info("vj").await["title"],
+        "second",
+        "B's retry took effect"
+    );
+    c.stop().await;
 
     a.stop().await;
     b.stop().await;

@@ -71,7 +71,7 @@ impl Rooms {
         supervisor: Addr<Supervisor>,
         handover: Handover,
         health: Arc<crate::metrics::Health>,
-        mut fenced: mpsc::Receiver<RoomKey>,
+        mut fenced: mpsc::Receiver<(RoomKey, i64)>,
     ) -> Rooms {
         let threads: Vec<Arbiter> = (0..cfg.threads).map(|_| Arbiter::new()).collect();
         let env = Arc::new(RoomEnv {
@@ -95,9 +95,9 @@ impl Rooms {
         // A room whose snapshot lost its fence lets go (if it still runs here).
         let lost = registry.clone();
         actix::spawn(async move {
-            while let Some(key) = fenced.recv().await {
+            while let Some((key, fence)) = fenced.recv().await {
                 if let Some(room) = lost.running(&key) {
-                    room.do_send(Fenced);
+                    room.do_send(Fenced { fence });
                 }
             }
         });
@@ -293,9 +293,17 @@ impl Rooms {
                     .read()
                     .unwrap_or_else(|e| e.into_inner())
                     .stale_live(before, 10_000);
+                // On a shared database another server may hold a listed room: only rooms
+                // running here are checked (activating one would claim it from its owner).
+                let shared = rooms.registry.store().fences();
                 for vj in ids {
                     let check = CheckStale { stale_after };
-                    if let Err(e) = rooms.existing(&live(&vj), check).await {
+                    let key = live(&vj);
+                    if shared {
+                        if let Some(room) = rooms.registry.running(&key) {
+                            let _ = room.send(check).await;
+                        }
+                    } else if let Err(e) = rooms.existing(&key, check).await {
                         tracing::warn!(vj, error = %e, "stale-stream check failed");
                     }
                 }

@@ -666,12 +666,17 @@ impl Handler<Unsubscribe> for Room {
 /// request here reads the room back from the database.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
-struct Fenced;
+struct Fenced {
+    /// The fence that lost. A room activated again since (a newer claim) is not affected.
+    fence: i64,
+}
 
 impl Handler<Fenced> for Room {
     type Result = ();
-    fn handle(&mut self, _: Fenced, ctx: &mut Context<Self>) {
-        self.lose(ctx);
+    fn handle(&mut self, msg: Fenced, ctx: &mut Context<Self>) {
+        if self.fence <= msg.fence {
+            self.lose(ctx);
+        }
     }
 }
 

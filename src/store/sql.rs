@@ -309,12 +309,8 @@ impl SqlStore {
     }
 
     /// Claims a room: its fence goes up by one (a state row is made for a room that has
-    /// none). Returns the new fence, or `None` when the room is unknown.
-    async fn bump_fence(
-        &self,
-        conn: &mut AnyConnection,
-        key: &RoomKey,
-    ) -> StoreResult<Option<i64>> {
+    /// none). False when the room is unknown.
+    async fn bump_fence(&self, conn: &mut AnyConnection, key: &RoomKey) -> StoreResult<bool> {
         let bumped =
             sqlx::query("UPDATE room_state SET fence = fence + 1 WHERE vj = ? AND fileid = ?")
                 .bind(key.vj())
@@ -339,11 +335,9 @@ impl SqlStore {
             .execute(&mut *conn)
             .await?
             .rows_affected();
-            if made == 0 {
-                return Ok(None);
-            }
+            return Ok(made > 0);
         }
-        Ok(Some(Self::fence_of(conn, key, true).await?.unwrap_or(0)))
+        Ok(true)
     }
 
     /// The room's current fence, its state row locked until the transaction ends (`lock`,
@@ -376,7 +370,11 @@ impl SqlStore {
         items: &'a [SnapshotItem],
     ) -> StoreResult<(Vec<&'a SnapshotItem>, Vec<RoomKey>)> {
         let mut current = std::collections::HashMap::with_capacity(items.len());
-        for chunk in items.chunks(ROWS_PER_STATEMENT) {
+        // Rows are locked in key order, whatever order the batch has: two servers' snapshots
+        // over the same rooms then wait for each other instead of deadlocking.
+        let mut sorted: Vec<&SnapshotItem> = items.iter().collect();
+        sorted.sort_by(|a, b| a.key.cmp(&b.key));
+        for chunk in sorted.chunks(ROWS_PER_STATEMENT) {
             let tuples = vec!["(?,?)"; chunk.len()].join(",");
             let sql = format!(
                 "SELECT vj, fileid, fence FROM room_state WHERE (vj, fileid) IN ({tuples}) FOR UPDATE"
@@ -558,12 +556,16 @@ impl Store for SqlStore {
             let mut tx = self.begin_write().await?;
             // The bump comes first: it waits for a write in progress under the old fence,
             // and the reads after it see every write that fence made (and none can follow).
-            let Some(fence) = self.bump_fence(&mut tx, key).await? else {
+            if !self.bump_fence(&mut tx, key).await? {
+                return Ok(None);
+            }
+            // The read sees the transaction's own bump. An unknown room leaves nothing
+            // behind: the transaction is rolled back as it drops.
+            let Some(record) = Self::read_room(&mut tx, key).await? else {
                 return Ok(None);
             };
-            let record = Self::read_room(&mut tx, key).await?;
             tx.commit().await?;
-            Ok(record.map(|r| RoomRecord { fence, ..r }))
+            Ok(Some(record))
         })
         .await
     }
@@ -632,11 +634,23 @@ impl Store for SqlStore {
             let mut tx = self.begin_write().await?;
             let key = RoomKey::Live(userid.to_string());
             let fence = if self.fences() {
-                match (Self::fence_of(&mut tx, &key, true).await?, fence) {
-                    (Some(current), held) if current == held => held,
-                    // A room new to this server, and to the database: this write claims it.
-                    (None, 0) => 1,
-                    _ => return Err(StoreError::Fenced),
+                let current = Self::fence_of(&mut tx, &key, true).await?;
+                if fence == 0 {
+                    // A room new to this server: this write claims it, unless another
+                    // server made it meanwhile (a state row left without a room does not count).
+                    let exists = sqlx::query("SELECT 1 FROM rooms WHERE userid = ? FOR UPDATE")
+                        .bind(userid)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .is_some();
+                    if exists {
+                        return Err(StoreError::Fenced);
+                    }
+                    current.unwrap_or(0) + 1
+                } else if current == Some(fence) {
+                    fence
+                } else {
+                    return Err(StoreError::Fenced);
                 }
             } else {
                 0

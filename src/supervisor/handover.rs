@@ -86,10 +86,6 @@ impl Pending {
 
 /// Lays changes not yet written over a record read from the store.
 pub(super) fn apply_pending(record: &mut RoomRecord, item: SnapshotItem) {
-    // The changes are this server's, under the fence they were made with (the read did
-    // not claim the room): the room goes on under it, so that if another server has
-    // claimed it since, this one's writes are refused rather than the claim overridden.
-    record.fence = item.fence;
     if item.counters.epoch < record.counters.epoch {
         return;
     }

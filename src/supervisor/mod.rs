@@ -46,7 +46,7 @@ pub struct Supervisor {
     handover: Handover,
     /// Rooms being read from the store to be activated (see `LoadRoom`).
     loading: HashMap<RoomKey, Loading>,
-    fenced_tx: Option<tokio::sync::mpsc::Sender<RoomKey>>,
+    fenced_tx: Option<tokio::sync::mpsc::Sender<(RoomKey, i64)>>,
 }
 
 /// Reads of one room in progress, and what snapshots committed for it since the first
@@ -278,10 +278,12 @@ pub struct LoadRoom {
 impl Handler<LoadRoom> for Supervisor {
     type Result = ResponseActFuture<Self, StoreResult<Option<RoomRecord>>>;
     fn handle(&mut self, msg: LoadRoom, _: &mut Context<Self>) -> Self::Result {
-        // A room this server still has changes of is still this server's (under the fence
-        // those changes carry); any other is claimed by the read.
+        // A room this server still has changes of is still this server's, under the fence
+        // those changes carry (never the database's, which may be another server's); any
+        // other is claimed by the read.
         self.take_handovers();
-        let claim = !self.holds(&msg.key);
+        let held = self.held_fence(&msg.key);
+        let claim = held.is_none();
         // From here on, every commit for this room is kept until the read is merged.
         self.loading.entry(msg.key.clone()).or_default().reads += 1;
         let store = self.store.clone();
@@ -292,13 +294,16 @@ impl Handler<LoadRoom> for Supervisor {
                 (key, r)
             }
             .into_actor(self)
-            .map(|(key, r), act, _| {
+            .map(move |(key, r), act, _| {
                 let committed = act.end_load(&key);
                 let Some(mut record) = r? else {
                     return Ok(None);
                 };
                 if let Some(item) = act.unwritten(&key, committed) {
                     apply_pending(&mut record, item);
+                }
+                if let Some(fence) = held {
+                    record.fence = fence;
                 }
                 Ok(Some(record))
             }),
@@ -307,11 +312,15 @@ impl Handler<LoadRoom> for Supervisor {
 }
 
 impl Supervisor {
-    /// Whether this server has changes of the room not yet in the database, or is reading it.
-    fn holds(&self, key: &RoomKey) -> bool {
-        self.pending.contains_key(key)
-            || self.inflight_index.contains_key(key)
-            || self.loading.contains_key(key)
+    /// The fence of this server's changes of the room not yet in the database, if any.
+    fn held_fence(&self, key: &RoomKey) -> Option<i64> {
+        let inflight = self
+            .inflight_index
+            .get(key)
+            .and_then(|&n| self.inflight.get(n))
+            .map(|i| i.fence);
+        let pending = self.pending.get(key).map(|p| p.item.fence);
+        pending.into_iter().chain(inflight).max()
     }
 
     /// The rooms whose snapshot lost the fence: their changes are dropped (the database
@@ -320,21 +329,24 @@ impl Supervisor {
         for key in keys {
             self.health.fenced_writes.fetch_add(1, Ordering::Relaxed);
             let lost = written.iter().find(|i| i.key == key).map_or(0, |i| i.fence);
-            if self.pending.get(&key).is_some_and(|p| p.item.fence <= lost) {
+            // Newer changes (a later claim) are kept, and so is their list entry.
+            let newer = self.pending.get(&key).is_some_and(|p| p.item.fence > lost);
+            if !newer {
                 self.pending.remove(&key);
+                self.set_entry(&key, None);
             }
-            self.set_entry(&key, None);
             tracing::warn!(room = ?key, fence = lost, "snapshot fenced: another server holds the room");
             if let Some(tx) = &self.fenced_tx {
                 // Full only if thousands were fenced at once: those rooms' next write is
                 // fenced again and tells them then.
-                let _ = tx.try_send(key);
+                let _ = tx.try_send((key, lost));
             }
         }
     }
 
     /// Where rooms that lost their fence are announced (taken once, by the rooms).
-    pub fn fenced_rooms(&mut self) -> tokio::sync::mpsc::Receiver<RoomKey> {
+    /// Each comes with the fence that lost: a room activated again since holds a newer one.
+    pub fn fenced_rooms(&mut self) -> tokio::sync::mpsc::Receiver<(RoomKey, i64)> {
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         self.fenced_tx = Some(tx);
         rx
