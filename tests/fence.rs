@@ -10,32 +10,14 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 async fn members(app: &TestApp, vj: &str) -> Vec<String> {
-    let d = app
-        .ok(json!({"Action":"FetchGroupMemberList","liveuserid":vj,"groupid":format!("g_{vj}"),"pagesize":100}))
-        .await;
-    let mut ids: Vec<String> = d["memberlist"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["userid"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
-}
-
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
-        .parse()
-        .unwrap()
+    app.member_ids(vj, &format!("g_{vj}")).await
 }
 
 /// Waits (bounded) until `name` on `app` reaches `at_least`.
 async fn wait_metric(app: &TestApp, name: &str, at_least: u64) {
     let t = Instant::now();
     loop {
-        let v = metric(&app.metrics().await, name);
+        let v = app.metric(name).await;
         if v >= at_least {
             return;
         }
@@ -73,12 +55,12 @@ async fn a_room_is_written_by_one_server_at_a_time() {
     a.enter("v3", "vj").await;
     wait_metric(&a, "minilvb_fenced_writes_total", 1).await;
     let t = Instant::now();
-    while metric(&a.metrics().await, "minilvb_active_rooms") > 0 {
+    while a.metric("minilvb_active_rooms").await > 0 {
         assert!(t.elapsed() < Duration::from_secs(10), "A kept the room");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     snapshot_written().await;
-    assert_eq!(metric(&b.metrics().await, "minilvb_fenced_writes_total"), 0);
+    assert_eq!(b.metric("minilvb_fenced_writes_total").await, 0);
 
     // What the database holds is B's: a third server reads v1 and v2, not A's v3.
     let c = spawn_app(test_config(&db)).await;
@@ -148,10 +130,7 @@ async fn a_single_server_never_fences_itself() {
             .await;
     }
     snapshot_written().await;
-    assert_eq!(
-        metric(&app.metrics().await, "minilvb_fenced_writes_total"),
-        0
-    );
+    assert_eq!(app.metric("minilvb_fenced_writes_total").await, 0);
     app.stop().await;
     let app = spawn_app(test_config(&db)).await;
     for round in 0..5 {

@@ -45,16 +45,6 @@ fn variants(key: &str) -> Vec<String> {
     v
 }
 
-async fn metric(app: &TestApp, name: &str) -> u64 {
-    app.metrics()
-        .await
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
-        .parse()
-        .unwrap()
-}
-
 /// Live rooms and recordings of FetchList flag 3, as (userid, fileid) pairs.
 async fn listed(app: &TestApp) -> Vec<(String, String)> {
     let d = app
@@ -204,12 +194,12 @@ db_test!(variant_keys_are_other_keys_never_a_second_room, |db| {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(metric(&app, "minilvb_active_rooms").await, 3);
+    assert_eq!(app.metric("minilvb_active_rooms").await, 3);
 
     variants_are_unknown(&app).await;
     check_real_rooms(&app).await;
     // No variant woke a room of its own: each would hold a copy of the member list.
-    assert_eq!(metric(&app, "minilvb_active_rooms").await, 3);
+    assert_eq!(app.metric("minilvb_active_rooms").await, 3);
     until_listed(&app, &expected_list()).await;
     app.stop().await;
 
@@ -285,20 +275,6 @@ async fn tencent_recording(app: &TestApp, vj: &str, fileid: &str, url: &str) {
     assert_eq!(r.status(), 200, "recording {fileid:?}");
 }
 
-async fn member_ids(app: &TestApp, vj: &str, groupid: &str) -> Vec<String> {
-    let d = app
-        .ok(json!({"Action":"FetchGroupMemberList","liveuserid":vj,"groupid":groupid,"pagesize":100}))
-        .await;
-    let mut v: Vec<String> = d["memberlist"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["userid"].as_str().unwrap().to_string())
-        .collect();
-    v.sort();
-    v
-}
-
 /// Another spelling is another key: its room, members and recordings are stored beside the
 /// real ones, and neither overwrites the other.
 async fn check_spellings(app: &TestApp) {
@@ -314,14 +290,14 @@ async fn check_spellings(app: &TestApp) {
     );
     let mut want = vec!["viewer1".to_string(), "vi\u{e9}w".to_string()];
     want.sort();
-    assert_eq!(member_ids(app, VJ, &format!("g_{VJ}")).await, want);
+    assert_eq!(app.member_ids(VJ, &format!("g_{VJ}")).await, want);
     for (n, v) in ["pad123 ", "PAD123"].into_iter().enumerate() {
         let other = app.info(v).await;
         assert_eq!(other["userid"], v);
         assert_eq!(other["groupid"], format!("g_other{n}"));
         assert_eq!(other["likecount"], 1, "{other}");
         assert_eq!(
-            member_ids(app, v, &format!("g_other{n}")).await,
+            app.member_ids(v, &format!("g_other{n}")).await,
             Vec::<String>::new()
         );
     }

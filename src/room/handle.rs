@@ -16,8 +16,10 @@ pub struct RoomsConfig {
     pub index_tick: Duration,
     pub max_members: usize,
     pub max_rooms: usize,
+    /// Realtime events are coalesced over this window.
     pub ws_coalesce: Duration,
     pub max_subscribers: usize,
+    /// An idle room (offline, no members, no subscribers) stops after this long.
     pub idle_stop: Duration,
     /// Threads of their own for the rooms; 0 runs them on the HTTP workers (each worker
     /// calls `run_here` as it starts).
@@ -79,12 +81,7 @@ impl Rooms {
             supervisor: supervisor.clone(),
             handover,
             rooms: Directory::new(),
-            index_tick: cfg.index_tick,
-            max_members: cfg.max_members,
-            max_rooms: cfg.max_rooms,
-            ws_coalesce: cfg.ws_coalesce,
-            max_subscribers: cfg.max_subscribers,
-            idle_stop: cfg.idle_stop,
+            cfg,
             health,
             alive: Default::default(),
         });

@@ -23,7 +23,6 @@ pub use members::Members;
 // foldhash with a per-process seed: cheaper than SipHash on every member change.
 use hashbrown::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Running rooms by key: the registry finds them here, and an idle room takes itself out.
@@ -36,14 +35,8 @@ struct RoomEnv {
     /// Where a room hands its changes to the supervisor.
     pub handover: Handover,
     pub rooms: Directory,
-    pub index_tick: Duration,
-    pub max_members: usize,
-    pub max_rooms: usize,
-    /// Realtime events are coalesced over this window.
-    pub ws_coalesce: Duration,
-    pub max_subscribers: usize,
-    /// An idle room (offline, no members, no subscribers) stops after this long.
-    pub idle_stop: Duration,
+    /// Limits, ticks and windows, as configured.
+    pub cfg: RoomsConfig,
     pub health: Arc<crate::metrics::Health>,
     /// Room values in memory: a shutdown waits for this to fall before the final flush.
     pub alive: std::sync::atomic::AtomicUsize,
@@ -167,7 +160,7 @@ impl Room {
     fn changed(&mut self, ctx: &mut Context<Self>) {
         if !self.flush_scheduled {
             self.flush_scheduled = true;
-            ctx.run_later(self.env.index_tick, |act, _| act.flush());
+            ctx.run_later(self.env.cfg.index_tick, |act, _| act.flush());
         }
         if self.fanout.pending() && !self.fanout.scheduled {
             // Leading edge: the first change after a quiet spell goes out at once; later
@@ -180,7 +173,7 @@ impl Room {
 
     fn open_window(&mut self, ctx: &mut Context<Self>) {
         self.fanout.scheduled = true;
-        ctx.run_later(self.env.ws_coalesce, |act, ctx| {
+        ctx.run_later(self.env.cfg.ws_coalesce, |act, ctx| {
             act.fanout.scheduled = false;
             if act.fanout.pending() {
                 act.flush_realtime();
@@ -235,7 +228,7 @@ impl Room {
             return;
         }
         self.idle_check_scheduled = true;
-        ctx.run_later(self.env.idle_stop, |act, ctx| {
+        ctx.run_later(self.env.cfg.idle_stop, |act, ctx| {
             act.idle_check_scheduled = false;
             if act.idle() {
                 act.flush_if_pending();
@@ -318,10 +311,10 @@ impl Handler<Enter> for Room {
                 return Err(self.no_group(g));
             }
         }
-        if !self.members.contains(&msg.userid) && self.members.len() >= self.env.max_members {
+        if !self.members.contains(&msg.userid) && self.members.len() >= self.env.cfg.max_members {
             return Err(RoomError::Full {
                 vj: self.key.vj().to_string(),
-                max: self.env.max_members,
+                max: self.env.cfg.max_members,
             });
         }
         match self.members.enter(&msg.userid, &msg.nickname, &msg.headpic) {
@@ -624,10 +617,10 @@ impl Handler<Subscribe> for Room {
         if !self.exists() {
             return Err(self.missing());
         }
-        if self.fanout.len() >= self.env.max_subscribers {
+        if self.fanout.len() >= self.env.cfg.max_subscribers {
             return Err(RoomError::TooManySubscribers {
                 vj: self.key.vj().to_string(),
-                max: self.env.max_subscribers,
+                max: self.env.cfg.max_subscribers,
             });
         }
         let snapshot = serde_json::json!({

@@ -175,9 +175,9 @@ impl Registry {
 
     /// Active rooms are bounded: each holds memory for its members.
     fn check_capacity(&self) -> Result<(), RoomError> {
-        if self.env.rooms.len() >= self.env.max_rooms {
+        if self.env.rooms.len() >= self.env.cfg.max_rooms {
             return Err(RoomError::AtCapacity {
-                max: self.env.max_rooms,
+                max: self.env.cfg.max_rooms,
             });
         }
         Ok(())

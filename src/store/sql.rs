@@ -340,18 +340,11 @@ impl SqlStore {
         Ok(true)
     }
 
-    /// The room's current fence, its state row locked until the transaction ends (`lock`,
-    /// MySQL); `None` when it has no state row.
-    async fn fence_of(
-        conn: &mut AnyConnection,
-        key: &RoomKey,
-        lock: bool,
-    ) -> StoreResult<Option<i64>> {
-        let sql = format!(
-            "SELECT fence FROM room_state WHERE vj = ? AND fileid = ?{}",
-            if lock { " FOR UPDATE" } else { "" }
-        );
-        let row = sqlx::query(&sql)
+    /// The room's current fence, its state row locked until the transaction ends; `None`
+    /// when it has no state row. (Fences are MySQL's only, which has `FOR UPDATE`.)
+    async fn fence_of(conn: &mut AnyConnection, key: &RoomKey) -> StoreResult<Option<i64>> {
+        let sql = "SELECT fence FROM room_state WHERE vj = ? AND fileid = ? FOR UPDATE";
+        let row = sqlx::query(sql)
             .bind(key.vj())
             .bind(key.fileid())
             .fetch_optional(conn)
@@ -634,7 +627,7 @@ impl Store for SqlStore {
             let mut tx = self.begin_write().await?;
             let key = RoomKey::Live(userid.to_string());
             let fence = if self.fences() {
-                let current = Self::fence_of(&mut tx, &key, true).await?;
+                let current = Self::fence_of(&mut tx, &key).await?;
                 if fence == 0 {
                     // A room new to this server: this write claims it, unless another
                     // server made it meanwhile (a state row left without a room does not count).

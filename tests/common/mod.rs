@@ -253,6 +253,32 @@ impl TestApp {
         resp.text().await.unwrap()
     }
 
+    /// One unlabelled figure of `/metrics`.
+    pub async fn metric(&self, name: &str) -> u64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+            .parse()
+            .unwrap()
+    }
+
+    /// The userids of a room's group (first 100), sorted.
+    pub async fn member_ids(&self, vj: &str, groupid: &str) -> Vec<String> {
+        let d = self
+            .ok(json!({"Action":"FetchGroupMemberList","liveuserid":vj,"groupid":groupid,"pagesize":100}))
+            .await;
+        let mut v: Vec<String> = d["memberlist"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["userid"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Waits until the list index reflects recent changes (one index tick and a margin).
     pub async fn settle(&self) {
         tokio::time::sleep(std::time::Duration::from_millis(60)).await;
