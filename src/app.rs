@@ -20,6 +20,8 @@ pub enum BuildError {
     Store(#[from] StoreError),
     #[error("configuration: {0}")]
     Config(#[from] crate::config::ConfigError),
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -75,6 +77,20 @@ impl Application {
         if config.database.migrate_on_start {
             store.migrate().await?;
         }
+        let addr = config.server.bind.clone();
+        let listener = TcpListener::bind(&addr).map_err(|source| BuildError::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| BuildError::Listen { addr, source })?
+            .port();
+        let cluster = match config.cluster.enabled() {
+            false => None,
+            true => Some(join_cluster(&config, port).await?),
+        };
+
         let health = Arc::new(crate::metrics::Health::default());
         let cutoff = crate::model::now_unix() - config.list.recording_days as i64 * 86_400;
         let live = store.online_rooms().await?;
@@ -99,6 +115,18 @@ impl Application {
             list.clone(),
         );
         sup.seed(live, recordings);
+        if let Some(c) = &cluster {
+            let feed = crate::supervisor::feed::FeedConfig {
+                redis: c.redis(),
+                client: c.client(),
+                node_id: c.node_id.clone(),
+                hash_key: c.key("list:rooms"),
+                stream_key: c.key("list:feed"),
+                health: health.clone(),
+            };
+            sup.set_feed(crate::supervisor::feed::spawn_publisher(feed.clone()));
+            crate::supervisor::feed::spawn_follower(feed, list.clone());
+        }
         let handover = sup.handover();
         let fenced = sup.fenced_rooms();
         let supervisor = sup.start();
@@ -125,18 +153,10 @@ impl Application {
             handover,
             health.clone(),
             fenced,
+            cluster,
         );
         rooms.spawn_stale_sweep(list.clone(), config.live.stale_after_secs as i64);
 
-        let addr = config.server.bind.clone();
-        let listener = TcpListener::bind(&addr).map_err(|source| BuildError::Listen {
-            addr: addr.clone(),
-            source,
-        })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| BuildError::Listen { addr, source })?
-            .port();
         let shutdown_secs = config.server.shutdown_timeout_secs;
         let request_timeout = Duration::from_secs(config.limits.request_timeout_secs);
         let state = web::Data::new(AppState {
@@ -220,6 +240,10 @@ impl Application {
         } = self;
         server.await?;
         let flushed = state.rooms.flush(shutdown_deadline).await;
+        // Only once everything is written may other nodes take the rooms over.
+        if flushed {
+            state.rooms.leave_cluster().await;
+        }
         state.rooms.stop_threads();
         if flushed {
             tracing::info!("state flushed; bye");
@@ -230,4 +254,38 @@ impl Application {
             ))
         }
     }
+}
+
+/// Joins the cluster: this node's id and the URL peers reach it at (from the port bound).
+async fn join_cluster(
+    config: &Config,
+    port: u16,
+) -> Result<Arc<crate::cluster::Cluster>, BuildError> {
+    let c = &config.cluster;
+    let node_id = if c.node_id.is_empty() {
+        crate::cluster::default_node_id(port)
+    } else {
+        c.node_id.clone()
+    };
+    let url = if c.advertise_url.is_empty() {
+        let host = config
+            .server
+            .bind
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or("127.0.0.1");
+        // Bound to every address: peers reach it by its host name (a container's, say).
+        let host = match host {
+            "0.0.0.0" | "" | "[::]" => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "127.0.0.1".into()),
+            h => h.to_string(),
+        };
+        format!("http://{host}:{port}")
+    } else {
+        c.advertise_url.trim_end_matches('/').to_string()
+    };
+    let cluster = crate::cluster::Cluster::join(c, node_id, url).await?;
+    tracing::info!(node = %cluster.node_id, url = %cluster.url, "joined the cluster");
+    Ok(cluster)
 }

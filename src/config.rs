@@ -58,6 +58,52 @@ pub struct Config {
     pub media: MediaConfig,
     pub ws: WsConfig,
     pub admin: AdminConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// Several nodes on one Redis and one MySQL/MariaDB database (`redis_url` or `sentinels`
+/// set); a single node, needing neither, when both are empty.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `redis://host:port/db`; may carry a password (it is never printed).
+    pub redis_url: Secret,
+    /// Sentinel addresses (`host:port`), instead of `redis_url`.
+    pub sentinels: Vec<String>,
+    pub sentinel_master: String,
+    /// Unique per process; empty derives one from the host name, the port and the pid.
+    pub node_id: String,
+    /// How peers reach this node (`http://host:port`); empty: from `server.bind` and the
+    /// port actually bound.
+    pub advertise_url: String,
+    /// Peers sign their requests to each other with it. Required in cluster mode.
+    pub secret: Secret,
+    /// A node whose lease is not renewed for this long is dead: its rooms may be claimed.
+    pub lease_ms: u64,
+    /// Every Redis key of this cluster starts with it (several clusters, or tests, can
+    /// share one Redis).
+    pub key_prefix: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis_url: Secret::default(),
+            sentinels: Vec::new(),
+            sentinel_master: "mymaster".into(),
+            node_id: String::new(),
+            advertise_url: String::new(),
+            secret: Secret::default(),
+            lease_ms: 3000,
+            key_prefix: "minilvb:".into(),
+        }
+    }
+}
+
+impl ClusterConfig {
+    pub fn enabled(&self) -> bool {
+        !self.redis_url.is_empty() || !self.sentinels.is_empty()
+    }
 }
 
 /// The operators' dashboard (`GET /dashboard`, `GET /ws/dashboard`).
@@ -601,6 +647,44 @@ impl Config {
             return bad("auth.throttle_capacity must be positive");
         }
         a.argon2_params()?;
+        self.validate_cluster()
+    }
+
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        if !c.enabled() {
+            return Ok(());
+        }
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if !c.redis_url.is_empty() && !c.sentinels.is_empty() {
+            return bad("cluster.redis_url and cluster.sentinels are alternatives: set one");
+        }
+        if !c.sentinels.is_empty() && c.sentinel_master.is_empty() {
+            return bad("cluster.sentinels needs cluster.sentinel_master");
+        }
+        if c.secret.expose().len() < 16 {
+            return bad(
+                "cluster mode needs cluster.secret (at least 16 characters): peers sign \
+                 their requests to each other with it",
+            );
+        }
+        let db = self.database.url.expose();
+        if !(db.starts_with("mysql:") || db.starts_with("mariadb:")) {
+            return bad(
+                "cluster mode needs a shared MySQL/MariaDB database (database.url = \
+                 \"mysql://...\"); an embedded SQLite file serves one node only",
+            );
+        }
+        if !(300..=60_000).contains(&c.lease_ms) {
+            return bad("cluster.lease_ms must be between 300 and 60000");
+        }
+        if c.key_prefix.is_empty() || c.key_prefix.len() > 64 {
+            return bad("cluster.key_prefix must be 1 to 64 characters");
+        }
+        let url = &c.advertise_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return bad("cluster.advertise_url must be an http:// or https:// URL");
+        }
         Ok(())
     }
 
@@ -686,6 +770,40 @@ mod tests {
             .iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn cluster_mode_needs_a_secret_and_a_shared_database() {
+        let redis = ("MINILVB_CLUSTER__REDIS_URL", "redis://127.0.0.1:6379");
+        let mysql = ("MINILVB_DATABASE__URL", "mysql://u:p@127.0.0.1/db");
+        let secret = ("MINILVB_CLUSTER__SECRET", "0123456789abcdef0123");
+        let err = |pairs: &[(&str, &str)]| {
+            Config::load_from(None, &env(pairs))
+                .unwrap_err()
+                .to_string()
+        };
+        // No secret: refused, by name.
+        let e = err(&[redis, mysql]);
+        assert!(e.contains("cluster.secret"), "{e}");
+        // The embedded SQLite default serves one node only.
+        let e = err(&[redis, secret]);
+        assert!(e.contains("MySQL/MariaDB") && e.contains("SQLite"), "{e}");
+        let e = err(&[redis, secret, mysql, ("MINILVB_CLUSTER__LEASE_MS", "10")]);
+        assert!(e.contains("cluster.lease_ms"), "{e}");
+        let e = err(&[
+            redis,
+            secret,
+            mysql,
+            ("MINILVB_CLUSTER__ADVERTISE_URL", "node-2:8080"),
+        ]);
+        assert!(e.contains("advertise_url"), "{e}");
+        let c = Config::load_from(None, &env(&[redis, secret, mysql])).unwrap();
+        assert!(c.cluster.enabled());
+        assert_eq!(c.cluster.lease_ms, 3000);
+        // The secret never prints.
+        assert!(!format!("{c:?}").contains("0123456789abcdef0123"));
+        // Unset: a single node, as before.
+        assert!(!Config::default().cluster.enabled());
     }
 
     #[test]

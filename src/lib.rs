@@ -25,6 +25,7 @@ pub mod accounts;
 pub mod actions;
 pub mod app;
 pub mod check;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod media;

@@ -26,6 +26,10 @@ pub struct Health {
     /// Room snapshots refused because another server had claimed the room.
     pub fenced_writes: AtomicU64,
     pub snapshot_seconds: Histogram,
+    /// Cluster: from a list change published by its owner to this node's index.
+    pub list_staleness: Histogram,
+    /// Cluster: room calls this node forwarded to the room's owner.
+    pub forwarded: AtomicU64,
 }
 
 #[derive(Default)]
@@ -261,6 +265,19 @@ impl Metrics {
         out.push_str("# TYPE minilvb_snapshot_duration_seconds histogram\n");
         h.snapshot_seconds
             .render(&mut out, "minilvb_snapshot_duration_seconds", "");
+        let _ = writeln!(
+            out,
+            "# HELP minilvb_forwarded_calls_total Room calls forwarded to the room's owner node.\n\
+             # TYPE minilvb_forwarded_calls_total counter\n\
+             minilvb_forwarded_calls_total {}",
+            h.forwarded.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP minilvb_list_feed_staleness_seconds From a list change on its owner node to this node's list.\n",
+        );
+        out.push_str("# TYPE minilvb_list_feed_staleness_seconds histogram\n");
+        h.list_staleness
+            .render(&mut out, "minilvb_list_feed_staleness_seconds", "");
         out
     }
 }

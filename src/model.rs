@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One room: a VJ's live room, or one of the VJ's recordings.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum RoomKey {
     Live(String),
     Recording { vj: String, fileid: String },
@@ -36,7 +36,7 @@ impl RoomKey {
 }
 
 /// The descriptive part of a room: set by RequestLVBAddr or a recording callback.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomInfo {
     pub groupid: String,
     pub title: String,
@@ -61,7 +61,7 @@ pub struct Member {
 }
 
 /// The fast-changing part of a room, persisted by snapshots.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     /// Broadcast number of a live room; a new broadcast increments it, and snapshots of an
     /// older broadcast never overwrite a newer one's state.

@@ -6,6 +6,7 @@ pub mod connections;
 mod dashboard;
 mod health;
 mod interface;
+mod internal;
 mod metrics;
 pub mod request_id;
 mod ws;
@@ -67,6 +68,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/dashboard", web::get().to(dashboard::page));
     cfg.route("/ws/dashboard", web::get().to(dashboard::feed));
     cfg.route("/metrics", web::get().to(metrics::metrics));
+    cfg.route(
+        crate::cluster::peer::PATH,
+        web::post().to(internal::room_call),
+    );
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz));
 }

@@ -154,6 +154,25 @@ impl From<RoomError> for ApiError {
                 &"room actor unavailable",
             ),
             RoomError::Store(e) => e.into(),
+            RoomError::RemoteStore(detail) => ApiError {
+                internal: Some(Internal {
+                    storage: true,
+                    detail: format!("on the owning node: {detail}"),
+                }),
+                ..ApiError::new(Code::Storage, "storage operation failed, please retry")
+            },
+            RoomError::Peer(detail) => ApiError::internal(
+                "the room's server did not answer, please retry",
+                &format!("forwarding failed: {detail}"),
+            ),
+            RoomError::NotOwner => ApiError::internal(
+                "the room's server is not known right now, please retry",
+                &"forwarded to a node that does not own the room",
+            ),
+            RoomError::NoOwner(detail) => ApiError::internal(
+                "the room's server is not known right now, please retry",
+                &format!("no owner: {detail}"),
+            ),
         }
     }
 }
@@ -271,6 +290,26 @@ mod tests {
                 RoomError::Moved(RoomKey::Live(vj())),
                 Code::Storage,
                 "the room moved to another server, please retry",
+            ),
+            (
+                RoomError::RemoteStore("down".into()),
+                Code::Storage,
+                "storage operation failed, please retry",
+            ),
+            (
+                RoomError::Peer("timed out".into()),
+                Code::Storage,
+                "the room's server did not answer, please retry",
+            ),
+            (
+                RoomError::NotOwner,
+                Code::Storage,
+                "the room's server is not known right now, please retry",
+            ),
+            (
+                RoomError::NoOwner("redis down".into()),
+                Code::Storage,
+                "the room's server is not known right now, please retry",
             ),
         ];
         for (e, code, msg) in cases {

@@ -34,4 +34,19 @@ pub enum RoomError {
     Unavailable,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The owner node's store failed (its error, as text).
+    #[error("database error on the owning node: {0}")]
+    RemoteStore(String),
+    /// The owner node could not be reached, or its answer was lost: the call may or may
+    /// not have been applied.
+    #[error("the owning node failed: {0}")]
+    Peer(String),
+    /// A forwarded call reached a node that does not own the room (the sender looks the
+    /// owner up again). Never reaches a client.
+    #[error("this node does not own the room")]
+    NotOwner,
+    /// Redis cannot say who owns a room that does not run here, or this node's lease has
+    /// lapsed: it neither claims nor forwards.
+    #[error("the room's owner is unknown: {0}")]
+    NoOwner(String),
 }

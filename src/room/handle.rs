@@ -5,7 +5,9 @@
 
 use super::fanout::Queued;
 use super::registry::Registry;
+use super::remote::{Answer, Call, Reply, WireError};
 use super::*;
+use crate::cluster::{Cluster, Owner, Peer};
 use crate::model::{Counters, MemberInfo, PusherInfo, RoomInfo, RoomKey};
 use crate::store::NewRecording;
 use crate::supervisor::{FlushAll, SharedList};
@@ -27,7 +29,7 @@ pub struct RoomsConfig {
 }
 
 /// A viewer entering a room, as the member list shows them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Viewer {
     pub userid: String,
     pub nickname: String,
@@ -63,7 +65,19 @@ pub struct Rooms {
     supervisor: Addr<Supervisor>,
     /// The rooms' own threads, when configured (stopped after the final flush).
     threads: Arc<Vec<Arbiter>>,
+    /// Set when this node is one of several: rooms owned elsewhere are forwarded.
+    cluster: Option<Arc<Cluster>>,
+    health: Arc<crate::metrics::Health>,
 }
+
+/// Where a call runs.
+enum Route {
+    Here,
+    Peer(Peer),
+}
+
+/// Lookups of a room's owner per forwarded call, at most.
+const FORWARD_ATTEMPTS: u32 = 3;
 
 impl Rooms {
     /// Must run inside an actix `System`.
@@ -74,6 +88,7 @@ impl Rooms {
         handover: Handover,
         health: Arc<crate::metrics::Health>,
         mut fenced: mpsc::Receiver<(RoomKey, i64)>,
+        cluster: Option<Arc<Cluster>>,
     ) -> Rooms {
         let threads: Vec<Arbiter> = (0..cfg.threads).map(|_| Arbiter::new()).collect();
         let env = Arc::new(RoomEnv {
@@ -82,7 +97,7 @@ impl Rooms {
             handover,
             rooms: Directory::new(),
             cfg,
-            health,
+            health: health.clone(),
             alive: Default::default(),
         });
         let registry = Arc::new(Registry::new(
@@ -98,10 +113,72 @@ impl Rooms {
                 }
             }
         });
-        Rooms {
+        let rooms = Rooms {
             registry,
             supervisor,
             threads: Arc::new(threads),
+            cluster,
+            health,
+        };
+        if let Some(c) = &rooms.cluster {
+            rooms.spawn_lease(c.clone());
+        }
+        rooms
+    }
+
+    /// This node's place in the cluster, if it is in one.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
+    }
+
+    /// Keeps this node's lease. After a lapse (a pause, Redis away) the rooms that moved
+    /// meanwhile are dropped here before the node acknowledges anything again.
+    fn spawn_lease(&self, cluster: Arc<Cluster>) {
+        let registry = self.registry.clone();
+        actix::spawn(async move {
+            let mut tick = tokio::time::interval(cluster.renew_every());
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut touched = std::time::Instant::now();
+            loop {
+                tick.tick().await;
+                let start = std::time::Instant::now();
+                match cluster.renew().await {
+                    Ok(true) | Err(_) => {}
+                    Ok(false) => {
+                        let keys = registry.keys();
+                        tracing::warn!(rooms = keys.len(), "lease lapsed: checking owned rooms");
+                        match cluster.still_mine(&keys).await {
+                            Ok(mine) => {
+                                let mut lost = 0;
+                                for (key, mine) in keys.iter().zip(mine) {
+                                    if !mine {
+                                        if let Some(room) = registry.running(key) {
+                                            room.do_send(Fenced { fence: i64::MAX });
+                                        }
+                                        lost += 1;
+                                    }
+                                }
+                                tracing::warn!(lost, "lease back: rooms that moved dropped");
+                                cluster.confirm(start);
+                            }
+                            Err(e) => tracing::warn!(error = %e, "cannot check owned rooms"),
+                        }
+                    }
+                }
+                if touched.elapsed() >= Duration::from_secs(60) && cluster.lease_valid() {
+                    touched = std::time::Instant::now();
+                    if let Err(e) = cluster.touch(&registry.keys()).await {
+                        tracing::warn!(error = %e, "cannot refresh room owners");
+                    }
+                }
+            }
+        });
+    }
+
+    /// A graceful stop, after the final flush: this node's rooms are given up at once.
+    pub async fn leave_cluster(&self) {
+        if let Some(c) = &self.cluster {
+            c.leave(&self.registry.keys()).await;
         }
     }
 
@@ -128,13 +205,14 @@ impl Rooms {
         groupid: Option<String>,
         viewer: Viewer,
     ) -> Result<(), RoomError> {
-        let msg = Enter {
-            userid: viewer.userid,
-            nickname: viewer.nickname,
-            headpic: viewer.headpic,
+        let key = key.clone();
+        self.run(Call::Enter {
+            key,
             groupid,
-        };
-        self.existing(key, msg).await?
+            viewer,
+        })
+        .await?
+        .done()
     }
 
     /// A viewer leaves. Leaving a room that does not exist, another broadcast's group, or a
@@ -145,26 +223,31 @@ impl Rooms {
         userid: String,
         groupid: Option<String>,
     ) -> Result<(), RoomError> {
-        self.registry.ask(key, Quit { userid, groupid }).await?;
-        Ok(())
+        let key = key.clone();
+        self.run(Call::Quit {
+            key,
+            userid,
+            groupid,
+        })
+        .await?
+        .done()
     }
 
     pub async fn like(&self, key: &RoomKey, increase: bool) -> Result<(), RoomError> {
-        self.existing(key, Like { increase }).await?
+        let key = key.clone();
+        self.run(Call::Like { key, increase }).await?.done()
     }
 
     /// The room's description and counters.
     pub async fn state(&self, key: &RoomKey) -> Result<(RoomInfo, Counters), RoomError> {
-        self.existing(key, GetState)
-            .await?
-            .ok_or_else(|| RoomError::NoBroadcast(key.vj().to_string()))
+        let key = key.clone();
+        self.run(Call::State { key }).await?.state()
     }
 
     /// The room's list item.
     pub async fn info(&self, key: &RoomKey) -> Result<PusherInfo, RoomError> {
-        self.existing(key, GetInfo)
-            .await?
-            .ok_or_else(|| RoomError::NoBroadcast(key.vj().to_string()))
+        let key = key.clone();
+        self.run(Call::Info { key }).await?.info()
     }
 
     /// The VJ whose current broadcast uses this stream name.
@@ -180,25 +263,28 @@ impl Rooms {
         offset: usize,
         limit: usize,
     ) -> Result<(usize, Vec<MemberInfo>), RoomError> {
-        let msg = MemberPage {
+        let key = key.clone();
+        self.run(Call::Members {
+            key,
             groupid,
             offset,
             limit,
-        };
-        self.existing(key, msg).await?
+        })
+        .await?
+        .members()
     }
 
     /// The VJ says the broadcast is online or offline (ChangeStatus).
     pub async fn set_status(&self, vj: &str, online: bool) -> Result<(), RoomError> {
-        self.existing(&live(vj), SetStatus { online }).await?
+        let key = live(vj);
+        self.run(Call::SetStatus { key, online }).await?.done()
     }
 
     /// Starts a new broadcast of the VJ's live room, creating the room on first use. It is
     /// in the database before this returns.
     pub async fn new_broadcast(&self, vj: &str, info: RoomInfo) -> Result<(), RoomError> {
-        self.registry
-            .ask_live_or_new(vj, NewBroadcast { info })
-            .await?
+        let key = live(vj);
+        self.run(Call::NewBroadcast { key, info }).await?.done()
     }
 
     /// The media server reports the stream started or stopped (at `event_time` when it
@@ -209,13 +295,20 @@ impl Rooms {
         online: bool,
         event_time: Option<i64>,
     ) -> Result<bool, RoomError> {
-        self.existing(&live(vj), MediaStatus { online, event_time })
-            .await
+        let key = live(vj);
+        self.run(Call::MediaStatus {
+            key,
+            online,
+            event_time,
+        })
+        .await?
+        .applied()
     }
 
     /// The media server says the stream is alive.
     pub async fn sign_of_life(&self, vj: &str) -> Result<(), RoomError> {
-        self.existing(&live(vj), SignOfLife).await
+        let key = live(vj);
+        self.run(Call::SignOfLife { key }).await?.done()
     }
 
     /// Stores a recording (or merges another format's URL into it) before answering, then
@@ -226,21 +319,212 @@ impl Rooms {
             vj: rec.vj,
             fileid: rec.fileid,
         };
-        let info = SetInfo {
-            info: record.info.clone(),
-        };
-        match self.existing(&key, info).await {
-            // Stored, so it can only have been missing before the write: nothing to tell.
-            Ok(()) | Err(RoomError::NoRoom(_)) => Ok(record),
-            Err(e) => Err(e),
-        }
+        let info = record.info.clone();
+        self.run(Call::SetInfo { key, info }).await?.done()?;
+        Ok(record)
     }
 
     /// The media server took a screenshot of the VJ's stream: stored, then shown.
     pub async fn set_snapshot(&self, vj: &str, url: String) -> Result<(), RoomError> {
         let key = live(vj);
         self.registry.store().set_snapshot_url(&key, &url).await?;
-        self.existing(&key, SetSnapshot { url }).await
+        self.run(Call::SetSnapshot { key, url }).await?.done()
+    }
+
+    /// Runs a call where its room lives: here, or (in a cluster) on the room's owner.
+    async fn run(&self, call: Call) -> Result<Reply, RoomError> {
+        let Some(cluster) = &self.cluster else {
+            return self.here(call).await;
+        };
+        match self.route(cluster, call.key(), false).await? {
+            Route::Here => self.here(call).await,
+            Route::Peer(peer) => self.forward(cluster, call, peer).await,
+        }
+    }
+
+    /// A call another node forwarded: served only if this node owns the room (never
+    /// forwarded again, so a stale owner cache cannot send a call round in a loop).
+    pub async fn serve_forwarded(&self, body: &[u8]) -> Vec<u8> {
+        let answer = match serde_json::from_slice::<Call>(body) {
+            Err(e) => Answer::Err(WireError::Peer(format!("bad call: {e}"))),
+            Ok(call) => {
+                let result = match &self.cluster {
+                    None => Err(RoomError::NotOwner),
+                    Some(cluster) => match self.route(cluster, call.key(), true).await {
+                        Ok(Route::Here) => self.here(call).await,
+                        Ok(Route::Peer(_)) => Err(RoomError::NotOwner),
+                        Err(e) => Err(e),
+                    },
+                };
+                match result {
+                    Ok(r) => Answer::Ok(r),
+                    Err(e) => Answer::Err(e.into()),
+                }
+            }
+        };
+        serde_json::to_vec(&answer).unwrap_or_default()
+    }
+
+    /// Where a room's calls go. A room running here is this node's while its lease is
+    /// valid (rooms that moved were dropped when it lapsed); any other is looked up, and
+    /// claimed when it has no live owner. `fresh` skips the cache of other nodes' rooms.
+    async fn route(
+        &self,
+        cluster: &Cluster,
+        key: &RoomKey,
+        fresh: bool,
+    ) -> Result<Route, RoomError> {
+        if self.registry.running(key).is_some() {
+            return if cluster.may_serve() {
+                Ok(Route::Here)
+            } else {
+                Err(RoomError::NoOwner("this node's lease lapsed".into()))
+            };
+        }
+        if fresh {
+            cluster.forget(key);
+        }
+        match cluster.owner(key).await {
+            Ok(Owner::Me) => Ok(Route::Here),
+            Ok(Owner::Peer(p)) => Ok(Route::Peer(p)),
+            Err(e) => Err(RoomError::NoOwner(e.to_string())),
+        }
+    }
+
+    /// Sends a call to the room's owner. A node that answers "not mine", or cannot be
+    /// connected to (so the call was not applied), makes it look the owner up again, a few
+    /// times; a call that was sent and got no answer is not retried (it may have applied).
+    async fn forward(
+        &self,
+        cluster: &Cluster,
+        call: Call,
+        mut peer: Peer,
+    ) -> Result<Reply, RoomError> {
+        let body = serde_json::to_vec(&call).map_err(|e| RoomError::Peer(e.to_string()))?;
+        let key = call.key().clone();
+        self.health
+            .forwarded
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for attempt in 0..FORWARD_ATTEMPTS {
+            let sent = crate::cluster::peer::call(
+                cluster.secret().expose(),
+                &cluster.node_id,
+                &peer.url,
+                body.clone(),
+            )
+            .await;
+            match sent {
+                Ok(bytes) => match serde_json::from_slice::<Answer>(&bytes) {
+                    Ok(Answer::Ok(r)) => return Ok(r),
+                    Ok(Answer::Err(WireError::NotOwner)) => cluster.forget(&key),
+                    Ok(Answer::Err(e)) => return Err(e.into()),
+                    Err(e) => return Err(RoomError::Peer(format!("bad answer: {e}"))),
+                },
+                Err(crate::cluster::peer::PeerError::Connect(e)) => {
+                    tracing::debug!(node = %peer.node, error = %e, "peer unreachable");
+                    cluster.forget(&key);
+                    // A node that just died holds its lease a little longer.
+                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                }
+                Err(e) => return Err(RoomError::Peer(e.to_string())),
+            }
+            match self.route(cluster, &key, true).await? {
+                Route::Here => return self.here(call).await,
+                Route::Peer(p) => peer = p,
+            }
+        }
+        Err(RoomError::NoOwner(format!(
+            "no owner answered for {key:?} after {FORWARD_ATTEMPTS} attempts"
+        )))
+    }
+
+    /// Runs a call on this node's room.
+    async fn here(&self, call: Call) -> Result<Reply, RoomError> {
+        Ok(match call {
+            Call::Enter {
+                key,
+                groupid,
+                viewer,
+            } => {
+                let msg = Enter {
+                    userid: viewer.userid,
+                    nickname: viewer.nickname,
+                    headpic: viewer.headpic,
+                    groupid,
+                };
+                self.existing(&key, msg).await??;
+                Reply::Done
+            }
+            Call::Quit {
+                key,
+                userid,
+                groupid,
+            } => {
+                self.registry.ask(&key, Quit { userid, groupid }).await?;
+                Reply::Done
+            }
+            Call::Like { key, increase } => {
+                self.existing(&key, Like { increase }).await??;
+                Reply::Done
+            }
+            Call::State { key } => {
+                let (info, counters) = self
+                    .existing(&key, GetState)
+                    .await?
+                    .ok_or_else(|| RoomError::NoBroadcast(key.vj().to_string()))?;
+                Reply::State(info, counters)
+            }
+            Call::Info { key } => Reply::Info(
+                self.existing(&key, GetInfo)
+                    .await?
+                    .ok_or_else(|| RoomError::NoBroadcast(key.vj().to_string()))?,
+            ),
+            Call::Members {
+                key,
+                groupid,
+                offset,
+                limit,
+            } => {
+                let msg = MemberPage {
+                    groupid,
+                    offset,
+                    limit,
+                };
+                let (n, page) = self.existing(&key, msg).await??;
+                Reply::Members(n, page)
+            }
+            Call::SetStatus { key, online } => {
+                self.existing(&key, SetStatus { online }).await??;
+                Reply::Done
+            }
+            Call::NewBroadcast { key, info } => {
+                self.registry
+                    .ask_live_or_new(key.vj(), NewBroadcast { info })
+                    .await??;
+                Reply::Done
+            }
+            Call::MediaStatus {
+                key,
+                online,
+                event_time,
+            } => Reply::Applied(
+                self.existing(&key, MediaStatus { online, event_time })
+                    .await?,
+            ),
+            Call::SignOfLife { key } => {
+                self.existing(&key, SignOfLife).await?;
+                Reply::Done
+            }
+            Call::SetInfo { key, info } => match self.existing(&key, SetInfo { info }).await {
+                // Stored, so it can only have been missing before the write: nothing to tell.
+                Ok(()) | Err(RoomError::NoRoom(_)) => Reply::Done,
+                Err(e) => return Err(e),
+            },
+            Call::SetSnapshot { key, url } => {
+                self.existing(&key, SetSnapshot { url }).await?;
+                Reply::Done
+            }
+        })
     }
 
     /// Subscribes to a live room's realtime events: a snapshot first, then coalesced events,
@@ -248,6 +532,15 @@ impl Rooms {
     pub async fn subscribe(&self, vj: &str, queue: usize) -> Result<Subscription, RoomError> {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let key = live(vj);
+        if let Some(cluster) = &self.cluster {
+            if let Route::Peer(p) = self.route(cluster, &key, false).await? {
+                // Relaying another node's frames is not built yet: say where the room is.
+                return Err(RoomError::NoOwner(format!(
+                    "the room is served by {}",
+                    p.node
+                )));
+            }
+        }
         let (tx, frames) = mpsc::channel(queue.max(2));
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Retried like `ask` (a room that stopped idle is reactivated); the subscription

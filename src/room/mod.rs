@@ -7,6 +7,7 @@ pub mod fanout;
 mod handle;
 mod members;
 mod registry;
+mod remote;
 
 use crate::model::{
     Counters, Member, MemberInfo, PusherInfo, PusherInfoRef, RoomInfo, RoomKey, RoomRecord,

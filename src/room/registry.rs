@@ -197,6 +197,10 @@ impl Registry {
         self.env.rooms.remove_if(key, |_, a| a == addr);
     }
 
+    pub fn keys(&self) -> Vec<RoomKey> {
+        self.env.rooms.iter().map(|e| e.key().clone()).collect()
+    }
+
     pub fn all(&self) -> Vec<Addr<Room>> {
         self.env.rooms.iter().map(|e| e.value().clone()).collect()
     }

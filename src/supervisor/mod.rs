@@ -1,6 +1,7 @@
 //! The supervisor actor: the sorted list index behind FetchList, and the snapshot writer
 //! that persists dirty rooms in batches, retrying with back-off while the database is down.
 
+pub mod feed;
 mod handover;
 pub mod index;
 pub mod list;
@@ -47,6 +48,9 @@ pub struct Supervisor {
     /// Rooms being read from the store to be activated (see `LoadRoom`).
     loading: HashMap<RoomKey, Loading>,
     fenced_tx: Option<tokio::sync::mpsc::Sender<(RoomKey, i64)>>,
+    /// In a cluster: list changes of this node's rooms, published once per tick.
+    feed: Option<feed::Publisher>,
+    outbox: Vec<feed::FeedItem>,
 }
 
 /// Reads of one room in progress, and what snapshots committed for it since the first
@@ -83,6 +87,8 @@ impl Supervisor {
             handover: Handover::new(tx),
             loading: HashMap::new(),
             fenced_tx: None,
+            feed: None,
+            outbox: Vec::new(),
         }
     }
 
@@ -103,12 +109,28 @@ impl Supervisor {
                 .pending_rooms
                 .store(self.pending.len(), Ordering::Relaxed);
         }
+        if let (Some(feed), false) = (&self.feed, self.outbox.is_empty()) {
+            feed.publish(std::mem::take(&mut self.outbox));
+        }
+    }
+
+    /// Publishes this node's list changes to the other nodes (a cluster).
+    pub fn set_feed(&mut self, publisher: feed::Publisher) {
+        self.feed = Some(publisher);
     }
 
     fn room_changed(&mut self, msg: RoomChanged) {
         let current_epoch = self.pending.get(&msg.key).map(|p| p.item.counters.epoch);
         // An older broadcast's late change must not touch the index of a newer one.
         if current_epoch.is_none_or(|e| msg.snapshot.counters.epoch >= e) {
+            if self.feed.is_some() {
+                self.outbox.push(feed::FeedItem {
+                    key: msg.key.clone(),
+                    fence: msg.snapshot.fence,
+                    entry: msg.entry.as_ref().map(feed::WireEntry::of),
+                    at_ms: 0,
+                });
+            }
             self.set_entry(&msg.key, msg.entry);
         }
         let newer = Pending::from_item(msg.snapshot);

@@ -438,3 +438,56 @@ pub fn proc_rss_bytes(pid: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kb| kb * 1024)
 }
+
+/// Redis for cluster tests (MINILVB_TEST_REDIS_URL), under a key prefix of the test's own;
+/// its keys are deleted when dropped.
+pub struct TestRedis {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl TestRedis {
+    /// `None` when MINILVB_TEST_REDIS_URL is not set.
+    pub fn new() -> Option<TestRedis> {
+        let url = std::env::var("MINILVB_TEST_REDIS_URL").ok()?;
+        Some(TestRedis {
+            url,
+            prefix: format!("minilvb_t_{}:", unique()),
+        })
+    }
+
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        // Synchronous: a drop may run outside any runtime.
+        if let Ok(mut c) = redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection()) {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}*", self.prefix))
+                .query(&mut c)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut c);
+            }
+        }
+    }
+}
+
+pub const CLUSTER_SECRET: &str = "cluster-secret-for-tests-0123456789";
+
+/// A node of a cluster on `db` (MariaDB) and `redis`.
+pub fn cluster_config(db: &TestDb, redis: &TestRedis) -> Config {
+    let mut c = test_config(db);
+    c.cluster.redis_url = Secret::new(redis.url.clone());
+    c.cluster.key_prefix = redis.prefix.clone();
+    c.cluster.secret = Secret::new(CLUSTER_SECRET);
+    c.cluster.lease_ms = 1000;
+    c
+}

@@ -1,0 +1,378 @@
+//! Several nodes as one server: node leases and room owners in Redis, and the signed
+//! channel nodes forward room calls over (`peer`). Redis says who *should* own a room; the
+//! database fence (see `store`) decides who *may* write it, so losing a Redis write in a
+//! failover can cost a retry but never a room written by two nodes.
+//!
+//! A node holds one lease key (`{prefix}node:{id}` = its URL, expiring after `lease_ms`,
+//! renewed three times per lease). A room's owner key (`{prefix}room:…` = a node id) is
+//! valid while that node's lease lives; a claim succeeds only over an absent or dead owner.
+//! A node acknowledges for its rooms only while its own lease is valid on its monotonic
+//! clock: one paused past its lease (SIGSTOP) answers "retry" until it has renewed and
+//! checked which of its rooms are still its own. While Redis cannot be reached at all the
+//! node keeps serving the rooms it holds (degraded): nobody can claim them then, and a node
+//! that did (partitioned from this one only) is stopped by the database fence.
+
+pub mod peer;
+
+use crate::config::ClusterConfig;
+use crate::model::RoomKey;
+use dashmap::DashMap;
+use redis::aio::ConnectionManager;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where a room's calls go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// This node: serve it here.
+    Me,
+    /// Another live node: forward to it.
+    Peer(Peer),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub node: String,
+    pub url: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// This node's lease lapsed (a pause, or Redis unreachable): it may not claim rooms.
+    #[error("this node's lease has lapsed")]
+    NoLease,
+}
+
+/// Owner keys outlive an idle room for this long (an idle room's owner reactivates it
+/// under its own fence); running rooms refresh theirs.
+const OWNER_TTL: Duration = Duration::from_secs(600);
+/// Rooms owned elsewhere remembered per node (cleared when full: lookups refill it).
+const OWNER_CACHE: usize = 200_000;
+
+/// Claims a room over an absent or dead owner; answers the owner and its URL ('' for me).
+const CLAIM: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then
+  local url = redis.call('GET', ARGV[2] .. cur)
+  if url then return {cur, url} end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return {ARGV[1], ''}
+"#;
+
+/// Renews this node's lease; 0 when it had lapsed (and was taken out again).
+const RENEW: &str = r#"
+if redis.call('PEXPIRE', KEYS[1], ARGV[2]) == 1 then return 1 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 0
+"#;
+
+/// Deletes a key only while it still holds this node's value.
+const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+pub struct Cluster {
+    pub node_id: String,
+    pub url: String,
+    secret: crate::config::Secret,
+    lease: Duration,
+    prefix: String,
+    redis: ConnectionManager,
+    client: redis::Client,
+    started: Instant,
+    /// The lease is valid until this many ms after `started` (0: not yet / lapsed).
+    valid_until_ms: AtomicU64,
+    /// The last renewal could not reach Redis.
+    degraded: AtomicBool,
+    /// Rooms known to be owned by other nodes.
+    owners: DashMap<RoomKey, Peer>,
+    claim: redis::Script,
+    renew: redis::Script,
+    release: redis::Script,
+}
+
+impl Cluster {
+    /// Connects to Redis and takes this node's lease. `url` is how peers reach this node.
+    pub async fn join(
+        cfg: &ClusterConfig,
+        node_id: String,
+        url: String,
+    ) -> Result<Arc<Cluster>, ClusterError> {
+        let client = redis::Client::open(cfg.redis_url.expose())?;
+        let lease = Duration::from_millis(cfg.lease_ms);
+        // Commands fail fast while Redis is away: the caller degrades, it does not wait.
+        let rcfg = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(lease / 4))
+            .set_response_timeout(Some(lease / 4))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let redis = ConnectionManager::new_with_config(client.clone(), rcfg).await?;
+        let cluster = Arc::new(Cluster {
+            node_id,
+            url,
+            secret: cfg.secret.clone(),
+            lease,
+            prefix: cfg.key_prefix.clone(),
+            redis,
+            client,
+            started: Instant::now(),
+            valid_until_ms: AtomicU64::new(0),
+            degraded: AtomicBool::new(false),
+            owners: DashMap::new(),
+            claim: redis::Script::new(CLAIM),
+            renew: redis::Script::new(RENEW),
+            release: redis::Script::new(RELEASE),
+        });
+        // A node id already alive in Redis is another process's: refuse to join as it.
+        let mut conn = cluster.redis.clone();
+        let taken: bool = redis::cmd("SET")
+            .arg(cluster.node_key(&cluster.node_id))
+            .arg(&cluster.url)
+            .arg("NX")
+            .arg("PX")
+            .arg(cfg.lease_ms)
+            .query_async::<Option<String>>(&mut conn)
+            .await?
+            .is_none();
+        if taken {
+            return Err(ClusterError::Redis(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "cluster.node_id is held by another live node",
+            ))));
+        }
+        cluster.extend_lease(Instant::now());
+        Ok(cluster)
+    }
+
+    pub fn secret(&self) -> &crate::config::Secret {
+        &self.secret
+    }
+
+    pub fn redis(&self) -> ConnectionManager {
+        self.redis.clone()
+    }
+
+    /// For connections of their own (blocking reads).
+    pub fn client(&self) -> redis::Client {
+        self.client.clone()
+    }
+
+    /// A key of this cluster's.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{}", self.prefix, name)
+    }
+
+    fn node_key(&self, node: &str) -> String {
+        format!("{}node:{node}", self.prefix)
+    }
+
+    /// A room's owner key: lengths keep any userid and file id apart.
+    fn room_key(&self, key: &RoomKey) -> String {
+        let vj = key.vj();
+        format!("{}room:{}:{vj}{}", self.prefix, vj.len(), key.fileid())
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn extend_lease(&self, from: Instant) {
+        let until = from.duration_since(self.started) + self.lease;
+        self.valid_until_ms
+            .store(until.as_millis() as u64, Ordering::Release);
+    }
+
+    /// Whether this node's lease is valid now, on its own clock.
+    pub fn lease_valid(&self) -> bool {
+        self.now_ms() < self.valid_until_ms.load(Ordering::Acquire)
+    }
+
+    /// Redis could not be reached at the last renewal.
+    pub fn degraded(&self) -> bool {
+        self.degraded.load(Ordering::Acquire)
+    }
+
+    /// Whether rooms running here may acknowledge: the lease is valid, or Redis is away
+    /// for everyone (degraded) and only the database fence can tell.
+    pub fn may_serve(&self) -> bool {
+        self.lease_valid() || self.degraded()
+    }
+
+    /// Who owns the room, claiming it for this node when it has no live owner. A cached
+    /// peer answers without a round trip; `forget` drops one that proved wrong.
+    pub async fn owner(&self, key: &RoomKey) -> Result<Owner, ClusterError> {
+        if let Some(p) = self.owners.get(key) {
+            return Ok(Owner::Peer(p.clone()));
+        }
+        if !self.lease_valid() {
+            return Err(ClusterError::NoLease);
+        }
+        let mut conn = self.redis.clone();
+        let (node, url): (String, String) = self
+            .claim
+            .key(self.room_key(key))
+            .arg(&self.node_id)
+            .arg(self.node_key(""))
+            .arg(OWNER_TTL.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await?;
+        if node == self.node_id {
+            return Ok(Owner::Me);
+        }
+        let peer = Peer { node, url };
+        if self.owners.len() >= OWNER_CACHE {
+            self.owners.clear();
+        }
+        self.owners.insert(key.clone(), peer.clone());
+        Ok(Owner::Peer(peer))
+    }
+
+    /// Forgets a cached owner that answered "not mine" or could not be reached.
+    pub fn forget(&self, key: &RoomKey) {
+        self.owners.remove(key);
+    }
+
+    /// Which of these rooms Redis still says are this node's (claiming those with no live
+    /// owner); used after the lease lapsed, before acknowledging again.
+    pub async fn still_mine(&self, keys: &[RoomKey]) -> Result<Vec<bool>, ClusterError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let mut conn = self.redis.clone();
+            let (node, _url): (String, String) = self
+                .claim
+                .key(self.room_key(key))
+                .arg(&self.node_id)
+                .arg(self.node_key(""))
+                .arg(OWNER_TTL.as_millis() as u64)
+                .invoke_async(&mut conn)
+                .await?;
+            out.push(node == self.node_id);
+        }
+        Ok(out)
+    }
+
+    /// Keeps the owner keys of running rooms from expiring.
+    pub async fn touch(&self, keys: &[RoomKey]) -> Result<(), ClusterError> {
+        for chunk in keys.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for key in chunk {
+                pipe.cmd("PEXPIRE")
+                    .arg(self.room_key(key))
+                    .arg(OWNER_TTL.as_millis() as u64)
+                    .ignore();
+            }
+            let mut conn = self.redis.clone();
+            pipe.query_async::<()>(&mut conn).await?;
+        }
+        Ok(())
+    }
+
+    /// One renewal. `Ok(false)`: the lease had lapsed and is taken out again, but the
+    /// caller must check its rooms (`still_mine`) before it calls `confirm`.
+    pub async fn renew(&self) -> Result<bool, ClusterError> {
+        let start = Instant::now();
+        let mut conn = self.redis.clone();
+        let r: Result<i64, _> = self
+            .renew
+            .key(self.node_key(&self.node_id))
+            .arg(&self.url)
+            .arg(self.lease.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await;
+        match r {
+            Ok(1) => {
+                // Renewed before it lapsed in Redis: nobody could have claimed a room.
+                self.extend_lease(start);
+                self.degraded.store(false, Ordering::Release);
+                Ok(true)
+            }
+            Ok(_) => Ok(false),
+            Err(e) => {
+                if !self.degraded.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(error = %e, "redis unreachable: serving owned rooms only");
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// After a lapse, the rooms were checked: acknowledge again (from `renewed_at`).
+    pub fn confirm(&self, renewed_at: Instant) {
+        self.extend_lease(renewed_at);
+        self.degraded.store(false, Ordering::Release);
+    }
+
+    /// How often the lease is renewed.
+    pub fn renew_every(&self) -> Duration {
+        self.lease / 3
+    }
+
+    /// Leaves the cluster (a graceful stop, after every room was written): gives up the
+    /// rooms' owner keys and the lease, so others claim them at once.
+    pub async fn leave(&self, keys: &[RoomKey]) {
+        self.valid_until_ms.store(0, Ordering::Release);
+        let mut conn = self.redis.clone();
+        for key in keys {
+            let _ = self
+                .release
+                .key(self.room_key(key))
+                .arg(&self.node_id)
+                .invoke_async::<i64>(&mut conn)
+                .await;
+        }
+        let _ = self
+            .release
+            .key(self.node_key(&self.node_id))
+            .arg(&self.url)
+            .invoke_async::<i64>(&mut conn)
+            .await;
+        tracing::info!(rooms = keys.len(), "left the cluster");
+    }
+
+    /// The live nodes: id and URL.
+    pub async fn nodes(&self) -> Result<Vec<Peer>, ClusterError> {
+        let mut conn = self.redis.clone();
+        let mut keys: Vec<String> = Vec::new();
+        let mut iter: redis::AsyncIter<String> = redis::cmd("SCAN")
+            .cursor_arg(0)
+            .arg("MATCH")
+            .arg(format!("{}*", self.node_key("")))
+            .arg("COUNT")
+            .arg(1000)
+            .clone()
+            .iter_async(&mut conn)
+            .await?;
+        while let Some(k) = futures_util::StreamExt::next(&mut iter).await {
+            keys.push(k?);
+        }
+        drop(iter);
+        let mut nodes = Vec::new();
+        let prefix = self.node_key("");
+        for k in keys {
+            let url: Option<String> = redis::cmd("GET").arg(&k).query_async(&mut conn).await?;
+            if let (Some(url), Some(node)) = (url, k.strip_prefix(&prefix)) {
+                nodes.push(Peer {
+                    node: node.to_string(),
+                    url,
+                });
+            }
+        }
+        nodes.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(nodes)
+    }
+}
+
+/// A node id unique per process: host name, port, pid.
+pub fn default_node_id(port: u16) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    format!("{host}-{port}-{}", std::process::id())
+}

@@ -1,0 +1,240 @@
+//! Three nodes on one MariaDB and one Redis: any node serves any room (calls for a room
+//! owned elsewhere are forwarded to its owner), every node lists every room, and a node
+//! that stops hands its rooms to the others. (Needs MINILVB_TEST_MYSQL_URL and
+//! MINILVB_TEST_REDIS_URL; says "skipped" without them.)
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+struct Cluster {
+    nodes: Vec<TestApp>,
+    db: TestDb,
+    redis: TestRedis,
+}
+
+async fn cluster(n: usize) -> Option<Cluster> {
+    let Some(redis) = TestRedis::new() else {
+        eprintln!("skipped: MINILVB_TEST_REDIS_URL is not set");
+        return None;
+    };
+    let Some(db) = TestDb::new(Backend::Mysql).await else {
+        eprintln!("skipped: MINILVB_TEST_MYSQL_URL is not set");
+        return None;
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        nodes.push(spawn_app(cluster_config(&db, &redis)).await);
+    }
+    Some(Cluster { nodes, db, redis })
+}
+
+/// A deterministic "random" node per request: every request may land anywhere.
+fn pick(i: usize) -> usize {
+    (i.wrapping_mul(2_654_435_761) >> 7) % 3
+}
+
+/// Waits (bounded) for every node's list to show `vjs` online with these viewer counts.
+async fn lists_agree(nodes: &[TestApp], want: &[(String, u64)]) {
+    let t = Instant::now();
+    loop {
+        let mut all = true;
+        for n in nodes {
+            let d = n
+                .ok(json!({"Action":"FetchList","flag":1,"index":0,"count":100}))
+                .await;
+            let mut got: Vec<(String, u64)> = d["pusherlist"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    (
+                        p["userid"].as_str().unwrap().to_string(),
+                        p["viewercount"].as_u64().unwrap(),
+                    )
+                })
+                .collect();
+            got.sort();
+            let total = d["totalcount"].as_u64().unwrap();
+            if got != want || total != want.len() as u64 {
+                all = false;
+                if t.elapsed() > Duration::from_secs(10) {
+                    panic!(
+                        "node {} lists {got:?} (total {total}), want {want:?}",
+                        n.port
+                    );
+                }
+            }
+        }
+        if all {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn any_node_serves_any_room() {
+    let Some(c) = cluster(3).await else { return };
+    let n = &c.nodes;
+    // Ten VJs go live, each through some node; thirty viewers enter through others.
+    let vjs: Vec<String> = (0..10).map(|i| format!("vj{i}")).collect();
+    for (i, vj) in vjs.iter().enumerate() {
+        n[pick(i)].broadcast(vj).await;
+        n[pick(i + 1)]
+            .ok(json!({"Action":"ChangeStatus","userid":vj,"status":0}))
+            .await;
+    }
+    let mut want = Vec::new();
+    for (i, vj) in vjs.iter().enumerate() {
+        let viewers = i % 4;
+        for v in 0..viewers {
+            n[pick(i * 7 + v)].enter(&format!("u{i}_{v}"), vj).await;
+        }
+        want.push((vj.clone(), viewers as u64));
+    }
+    // Every node answers the same about every room.
+    for (i, vj) in vjs.iter().enumerate() {
+        let expect: Vec<String> = (0..i % 4).map(|v| format!("u{i}_{v}")).collect();
+        for node in n {
+            assert_eq!(node.member_ids(vj, &format!("g_{vj}")).await, expect);
+            let info = node.info(vj).await;
+            assert_eq!(info["viewercount"], (i % 4) as u64, "{info}");
+        }
+    }
+    // Likes from all nodes add up on the owner.
+    for i in 0..9 {
+        n[pick(i)]
+            .ok(json!({"Action":"ChangeCount","userid":"vj3","type":1,"optype":0,"flag":0}))
+            .await;
+    }
+    for node in n {
+        assert_eq!(node.info("vj3").await["likecount"], 9);
+    }
+    lists_agree(n, &want).await;
+
+    // Rooms live on several nodes, and calls were forwarded.
+    let mut owners = 0;
+    let mut forwarded = 0;
+    for node in n {
+        if node.metric("minilvb_active_rooms").await > 0 {
+            owners += 1;
+        }
+        forwarded += node.metric("minilvb_forwarded_calls_total").await;
+    }
+    assert!(owners >= 2, "rooms all on one node");
+    assert!(forwarded > 0);
+
+    // Errors come back from the owner as a single node gives them.
+    let e = n[1]
+        .err(
+            json!({"Action":"EnterGroup","userid":"x","liveuserid":"vj1","groupid":"wrong","flag":0,"nickname":"x"}),
+            601,
+        )
+        .await;
+    assert!(e.contains("has no group 'wrong'"), "{e}");
+    n[2].err(
+        json!({"Action":"EnterGroup","userid":"x","liveuserid":"nobody","groupid":"g","flag":0,"nickname":"x"}),
+        601,
+    )
+    .await;
+
+    // Viewers leave through yet other nodes; the lists follow everywhere.
+    for (i, vj) in vjs.iter().enumerate() {
+        for v in 0..i % 4 {
+            n[pick(i * 11 + v + 1)]
+                .ok(json!({"Action":"QuitGroup","userid":format!("u{i}_{v}"),"liveuserid":vj,"groupid":format!("g_{vj}")}))
+                .await;
+        }
+    }
+    let want: Vec<(String, u64)> = vjs.iter().map(|v| (v.clone(), 0)).collect();
+    lists_agree(n, &want).await;
+    for node in c.nodes {
+        node.stop().await;
+    }
+    c.db.drop_db().await;
+    drop(c.redis);
+}
+
+#[actix_rt::test]
+async fn a_node_that_stops_hands_its_rooms_over() {
+    let Some(mut c) = cluster(3).await else {
+        return;
+    };
+    // The room lives on node 0 (it took the broadcast); viewers enter everywhere.
+    c.nodes[0].go_live("star").await;
+    for i in 0..30 {
+        c.nodes[i % 3].enter(&format!("fan{i:02}"), "star").await;
+    }
+    assert_eq!(c.nodes[0].metric("minilvb_active_rooms").await, 1);
+    let first = c.nodes.remove(0);
+    first.stop().await;
+    // Nothing acknowledged is lost: the next node to be asked claims the room from the
+    // database, at once (the stopped node gave it up).
+    let t = Instant::now();
+    let members = c.nodes[0].member_ids("star", "g_star").await;
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let want: Vec<String> = (0..30).map(|i| format!("fan{i:02}")).collect();
+    assert_eq!(members, want);
+    assert_eq!(c.nodes[1].member_ids("star", "g_star").await, want);
+    c.nodes[1].enter("late", "star").await;
+    assert_eq!(c.nodes[0].info("star").await["viewercount"], 31);
+    for node in c.nodes {
+        node.stop().await;
+    }
+    c.db.drop_db().await;
+}
+
+#[actix_rt::test]
+async fn node_calls_must_be_signed() {
+    let Some(c) = cluster(1).await else { return };
+    let node = &c.nodes[0];
+    let url = format!("{}/internal/room", node.base);
+    let body = r#"{"op":"like","key":{"Live":"vj"},"increase":true}"#;
+    let r = node.client.post(&url).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let r = node
+        .client
+        .post(&url)
+        .header("x-minilvb-time", &now)
+        .header("x-minilvb-signature", "00".repeat(32))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // A single node has no such door at all.
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let single = spawn_app(test_config(&db)).await;
+    let r = single
+        .client
+        .post(format!("{}/internal/room", single.base))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    single.stop().await;
+    db.drop_db().await;
+    let ready: Value = node
+        .client
+        .get(format!("{}/readyz", node.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["redis"], "up", "{ready}");
+    for node in c.nodes {
+        node.stop().await;
+    }
+    c.db.drop_db().await;
+}
