@@ -156,6 +156,7 @@ impl Application {
             cluster,
         );
         rooms.spawn_stale_sweep(list.clone(), config.live.stale_after_secs as i64);
+        rooms.spawn_failover(list.clone());
 
         let shutdown_secs = config.server.shutdown_timeout_secs;
         let request_timeout = Duration::from_secs(config.limits.request_timeout_secs);

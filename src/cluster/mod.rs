@@ -53,6 +53,7 @@ const OWNER_TTL: Duration = Duration::from_secs(600);
 const OWNER_CACHE: usize = 200_000;
 
 /// Claims a room over an absent or dead owner; answers the owner and its URL ('' for me).
+/// A claimed room joins this node's set of owned rooms (read when the node dies).
 const CLAIM: &str = r#"
 local cur = redis.call('GET', KEYS[1])
 if cur and cur ~= ARGV[1] then
@@ -60,6 +61,7 @@ if cur and cur ~= ARGV[1] then
   if url then return {cur, url} end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+if cur ~= ARGV[1] then redis.call('SADD', ARGV[4], ARGV[5]) end
 return {ARGV[1], ''}
 "#;
 
@@ -145,6 +147,11 @@ impl Cluster {
                 "cluster.node_id is held by another live node",
             ))));
         }
+        redis::cmd("SADD")
+            .arg(cluster.nodes_key())
+            .arg(&cluster.node_id)
+            .query_async::<()>(&mut conn)
+            .await?;
         cluster.extend_lease(Instant::now());
         Ok(cluster)
     }
@@ -171,10 +178,84 @@ impl Cluster {
         format!("{}node:{node}", self.prefix)
     }
 
-    /// A room's owner key: lengths keep any userid and file id apart.
+    /// A room's owner key.
     fn room_key(&self, key: &RoomKey) -> String {
-        let vj = key.vj();
-        format!("{}room:{}:{vj}{}", self.prefix, vj.len(), key.fileid())
+        format!("{}room:{}", self.prefix, room_field(key))
+    }
+
+    /// The set of rooms a node claimed.
+    fn owned_key(&self, node: &str) -> String {
+        format!("{}owned:{node}", self.prefix)
+    }
+
+    /// Every node that joined (and has not been cleared away after it died).
+    fn nodes_key(&self) -> String {
+        format!("{}nodes", self.prefix)
+    }
+
+    async fn claim(&self, key: &RoomKey) -> Result<(String, String), ClusterError> {
+        let mut conn = self.redis.clone();
+        Ok(self
+            .claim
+            .key(self.room_key(key))
+            .arg(&self.node_id)
+            .arg(self.node_key(""))
+            .arg(OWNER_TTL.as_millis() as u64)
+            .arg(self.owned_key(&self.node_id))
+            .arg(room_field(key))
+            .invoke_async(&mut conn)
+            .await?)
+    }
+
+    /// The nodes that joined: those alive (sorted, this one included) and those whose lease
+    /// has lapsed.
+    pub async fn census(&self) -> Result<(Vec<String>, Vec<String>), ClusterError> {
+        let mut conn = self.redis.clone();
+        let mut all: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.nodes_key())
+            .query_async(&mut conn)
+            .await?;
+        all.sort();
+        let mut pipe = redis::pipe();
+        for n in &all {
+            pipe.cmd("EXISTS").arg(self.node_key(n));
+        }
+        let alive: Vec<bool> = pipe.query_async(&mut conn).await?;
+        let (mut up, mut down) = (Vec::new(), Vec::new());
+        for (n, a) in all.into_iter().zip(alive) {
+            if a || n == self.node_id {
+                up.push(n);
+            } else {
+                down.push(n);
+            }
+        }
+        Ok((up, down))
+    }
+
+    /// The rooms a node claimed (some may have moved on since).
+    pub async fn owned_by(&self, node: &str) -> Result<Vec<RoomKey>, ClusterError> {
+        let mut conn = self.redis.clone();
+        let fields: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.owned_key(node))
+            .query_async(&mut conn)
+            .await?;
+        Ok(fields.iter().filter_map(|f| parse_room_field(f)).collect())
+    }
+
+    /// Clears a dead node away once its rooms were seen to.
+    pub async fn forget_node(&self, node: &str) -> Result<(), ClusterError> {
+        let mut conn = self.redis.clone();
+        redis::pipe()
+            .cmd("DEL")
+            .arg(self.owned_key(node))
+            .ignore()
+            .cmd("SREM")
+            .arg(self.nodes_key())
+            .arg(node)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
     }
 
     fn now_ms(&self) -> u64 {
@@ -212,15 +293,7 @@ impl Cluster {
         if !self.lease_valid() {
             return Err(ClusterError::NoLease);
         }
-        let mut conn = self.redis.clone();
-        let (node, url): (String, String) = self
-            .claim
-            .key(self.room_key(key))
-            .arg(&self.node_id)
-            .arg(self.node_key(""))
-            .arg(OWNER_TTL.as_millis() as u64)
-            .invoke_async(&mut conn)
-            .await?;
+        let (node, url) = self.claim(key).await?;
         if node == self.node_id {
             return Ok(Owner::Me);
         }
@@ -242,15 +315,7 @@ impl Cluster {
     pub async fn still_mine(&self, keys: &[RoomKey]) -> Result<Vec<bool>, ClusterError> {
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            let mut conn = self.redis.clone();
-            let (node, _url): (String, String) = self
-                .claim
-                .key(self.room_key(key))
-                .arg(&self.node_id)
-                .arg(self.node_key(""))
-                .arg(OWNER_TTL.as_millis() as u64)
-                .invoke_async(&mut conn)
-                .await?;
+            let (node, _url) = self.claim(key).await?;
             out.push(node == self.node_id);
         }
         Ok(out)
@@ -307,6 +372,12 @@ impl Cluster {
         self.degraded.store(false, Ordering::Release);
     }
 
+    /// A peer that does not answer a call in this long is as good as dead (its lease will
+    /// lapse unless it is only slow).
+    pub fn call_timeout(&self) -> Duration {
+        self.lease
+    }
+
     /// How often the lease is renewed.
     pub fn renew_every(&self) -> Duration {
         self.lease / 3
@@ -331,10 +402,11 @@ impl Cluster {
             .arg(&self.url)
             .invoke_async::<i64>(&mut conn)
             .await;
+        let _ = self.forget_node(&self.node_id).await;
         tracing::info!(rooms = keys.len(), "left the cluster");
     }
 
-    /// The live nodes: id and URL.
+    /// The live nodes: id and URL (the dashboard's view of the cluster).
     pub async fn nodes(&self) -> Result<Vec<Peer>, ClusterError> {
         let mut conn = self.redis.clone();
         let mut keys: Vec<String> = Vec::new();
@@ -365,6 +437,32 @@ impl Cluster {
         nodes.sort_by(|a, b| a.node.cmp(&b.node));
         Ok(nodes)
     }
+}
+
+/// A room as a Redis field: the userid's length keeps any userid and file id apart.
+pub fn room_field(key: &RoomKey) -> String {
+    let vj = key.vj();
+    format!("{}:{vj}{}", vj.len(), key.fileid())
+}
+
+pub fn parse_room_field(f: &str) -> Option<RoomKey> {
+    let (len, rest) = f.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    if rest.len() < len || !rest.is_char_boundary(len) {
+        return None;
+    }
+    let (vj, fileid) = rest.split_at(len);
+    Some(RoomKey::from_parts(vj.to_string(), fileid.to_string()))
+}
+
+/// The same small number for a room on every node (FNV-1a): shares out a dead node's rooms.
+pub fn room_hash(key: &RoomKey) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in room_field(key).bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// A node id unique per process: host name, port, pid.

@@ -13,9 +13,6 @@ pub const NODE_HEADER: &str = "x-minilvb-node";
 /// A signed request older (or newer) than this is refused: a captured one cannot be
 /// replayed later.
 const MAX_SKEW_SECS: i64 = 30;
-/// A peer that does not answer in this long is treated as failed (its call may have been
-/// applied: not retried).
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn mac(secret: &str, time: i64, body: &[u8]) -> Hmac<Sha256> {
     let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
@@ -64,18 +61,19 @@ thread_local! {
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(64)
         .connect_timeout(Duration::from_secs(1))
-        .timeout(CALL_TIMEOUT)
         .tcp_nodelay(true)
         .build()
         .expect("an HTTP client without TLS always builds");
 }
 
-/// POSTs a signed body to a peer; answers its body (HTTP 200 only).
+/// POSTs a signed body to a peer; answers its body (HTTP 200 only). A peer silent for
+/// `timeout` has failed (its call may have been applied).
 pub async fn call(
     secret: &str,
     from_node: &str,
     peer_url: &str,
     body: Vec<u8>,
+    timeout: Duration,
 ) -> Result<Vec<u8>, PeerError> {
     let time = crate::model::now_unix();
     let sig = sign(secret, time, &body);
@@ -86,6 +84,7 @@ pub async fn call(
         .header(SIG_HEADER, sig)
         .header(NODE_HEADER, from_node)
         .header("content-type", "application/json")
+        .timeout(timeout)
         .body(body)
         .send()
         .await

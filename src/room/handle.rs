@@ -175,6 +175,77 @@ impl Rooms {
         });
     }
 
+    /// Re-homes the online rooms of nodes that died: every node checks the census four times a
+    /// lease and takes its share of a dead node's online rooms (by a hash all nodes agree
+    /// on), activating them from the database; rooms still unclaimed a lease later go to
+    /// whoever gets there first. Offline rooms move on their next request.
+    pub fn spawn_failover(&self, list: SharedList) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let rooms = self.clone();
+        actix::spawn(async move {
+            let lease = cluster.renew_every() * 3;
+            let mut tick = tokio::time::interval(lease / 4);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut seen_dead: HashMap<String, std::time::Instant> = HashMap::new();
+            loop {
+                tick.tick().await;
+                if !cluster.lease_valid() {
+                    continue;
+                }
+                let Ok((alive, dead)) = cluster.census().await else {
+                    continue;
+                };
+                seen_dead.retain(|n, _| dead.contains(n));
+                let rank = alive
+                    .iter()
+                    .position(|n| *n == cluster.node_id)
+                    .unwrap_or(0);
+                for node in dead {
+                    let since = *seen_dead
+                        .entry(node.clone())
+                        .or_insert_with(std::time::Instant::now);
+                    let anyone = since.elapsed() >= lease;
+                    let Ok(keys) = cluster.owned_by(&node).await else {
+                        continue;
+                    };
+                    let online: Vec<RoomKey> = {
+                        let index = list.read().unwrap_or_else(|e| e.into_inner());
+                        keys.into_iter()
+                            .filter(|k| k.is_live() && index.is_live(k.vj()))
+                            .collect()
+                    };
+                    let mine = online.into_iter().filter(|k| {
+                        anyone
+                            || crate::cluster::room_hash(k) % alive.len().max(1) as u64
+                                == rank as u64
+                    });
+                    let mut adopted = 0;
+                    for key in mine {
+                        if rooms.registry.running(&key).is_some() {
+                            continue;
+                        }
+                        if let Ok(Route::Here) = rooms.route(&cluster, &key, true).await {
+                            match rooms.registry.get(&key).await {
+                                Ok(_) => adopted += 1,
+                                Err(e) => {
+                                    tracing::warn!(room = ?key, error = %e, "cannot take over a room")
+                                }
+                            }
+                        }
+                    }
+                    if adopted > 0 {
+                        tracing::info!(node = %node, rooms = adopted, "took over online rooms of a dead node");
+                    }
+                    if since.elapsed() >= lease * 3 && cluster.forget_node(&node).await.is_ok() {
+                        seen_dead.remove(&node);
+                    }
+                }
+            }
+        });
+    }
+
     /// A graceful stop, after the final flush: this node's rooms are given up at once.
     pub async fn leave_cluster(&self) {
         if let Some(c) = &self.cluster {
@@ -411,6 +482,7 @@ impl Rooms {
                 &cluster.node_id,
                 &peer.url,
                 body.clone(),
+                cluster.call_timeout(),
             )
             .await;
             match sent {
@@ -426,7 +498,11 @@ impl Rooms {
                     // A node that just died holds its lease a little longer.
                     tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
                 }
-                Err(e) => return Err(RoomError::Peer(e.to_string())),
+                Err(e) => {
+                    // Maybe paused, maybe gone: the next call looks the owner up again.
+                    cluster.forget(&key);
+                    return Err(RoomError::Peer(e.to_string()));
+                }
             }
             match self.route(cluster, &key, true).await? {
                 Route::Here => return self.here(call).await,

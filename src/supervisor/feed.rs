@@ -6,6 +6,7 @@
 //! that lost the room never replaces its new owner's.
 
 use super::list::{ListEntry, SharedList};
+use crate::cluster::room_field as field;
 use crate::model::RoomKey;
 use hashbrown::HashMap;
 use redis::aio::ConnectionManager;
@@ -77,11 +78,6 @@ impl Publisher {
     pub fn publish(&self, batch: Vec<FeedItem>) {
         let _ = self.0.send(batch);
     }
-}
-
-fn field(key: &RoomKey) -> String {
-    let vj = key.vj();
-    format!("{}:{vj}{}", vj.len(), key.fileid())
 }
 
 fn now_ms() -> i64 {

@@ -226,6 +226,11 @@ impl ListIndex {
         }
     }
 
+    /// Whether the VJ's live room is listed (online).
+    pub fn is_live(&self, vj: &str) -> bool {
+        self.live_keys.contains_key(vj)
+    }
+
     /// Listed live rooms whose last sign of life is older than `before`.
     pub fn stale_live(&self, before: i64, limit: usize) -> Vec<String> {
         self.live_keys

@@ -1,0 +1,261 @@
+//! Cluster nodes as real processes, killed and paused: a node killed with SIGKILL has its
+//! online rooms taken over by the others within seconds, from the database; a node paused
+//! (SIGSTOP) past its lease and then resumed acknowledges nothing for the rooms that moved.
+//! (Needs MINILVB_TEST_MYSQL_URL and MINILVB_TEST_REDIS_URL; says "skipped" without them.)
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+async fn node(db: &TestDb, redis: &TestRedis, lease_ms: u64) -> ChildServer {
+    ChildServer::start(&[
+        ("MINILVB_DATABASE__URL", db.url.clone()),
+        ("MINILVB_DATABASE__SNAPSHOT_INTERVAL_MS", "100".into()),
+        ("MINILVB_LIST__INDEX_TICK_MS", "10".into()),
+        ("MINILVB_LIVE__BIZID", BIZID.into()),
+        ("MINILVB_LIVE__PUSH_KEY", PUSH_KEY.into()),
+        ("MINILVB_AUTH__MODE", "off".into()),
+        ("MINILVB_CLUSTER__REDIS_URL", redis.url.clone()),
+        ("MINILVB_CLUSTER__KEY_PREFIX", redis.prefix.clone()),
+        ("MINILVB_CLUSTER__SECRET", CLUSTER_SECRET.into()),
+        ("MINILVB_CLUSTER__LEASE_MS", lease_ms.to_string()),
+    ])
+    .await
+}
+
+async fn post(client: &reqwest::Client, base: &str, body: Value) -> Value {
+    client
+        .post(format!("{base}/interface.php"))
+        .json(&body)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn ok(client: &reqwest::Client, base: &str, body: Value) -> Value {
+    let v = post(client, base, body.clone()).await;
+    assert_eq!(v["returnValue"], 0, "{body} -> {v}");
+    v["returnData"].clone()
+}
+
+async fn members(client: &reqwest::Client, base: &str, vj: &str) -> Vec<String> {
+    let d = ok(client, base, json!({"Action":"FetchGroupMemberList","liveuserid":vj,"groupid":format!("g_{vj}"),"pagesize":100})).await;
+    let mut v: Vec<String> = d["memberlist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["userid"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+fn enter_body(viewer: &str, vj: &str) -> Value {
+    json!({"Action":"EnterGroup","userid":viewer,"liveuserid":vj,"groupid":format!("g_{vj}"),"flag":0,"nickname":viewer})
+}
+
+async fn metric(client: &reqwest::Client, base: &str, name: &str) -> u64 {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name}"))
+        .parse()
+        .unwrap()
+}
+
+fn signal(child: &ChildServer, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.pid().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn setup() -> Option<(TestDb, TestRedis)> {
+    let Some(redis) = TestRedis::new() else {
+        eprintln!("skipped: MINILVB_TEST_REDIS_URL is not set");
+        return None;
+    };
+    let Some(db) = TestDb::new(Backend::Mysql).await else {
+        eprintln!("skipped: MINILVB_TEST_MYSQL_URL is not set");
+        return None;
+    };
+    Some((db, redis))
+}
+
+#[actix_rt::test]
+async fn a_killed_nodes_online_rooms_move_within_five_seconds() {
+    let Some((db, redis)) = setup().await else {
+        return;
+    };
+    // The default lease: the bound is the issue's, at the defaults.
+    let mut dying = node(&db, &redis, 3000).await;
+    let a = node(&db, &redis, 3000).await;
+    let b = node(&db, &redis, 3000).await;
+    let client = reqwest::Client::new();
+    let vjs: Vec<String> = (0..20).map(|i| format!("vj{i:02}")).collect();
+    for vj in &vjs {
+        ok(
+            &client,
+            &dying.base,
+            json!({"Action":"RequestLVBAddr","userid":vj,"groupid":format!("g_{vj}"),"title":"t"}),
+        )
+        .await;
+        ok(
+            &client,
+            &dying.base,
+            json!({"Action":"ChangeStatus","userid":vj,"status":0}),
+        )
+        .await;
+        for v in 0..3 {
+            ok(
+                &client,
+                &dying.base,
+                enter_body(&format!("{vj}_fan{v}"), vj),
+            )
+            .await;
+        }
+    }
+    assert_eq!(
+        metric(&client, &dying.base, "minilvb_active_rooms").await,
+        20
+    );
+    // Written: snapshots every 100 ms.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    dying.kill();
+    let killed = Instant::now();
+    // No request names these rooms: the survivors take them over by themselves.
+    loop {
+        let held = metric(&client, &a.base, "minilvb_active_rooms").await
+            + metric(&client, &b.base, "minilvb_active_rooms").await;
+        if held == 20 {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "after {:?} the survivors hold {held} of 20 rooms",
+            killed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "20 online rooms re-homed {:?} after SIGKILL",
+        killed.elapsed()
+    );
+    // From the database: every acknowledged member (all written before the kill) is there,
+    // and both survivors took a share.
+    for vj in &vjs {
+        let want: Vec<String> = (0..3).map(|v| format!("{vj}_fan{v}")).collect();
+        assert_eq!(members(&client, &a.base, vj).await, want);
+        assert_eq!(members(&client, &b.base, vj).await, want);
+    }
+    assert!(metric(&client, &a.base, "minilvb_active_rooms").await > 0);
+    assert!(metric(&client, &b.base, "minilvb_active_rooms").await > 0);
+    drop((a, b));
+    db.drop_db().await;
+}
+
+#[actix_rt::test]
+async fn a_paused_node_acknowledges_nothing_for_rooms_that_moved() {
+    let Some((db, redis)) = setup().await else {
+        return;
+    };
+    let paused = node(&db, &redis, 1000).await;
+    let other = node(&db, &redis, 1000).await;
+    let client = reqwest::Client::new();
+    ok(
+        &client,
+        &paused.base,
+        json!({"Action":"RequestLVBAddr","userid":"vj","groupid":"g_vj","title":"t"}),
+    )
+    .await;
+    ok(&client, &paused.base, enter_body("before", "vj")).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    signal(&paused, "STOP");
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    // The other node claims the room (its owner's lease lapsed) and reads it from the
+    // database.
+    let t = Instant::now();
+    loop {
+        let v = post(&client, &other.base, enter_body("during", "vj")).await;
+        if v["returnValue"] == 0 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        members(&client, &other.base, "vj").await,
+        ["before", "during"]
+    );
+
+    // Resumed, the paused node still holds the room in memory. Whatever it acknowledges
+    // now must be what the new owner has: it answers "retry" or forwards, never serves
+    // from its stale copy.
+    signal(&paused, "CONT");
+    let mut sent = Vec::new();
+    let burst: Vec<_> = (0..20)
+        .map(|i| {
+            let client = client.clone();
+            let base = paused.base.clone();
+            let viewer = format!("after{i:02}");
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(i * 20)).await;
+                let v = post(&client, &base, enter_body(&viewer, "vj")).await;
+                (viewer, v["returnValue"] == 0)
+            })
+        })
+        .collect();
+    for r in burst {
+        let (viewer, acked) = r.await.unwrap();
+        if acked {
+            sent.push(viewer);
+        }
+    }
+    // Then, surely after its lease came back, it serves (by forwarding).
+    let t = Instant::now();
+    loop {
+        let v = post(&client, &paused.base, enter_body("late", "vj")).await;
+        if v["returnValue"] == 0 {
+            sent.push("late".into());
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let owner_has = members(&client, &other.base, "vj").await;
+    for v in &sent {
+        assert!(
+            owner_has.contains(v),
+            "{v} was acknowledged but the owner has {owner_has:?}"
+        );
+    }
+    assert!(owner_has.contains(&"before".to_string()) && owner_has.contains(&"during".to_string()));
+    eprintln!(
+        "after the pause: {} of 21 acknowledged, all on the new owner; fenced writes on the paused node: {}",
+        sent.len(),
+        metric(&client, &paused.base, "minilvb_fenced_writes_total").await
+    );
+    // The paused node let the room go.
+    assert_eq!(
+        metric(&client, &paused.base, "minilvb_active_rooms").await,
+        0
+    );
+    drop((paused, other));
+    db.drop_db().await;
+}
