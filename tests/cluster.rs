@@ -238,3 +238,82 @@ async fn node_calls_must_be_signed() {
     }
     c.db.drop_db().await;
 }
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn ws_connect(app: &TestApp, vj: &str) -> Ws {
+    let url = format!("ws://127.0.0.1:{}/ws/room/{vj}", app.port);
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket connects")
+        .0
+}
+
+/// Reads events (bounded) until one matches; returns it.
+async fn ws_until(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value {
+    use futures_util::StreamExt;
+    let t = Instant::now();
+    loop {
+        let left = Duration::from_secs(10).saturating_sub(t.elapsed());
+        let m = tokio::time::timeout(left, ws.next())
+            .await
+            .expect("the event arrives in time")
+            .expect("stream open")
+            .expect("frame ok");
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn sockets_on_any_node_follow_a_room_owned_elsewhere() {
+    let Some(mut c) = cluster(3).await else {
+        return;
+    };
+    // Node 0 owns the room; sockets on nodes 1 and 2 relay it.
+    c.nodes[0].go_live("vj").await;
+    c.nodes[0].enter("first", "vj").await;
+    let mut on1 = ws_connect(&c.nodes[1], "vj").await;
+    let mut on2 = ws_connect(&c.nodes[2], "vj").await;
+    for ws in [&mut on1, &mut on2] {
+        let snap = ws_until(ws, |e| e["event"] == "snapshot").await;
+        assert_eq!(snap["viewercount"], 1, "{snap}");
+        assert_eq!(snap["members"][0]["userid"], "first", "{snap}");
+    }
+    assert_eq!(c.nodes[1].metric("minilvb_active_rooms").await, 0);
+    // A viewer enters through node 2: both relayed sockets see it, and the count.
+    c.nodes[2].enter("second", "vj").await;
+    for ws in [&mut on1, &mut on2] {
+        let e = ws_until(ws, |e| e["event"] == "member_enter").await;
+        assert_eq!(e["members"][0]["userid"], "second", "{e}");
+        let n = ws_until(ws, |e| e["event"] == "count").await;
+        assert_eq!(n["viewercount"], 2, "{n}");
+    }
+    // The owner stops: the room moves, and relayed sockets get the new owner's snapshot
+    // (or are told to reconnect) instead of going quiet.
+    let owner = c.nodes.remove(0);
+    owner.stop().await;
+    let e = ws_until(&mut on1, |e| {
+        e["event"] == "snapshot" || e["event"] == "closed"
+    })
+    .await;
+    if e["event"] == "snapshot" {
+        assert_eq!(e["viewercount"], 2, "{e}");
+    }
+    let mut again = ws_connect(&c.nodes[0], "vj").await;
+    let snap = ws_until(&mut again, |e| e["event"] == "snapshot").await;
+    assert_eq!(snap["viewercount"], 2, "{snap}");
+    c.nodes[1].enter("third", "vj").await;
+    let n = ws_until(&mut again, |e| e["event"] == "count").await;
+    assert_eq!(n["viewercount"], 3, "{n}");
+    drop((on1, on2, again));
+    for node in c.nodes {
+        node.stop().await;
+    }
+    c.db.drop_db().await;
+}

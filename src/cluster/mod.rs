@@ -91,6 +91,8 @@ pub struct Cluster {
     valid_until_ms: AtomicU64,
     /// The last renewal could not reach Redis.
     degraded: AtomicBool,
+    /// This node left (a graceful stop): it renews nothing and claims nothing any more.
+    left: AtomicBool,
     /// Rooms known to be owned by other nodes.
     owners: DashMap<RoomKey, Peer>,
     claim: redis::Script,
@@ -125,6 +127,7 @@ impl Cluster {
             started: Instant::now(),
             valid_until_ms: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
+            left: AtomicBool::new(false),
             owners: DashMap::new(),
             claim: redis::Script::new(CLAIM),
             renew: redis::Script::new(RENEW),
@@ -258,7 +261,8 @@ impl Cluster {
         Ok(())
     }
 
-    fn now_ms(&self) -> u64 {
+    /// Milliseconds on this node's monotonic clock.
+    pub fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 
@@ -270,7 +274,11 @@ impl Cluster {
 
     /// Whether this node's lease is valid now, on its own clock.
     pub fn lease_valid(&self) -> bool {
-        self.now_ms() < self.valid_until_ms.load(Ordering::Acquire)
+        !self.has_left() && self.now_ms() < self.valid_until_ms.load(Ordering::Acquire)
+    }
+
+    pub fn has_left(&self) -> bool {
+        self.left.load(Ordering::Acquire)
     }
 
     /// Redis could not be reached at the last renewal.
@@ -281,7 +289,7 @@ impl Cluster {
     /// Whether rooms running here may acknowledge: the lease is valid, or Redis is away
     /// for everyone (degraded) and only the database fence can tell.
     pub fn may_serve(&self) -> bool {
-        self.lease_valid() || self.degraded()
+        self.lease_valid() || (self.degraded() && !self.has_left())
     }
 
     /// Who owns the room, claiming it for this node when it has no live owner. A cached
@@ -340,6 +348,9 @@ impl Cluster {
     /// One renewal. `Ok(false)`: the lease had lapsed and is taken out again, but the
     /// caller must check its rooms (`still_mine`) before it calls `confirm`.
     pub async fn renew(&self) -> Result<bool, ClusterError> {
+        if self.has_left() {
+            return Err(ClusterError::NoLease);
+        }
         let start = Instant::now();
         let mut conn = self.redis.clone();
         let r: Result<i64, _> = self
@@ -385,10 +396,12 @@ impl Cluster {
 
     /// Leaves the cluster (a graceful stop, after every room was written): gives up the
     /// rooms' owner keys and the lease, so others claim them at once.
-    pub async fn leave(&self, keys: &[RoomKey]) {
+    pub async fn leave(&self) {
+        self.left.store(true, Ordering::Release);
         self.valid_until_ms.store(0, Ordering::Release);
+        let keys = self.owned_by(&self.node_id).await.unwrap_or_default();
         let mut conn = self.redis.clone();
-        for key in keys {
+        for key in &keys {
             let _ = self
                 .release
                 .key(self.room_key(key))
@@ -403,7 +416,7 @@ impl Cluster {
             .invoke_async::<i64>(&mut conn)
             .await;
         let _ = self.forget_node(&self.node_id).await;
-        tracing::info!(rooms = keys.len(), "left the cluster");
+        tracing::info!(node = %self.node_id, rooms = keys.len(), "left the cluster");
     }
 
     /// The live nodes: id and URL (the dashboard's view of the cluster).

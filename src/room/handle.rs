@@ -5,6 +5,7 @@
 
 use super::fanout::Queued;
 use super::registry::Registry;
+use super::relay::{self, Relays};
 use super::remote::{Answer, Call, Reply, WireError};
 use super::*;
 use crate::cluster::{Cluster, Owner, Peer};
@@ -68,6 +69,16 @@ pub struct Rooms {
     /// Set when this node is one of several: rooms owned elsewhere are forwarded.
     cluster: Option<Arc<Cluster>>,
     health: Arc<crate::metrics::Health>,
+    /// Realtime sockets here on rooms owned elsewhere (a cluster).
+    relays: Option<Arc<Relays>>,
+    /// Rooms of this node whose frames go to their Redis channel: the stream id, and when a
+    /// node last asked for it.
+    publishers: Arc<DashMap<RoomKey, (u64, Arc<std::sync::atomic::AtomicU64>)>>,
+}
+
+fn next_subscriber_id() -> u64 {
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Where a call runs.
@@ -113,15 +124,30 @@ impl Rooms {
                 }
             }
         });
-        let rooms = Rooms {
+        let mut rooms = Rooms {
             registry,
             supervisor,
             threads: Arc::new(threads),
             cluster,
             health,
+            relays: None,
+            publishers: Default::default(),
         };
-        if let Some(c) = &rooms.cluster {
+        if let Some(c) = rooms.cluster.clone() {
             rooms.spawn_lease(c.clone());
+            let asker = rooms.clone();
+            let resync: relay::Resync = Arc::new(move |key: RoomKey| {
+                let rooms = asker.clone();
+                Box::pin(async move {
+                    rooms
+                        .run(Call::Relay { key })
+                        .await
+                        .and_then(Reply::relay)
+                        .ok()
+                        .map(|(snapshot, stream)| (snapshot.into(), stream))
+                })
+            });
+            rooms.relays = Some(Relays::start(c, resync));
         }
         rooms
     }
@@ -141,12 +167,15 @@ impl Rooms {
             let mut touched = std::time::Instant::now();
             loop {
                 tick.tick().await;
+                if cluster.has_left() {
+                    return;
+                }
                 let start = std::time::Instant::now();
                 match cluster.renew().await {
                     Ok(true) | Err(_) => {}
                     Ok(false) => {
                         let keys = registry.keys();
-                        tracing::warn!(rooms = keys.len(), "lease lapsed: checking owned rooms");
+                        tracing::warn!(node = %cluster.node_id, rooms = keys.len(), "lease lapsed: checking owned rooms");
                         match cluster.still_mine(&keys).await {
                             Ok(mine) => {
                                 let mut lost = 0;
@@ -191,6 +220,9 @@ impl Rooms {
             let mut seen_dead: HashMap<String, std::time::Instant> = HashMap::new();
             loop {
                 tick.tick().await;
+                if cluster.has_left() {
+                    return;
+                }
                 if !cluster.lease_valid() {
                     continue;
                 }
@@ -249,7 +281,7 @@ impl Rooms {
     /// A graceful stop, after the final flush: this node's rooms are given up at once.
     pub async fn leave_cluster(&self) {
         if let Some(c) = &self.cluster {
-            c.leave(&self.registry.keys()).await;
+            c.leave().await;
         }
     }
 
@@ -488,7 +520,10 @@ impl Rooms {
             match sent {
                 Ok(bytes) => match serde_json::from_slice::<Answer>(&bytes) {
                     Ok(Answer::Ok(r)) => return Ok(r),
-                    Ok(Answer::Err(WireError::NotOwner)) => cluster.forget(&key),
+                    Ok(Answer::Err(WireError::NotOwner)) => {
+                        tracing::debug!(node = %peer.node, room = ?key, "peer does not own the room");
+                        cluster.forget(&key);
+                    }
                     Ok(Answer::Err(e)) => return Err(e.into()),
                     Err(e) => return Err(RoomError::Peer(format!("bad answer: {e}"))),
                 },
@@ -600,25 +635,25 @@ impl Rooms {
                 self.existing(&key, SetSnapshot { url }).await?;
                 Reply::Done
             }
+            Call::Relay { key } => return self.relay_here(key).await,
         })
     }
 
     /// Subscribes to a live room's realtime events: a snapshot first, then coalesced events,
     /// through a queue of `queue` frames (a subscriber that lets it fill is let go).
     pub async fn subscribe(&self, vj: &str, queue: usize) -> Result<Subscription, RoomError> {
-        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let key = live(vj);
-        if let Some(cluster) = &self.cluster {
-            if let Route::Peer(p) = self.route(cluster, &key, false).await? {
-                // Relaying another node's frames is not built yet: say where the room is.
-                return Err(RoomError::NoOwner(format!(
-                    "the room is served by {}",
-                    p.node
-                )));
+        if let (Some(cluster), Some(relays)) = (&self.cluster, &self.relays) {
+            if let Route::Peer(_) = self.route(cluster, &key, false).await? {
+                return self.subscribe_relayed(relays, key, queue).await;
             }
         }
+        self.subscribe_here(key, queue).await
+    }
+
+    async fn subscribe_here(&self, key: RoomKey, queue: usize) -> Result<Subscription, RoomError> {
         let (tx, frames) = mpsc::channel(queue.max(2));
-        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = next_subscriber_id();
         // Retried like `ask` (a room that stopped idle is reactivated); the subscription
         // keeps the address that accepted it.
         for _ in 0..3 {
@@ -640,6 +675,106 @@ impl Rooms {
             }
         }
         Err(RoomError::Unavailable)
+    }
+
+    /// A socket here on a room owned by another node: relayed from the room's channel,
+    /// after a snapshot from the owner. (The subscriber bound applies per node.)
+    async fn subscribe_relayed(
+        &self,
+        relays: &Arc<Relays>,
+        key: RoomKey,
+        queue: usize,
+    ) -> Result<Subscription, RoomError> {
+        let hub = relays
+            .hub(&key)
+            .await
+            .ok_or_else(|| RoomError::NoOwner("redis unreachable for realtime relay".into()))?;
+        let id = next_subscriber_id();
+        let max = self.registry.max_subscribers();
+        if hub.len() >= max {
+            relays.leave(&key, id);
+            return Err(RoomError::TooManySubscribers {
+                vj: key.vj().to_string(),
+                max,
+            });
+        }
+        let (snapshot, stream) = match self.run(Call::Relay { key: key.clone() }).await {
+            Ok(r) => r.relay()?,
+            Err(e) => {
+                relays.leave(&key, id);
+                return Err(e);
+            }
+        };
+        let (tx, frames) = mpsc::channel(queue.max(2));
+        hub.add(id, tx, snapshot.into(), stream);
+        let relays = relays.clone();
+        Ok(Subscription {
+            frames,
+            leave: Some(Box::new(move || relays.leave(&key, id))),
+        })
+    }
+
+    /// The owner's side of a relay: the room's frames go to its channel (one publisher per
+    /// room, while some node asks for it), and the caller gets a snapshot.
+    async fn relay_here(&self, key: RoomKey) -> Result<Reply, RoomError> {
+        let cluster = self.cluster.as_ref().ok_or(RoomError::NotOwner)?;
+        let stream = match self.publishers.get(&key).map(|p| p.clone()) {
+            Some((stream, asked)) => {
+                asked.store(cluster.now_ms(), std::sync::atomic::Ordering::Relaxed);
+                stream
+            }
+            None => self.start_publisher(cluster.clone(), key.clone()).await?,
+        };
+        let mut first = self.subscribe_here(key, 2).await?;
+        let snapshot = first.recv().await.ok_or(RoomError::Unavailable)?;
+        Ok(Reply::Relay(snapshot.frame.to_string(), stream))
+    }
+
+    async fn start_publisher(&self, cluster: Arc<Cluster>, key: RoomKey) -> Result<u64, RoomError> {
+        let mut sub = self.subscribe_here(key.clone(), 1024).await?;
+        // Its snapshot is this subscription's own; the relays ask for theirs.
+        let _ = sub.recv().await;
+        let stream: u64 = rand::random::<u64>() | 1;
+        let asked = Arc::new(std::sync::atomic::AtomicU64::new(cluster.now_ms()));
+        let inserted = match self.publishers.entry(key.clone()) {
+            dashmap::Entry::Occupied(e) => return Ok(e.get().0),
+            dashmap::Entry::Vacant(v) => {
+                v.insert((stream, asked.clone()));
+                true
+            }
+        };
+        debug_assert!(inserted);
+        let publishers = self.publishers.clone();
+        let channel = Relays::channel(&cluster, &key);
+        actix::spawn(async move {
+            let mut conn = cluster.redis();
+            let mut seq = 0u64;
+            let quiet = cluster.call_timeout() * 3;
+            let mut check = tokio::time::interval(cluster.call_timeout());
+            loop {
+                tokio::select! {
+                    q = sub.recv() => {
+                        let Some(q) = q else { break };
+                        seq += 1;
+                        let payload = relay::encode(stream, seq, &q.frame);
+                        let _ = redis::cmd("PUBLISH")
+                            .arg(&channel)
+                            .arg(payload)
+                            .query_async::<i64>(&mut conn)
+                            .await;
+                    }
+                    _ = check.tick() => {
+                        // No node has asked for a while: nobody relays this room now.
+                        let last = asked.load(std::sync::atomic::Ordering::Relaxed);
+                        if cluster.now_ms().saturating_sub(last) > quiet.as_millis() as u64 {
+                            break;
+                        }
+                    }
+                }
+            }
+            publishers.remove_if(&key, |_, p| p.0 == stream);
+        });
+        Ok(stream)
     }
 
     /// Applies the stale-stream rule every few seconds: rooms the list shows online with no

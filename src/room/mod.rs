@@ -7,6 +7,7 @@ pub mod fanout;
 mod handle;
 mod members;
 mod registry;
+mod relay;
 mod remote;
 
 use crate::model::{

@@ -183,6 +183,10 @@ impl Registry {
         Ok(())
     }
 
+    pub fn max_subscribers(&self) -> usize {
+        self.env.cfg.max_subscribers
+    }
+
     pub fn store(&self) -> &Arc<dyn crate::store::Store> {
         &self.env.store
     }

@@ -60,6 +60,10 @@ pub(super) enum Call {
         key: RoomKey,
         url: String,
     },
+    /// Another node relays the room's realtime frames: publish them, and send a snapshot.
+    Relay {
+        key: RoomKey,
+    },
 }
 
 impl Call {
@@ -76,7 +80,8 @@ impl Call {
             | Call::MediaStatus { key, .. }
             | Call::SignOfLife { key }
             | Call::SetInfo { key, .. }
-            | Call::SetSnapshot { key, .. } => key,
+            | Call::SetSnapshot { key, .. }
+            | Call::Relay { key } => key,
         }
     }
 }
@@ -90,6 +95,8 @@ pub(super) enum Reply {
     State(RoomInfo, Counters),
     Info(PusherInfo),
     Members(usize, Vec<MemberInfo>),
+    /// A snapshot frame, and the stream id of the room's publisher.
+    Relay(String, u64),
 }
 
 impl Reply {
@@ -117,6 +124,12 @@ impl Reply {
     pub fn info(self) -> Result<PusherInfo, RoomError> {
         match self {
             Reply::Info(i) => Ok(i),
+            r => Err(r.unexpected()),
+        }
+    }
+    pub fn relay(self) -> Result<(String, u64), RoomError> {
+        match self {
+            Reply::Relay(s, n) => Ok((s, n)),
             r => Err(r.unexpected()),
         }
     }
