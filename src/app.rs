@@ -117,8 +117,7 @@ impl Application {
         sup.seed(live, recordings);
         if let Some(c) = &cluster {
             let feed = crate::supervisor::feed::FeedConfig {
-                redis: c.redis(),
-                client: c.client(),
+                cluster: c.clone(),
                 node_id: c.node_id.clone(),
                 hash_key: c.key("list:rooms"),
                 stream_key: c.key("list:feed"),

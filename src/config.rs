@@ -656,8 +656,11 @@ impl Config {
             return Ok(());
         }
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
-        if !c.sentinels.is_empty() {
-            return bad("cluster.sentinels is not supported yet: set cluster.redis_url");
+        if !c.redis_url.is_empty() && !c.sentinels.is_empty() {
+            return bad("cluster.redis_url and cluster.sentinels are alternatives: set one");
+        }
+        if !c.sentinels.is_empty() && c.sentinel_master.is_empty() {
+            return bad("cluster.sentinels needs cluster.sentinel_master");
         }
         if c.secret.expose().len() < 16 {
             return bad(

@@ -259,3 +259,158 @@ async fn a_paused_node_acknowledges_nothing_for_rooms_that_moved() {
     drop((paused, other));
     db.drop_db().await;
 }
+
+/// A node whose Redis connection runs through a proxy the test can cut.
+async fn node_via(db: &TestDb, redis: &TestRedis, proxy: &Proxy) -> TestApp {
+    let mut c = cluster_config(db, redis);
+    c.cluster.redis_url = minilvb::config::Secret::new(format!("redis://127.0.0.1:{}", proxy.port));
+    spawn_app(c).await
+}
+
+fn redis_hostport(redis: &TestRedis) -> String {
+    redis
+        .url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+async fn readyz(app: &TestApp) -> (u16, Value) {
+    let r = app
+        .client
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[actix_rt::test]
+async fn with_redis_down_owned_rooms_keep_serving_and_ownership_converges() {
+    let Some((db, redis)) = setup().await else {
+        return;
+    };
+    let pa = Proxy::start(redis_hostport(&redis)).await;
+    let pb = Proxy::start(redis_hostport(&redis)).await;
+    let a = node_via(&db, &redis, &pa).await;
+    let b = node_via(&db, &redis, &pb).await;
+    a.go_live("vj").await;
+    a.enter("v1", "vj").await;
+    // B has forwarded to A once, so it knows where the room is.
+    b.enter("v2", "vj").await;
+
+    pa.cut();
+    pb.cut();
+    // Past the lease: nobody can claim anything, and A keeps its room.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    a.enter("v3", "vj").await;
+    b.enter("v4", "vj").await;
+    let (status, body) = readyz(&a).await;
+    assert_eq!(
+        (status, body["redis"].as_str()),
+        (503, Some("down")),
+        "{body}"
+    );
+    let health = a
+        .client
+        .get(format!("{}/healthz", a.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    // A room nobody holds cannot be claimed now: "retry", never a second owner.
+    b.err(
+        json!({"Action":"RequestLVBAddr","userid":"new","groupid":"g_new","title":"t"}),
+        500,
+    )
+    .await;
+
+    pa.restore();
+    pb.restore();
+    let t = Instant::now();
+    while readyz(&a).await.0 != 200 || readyz(&b).await.0 != 200 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "redis never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.enter("v5", "vj").await;
+    b.go_live("new").await;
+    let want = ["v1", "v2", "v3", "v4", "v5"];
+    assert_eq!(a.member_ids("vj", "g_vj").await, want);
+    assert_eq!(b.member_ids("vj", "g_vj").await, want);
+    // One owner all along: no write was refused.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(a.metric("minilvb_fenced_writes_total").await, 0);
+    assert_eq!(b.metric("minilvb_fenced_writes_total").await, 0);
+    a.stop().await;
+    b.stop().await;
+    let c = spawn_app(cluster_config(&db, &redis)).await;
+    assert_eq!(c.member_ids("vj", "g_vj").await, want);
+    c.stop().await;
+    db.drop_db().await;
+}
+
+#[actix_rt::test]
+async fn a_node_cut_off_from_redis_alone_loses_its_rooms_within_a_snapshot_interval() {
+    let Some((db, redis)) = setup().await else {
+        return;
+    };
+    let pa = Proxy::start(redis_hostport(&redis)).await;
+    let a = node_via(&db, &redis, &pa).await;
+    let b = spawn_app(cluster_config(&db, &redis)).await;
+    a.go_live("vj").await;
+    a.enter("v1", "vj").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A loses Redis; its lease lapses there, so B claims the room on its next request.
+    pa.cut();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let t = Instant::now();
+    loop {
+        let v = b
+            .call(json!({"Action":"EnterGroup","userid":"v2","liveuserid":"vj","groupid":"g_vj","flag":0,"nickname":"v2"}))
+            .await;
+        if v["returnValue"] == 0 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let claimed = Instant::now();
+    // A, degraded, still answers for the room it holds, until its next snapshot is fenced
+    // (every 100 ms here): then it lets go and answers "retry".
+    let mut last_ack = None;
+    loop {
+        let v = a
+            .call(json!({"Action":"EnterGroup","userid":"stale","liveuserid":"vj","groupid":"g_vj","flag":0,"nickname":"s"}))
+            .await;
+        if v["returnValue"] == 0 {
+            last_ack = Some(claimed.elapsed());
+        } else if a.metric("minilvb_active_rooms").await == 0 {
+            break;
+        }
+        assert!(
+            claimed.elapsed() < Duration::from_secs(5),
+            "A kept acknowledging"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(a.metric("minilvb_fenced_writes_total").await >= 1);
+    eprintln!("two owners acknowledged for at most {last_ack:?} after the claim");
+    // Within one snapshot interval, and a margin for the commit and this test's polling.
+    assert!(
+        last_ack.is_none_or(|d| d < Duration::from_millis(100 + 400)),
+        "{last_ack:?}"
+    );
+    // What counts is the new owner's: the stale writes never reached the database.
+    assert_eq!(b.member_ids("vj", "g_vj").await, ["v1", "v2"]);
+    pa.restore();
+    a.stop().await;
+    b.stop().await;
+    db.drop_db().await;
+}

@@ -5,70 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
-
-/// A loopback TCP proxy that can drop every connection and refuse new ones.
-struct Proxy {
-    port: u16,
-    cut: Rc<RefCell<bool>>,
-    conns: Rc<RefCell<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(upstream: String) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let cut = Rc::new(RefCell::new(false));
-        let conns: Rc<RefCell<Vec<JoinHandle<()>>>> = Rc::default();
-        let (c2, k2) = (cut.clone(), conns.clone());
-        let accept = actix_rt::spawn(async move {
-            loop {
-                let Ok((mut down, _)) = listener.accept().await else {
-                    break;
-                };
-                if *c2.borrow() {
-                    drop(down);
-                    continue;
-                }
-                let up = upstream.clone();
-                k2.borrow_mut().push(actix_rt::spawn(async move {
-                    if let Ok(mut upstream) = TcpStream::connect(up).await {
-                        let _ = tokio::io::copy_bidirectional(&mut down, &mut upstream).await;
-                    }
-                }));
-            }
-        });
-        Proxy {
-            port,
-            cut,
-            conns,
-            accept,
-        }
-    }
-
-    fn cut(&self) {
-        *self.cut.borrow_mut() = true;
-        for c in self.conns.borrow_mut().drain(..) {
-            c.abort();
-        }
-    }
-
-    fn restore(&self) {
-        *self.cut.borrow_mut() = false;
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.cut();
-        self.accept.abort();
-    }
-}
 
 async fn ready(app: &TestApp) -> (u16, serde_json::Value) {
     let r = app

@@ -13,6 +13,7 @@
 //! that did (partitioned from this one only) is stopped by the database fence.
 
 pub mod peer;
+mod source;
 
 use crate::config::ClusterConfig;
 use crate::model::RoomKey;
@@ -84,8 +85,7 @@ pub struct Cluster {
     secret: crate::config::Secret,
     lease: Duration,
     prefix: String,
-    redis: ConnectionManager,
-    client: redis::Client,
+    redis: Arc<source::Source>,
     started: Instant,
     /// The lease is valid until this many ms after `started` (0: not yet / lapsed).
     valid_until_ms: AtomicU64,
@@ -107,15 +107,14 @@ impl Cluster {
         node_id: String,
         url: String,
     ) -> Result<Arc<Cluster>, ClusterError> {
-        let client = redis::Client::open(cfg.redis_url.expose())?;
         let lease = Duration::from_millis(cfg.lease_ms);
-        // Commands fail fast while Redis is away: the caller degrades, it does not wait.
-        let rcfg = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(lease / 4))
-            .set_response_timeout(Some(lease / 4))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let redis = ConnectionManager::new_with_config(client.clone(), rcfg).await?;
+        let redis = source::Source::connect(
+            cfg.redis_url.expose(),
+            &cfg.sentinels,
+            &cfg.sentinel_master,
+            lease / 4,
+        )
+        .await?;
         let cluster = Arc::new(Cluster {
             node_id,
             url,
@@ -123,7 +122,6 @@ impl Cluster {
             lease,
             prefix: cfg.key_prefix.clone(),
             redis,
-            client,
             started: Instant::now(),
             valid_until_ms: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
@@ -134,7 +132,7 @@ impl Cluster {
             release: redis::Script::new(RELEASE),
         });
         // A node id already alive in Redis is another process's: refuse to join as it.
-        let mut conn = cluster.redis.clone();
+        let mut conn = cluster.redis();
         let taken: bool = redis::cmd("SET")
             .arg(cluster.node_key(&cluster.node_id))
             .arg(&cluster.url)
@@ -163,13 +161,14 @@ impl Cluster {
         &self.secret
     }
 
+    /// A connection to the current primary.
     pub fn redis(&self) -> ConnectionManager {
-        self.redis.clone()
+        self.redis.conn()
     }
 
-    /// For connections of their own (blocking reads).
+    /// For connections of their own (blocking reads, subscriptions).
     pub fn client(&self) -> redis::Client {
-        self.client.clone()
+        self.redis.client()
     }
 
     /// A key of this cluster's.
@@ -197,7 +196,7 @@ impl Cluster {
     }
 
     async fn claim(&self, key: &RoomKey) -> Result<(String, String), ClusterError> {
-        let mut conn = self.redis.clone();
+        let mut conn = self.redis();
         Ok(self
             .claim
             .key(self.room_key(key))
@@ -213,7 +212,7 @@ impl Cluster {
     /// The nodes that joined: those alive (sorted, this one included) and those whose lease
     /// has lapsed.
     pub async fn census(&self) -> Result<(Vec<String>, Vec<String>), ClusterError> {
-        let mut conn = self.redis.clone();
+        let mut conn = self.redis();
         let mut all: Vec<String> = redis::cmd("SMEMBERS")
             .arg(self.nodes_key())
             .query_async(&mut conn)
@@ -237,7 +236,7 @@ impl Cluster {
 
     /// The rooms a node claimed (some may have moved on since).
     pub async fn owned_by(&self, node: &str) -> Result<Vec<RoomKey>, ClusterError> {
-        let mut conn = self.redis.clone();
+        let mut conn = self.redis();
         let fields: Vec<String> = redis::cmd("SMEMBERS")
             .arg(self.owned_key(node))
             .query_async(&mut conn)
@@ -247,7 +246,7 @@ impl Cluster {
 
     /// Clears a dead node away once its rooms were seen to.
     pub async fn forget_node(&self, node: &str) -> Result<(), ClusterError> {
-        let mut conn = self.redis.clone();
+        let mut conn = self.redis();
         redis::pipe()
             .cmd("DEL")
             .arg(self.owned_key(node))
@@ -339,7 +338,7 @@ impl Cluster {
                     .arg(OWNER_TTL.as_millis() as u64)
                     .ignore();
             }
-            let mut conn = self.redis.clone();
+            let mut conn = self.redis();
             pipe.query_async::<()>(&mut conn).await?;
         }
         Ok(())
@@ -352,7 +351,7 @@ impl Cluster {
             return Err(ClusterError::NoLease);
         }
         let start = Instant::now();
-        let mut conn = self.redis.clone();
+        let mut conn = self.redis();
         let r: Result<i64, _> = self
             .renew
             .key(self.node_key(&self.node_id))
@@ -400,7 +399,7 @@ impl Cluster {
         self.left.store(true, Ordering::Release);
         self.valid_until_ms.store(0, Ordering::Release);
         let keys = self.owned_by(&self.node_id).await.unwrap_or_default();
-        let mut conn = self.redis.clone();
+        let mut conn = self.redis();
         for key in &keys {
             let _ = self
                 .release
@@ -421,7 +420,7 @@ impl Cluster {
 
     /// The live nodes: id and URL (the dashboard's view of the cluster).
     pub async fn nodes(&self) -> Result<Vec<Peer>, ClusterError> {
-        let mut conn = self.redis.clone();
+        let mut conn = self.redis();
         let mut keys: Vec<String> = Vec::new();
         let mut iter: redis::AsyncIter<String> = redis::cmd("SCAN")
             .cursor_arg(0)

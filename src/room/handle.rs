@@ -204,7 +204,7 @@ impl Rooms {
         });
     }
 
-    /// Re-homes the online rooms of nodes that died: every node checks the census four times a
+    /// Re-homes the online rooms of nodes that died: every node checks the census six times a
     /// lease and takes its share of a dead node's online rooms (by a hash all nodes agree
     /// on), activating them from the database; rooms still unclaimed a lease later go to
     /// whoever gets there first. Offline rooms move on their next request.
@@ -215,7 +215,7 @@ impl Rooms {
         let rooms = self.clone();
         actix::spawn(async move {
             let lease = cluster.renew_every() * 3;
-            let mut tick = tokio::time::interval(lease / 4);
+            let mut tick = tokio::time::interval(lease / 6);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut seen_dead: HashMap<String, std::time::Instant> = HashMap::new();
             loop {
@@ -253,20 +253,30 @@ impl Rooms {
                             || crate::cluster::room_hash(k) % alive.len().max(1) as u64
                                 == rank as u64
                     });
-                    let mut adopted = 0;
-                    for key in mine {
-                        if rooms.registry.running(&key).is_some() {
-                            continue;
-                        }
-                        if let Ok(Route::Here) = rooms.route(&cluster, &key, true).await {
-                            match rooms.registry.get(&key).await {
-                                Ok(_) => adopted += 1,
-                                Err(e) => {
-                                    tracing::warn!(room = ?key, error = %e, "cannot take over a room")
+                    // Several at once: each is a database round trip (claim and read).
+                    let adopted = std::sync::atomic::AtomicUsize::new(0);
+                    futures_util::StreamExt::for_each_concurrent(
+                        futures_util::stream::iter(mine),
+                        16,
+                        |key| {
+                            let (rooms, cluster, adopted) = (&rooms, &cluster, &adopted);
+                            async move {
+                                if rooms.registry.running(&key).is_some() {
+                                    return;
+                                }
+                                if let Ok(Route::Here) = rooms.route(cluster, &key, true).await {
+                                    match rooms.registry.get(&key).await {
+                                        Ok(_) => {
+                                            adopted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                        }
+                                        Err(e) => tracing::warn!(room = ?key, error = %e, "cannot take over a room"),
+                                    }
                                 }
                             }
-                        }
-                    }
+                        },
+                    )
+                    .await;
+                    let adopted = adopted.into_inner();
                     if adopted > 0 {
                         tracing::info!(node = %node, rooms = adopted, "took over online rooms of a dead node");
                     }
@@ -747,7 +757,6 @@ impl Rooms {
         let publishers = self.publishers.clone();
         let channel = Relays::channel(&cluster, &key);
         actix::spawn(async move {
-            let mut conn = cluster.redis();
             let mut seq = 0u64;
             let quiet = cluster.call_timeout() * 3;
             let mut check = tokio::time::interval(cluster.call_timeout());
@@ -760,7 +769,7 @@ impl Rooms {
                         let _ = redis::cmd("PUBLISH")
                             .arg(&channel)
                             .arg(payload)
-                            .query_async::<i64>(&mut conn)
+                            .query_async::<i64>(&mut cluster.redis())
                             .await;
                     }
                     _ = check.tick() => {

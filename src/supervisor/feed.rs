@@ -61,9 +61,8 @@ impl WireEntry {
 /// Where this node's feed lives in Redis, and who it is.
 #[derive(Clone)]
 pub struct FeedConfig {
-    pub redis: ConnectionManager,
-    /// For the follower's blocking reads (a connection of its own).
-    pub client: redis::Client,
+    /// Connections come from it each time (they follow a Sentinel failover).
+    pub cluster: Arc<crate::cluster::Cluster>,
     pub node_id: String,
     pub hash_key: String,
     pub stream_key: String,
@@ -94,7 +93,6 @@ pub fn spawn_publisher(cfg: FeedConfig) -> Publisher {
     actix::spawn(async move {
         let mut waiting: HashMap<RoomKey, FeedItem> = HashMap::new();
         let mut order: Vec<RoomKey> = Vec::new();
-        let mut conn = cfg.redis.clone();
         let mut failing = false;
         loop {
             if waiting.is_empty() {
@@ -108,7 +106,7 @@ pub fn spawn_publisher(cfg: FeedConfig) -> Publisher {
                 absorb(batch, &mut waiting, &mut order);
             }
             let items: Vec<&FeedItem> = order.iter().filter_map(|k| waiting.get(k)).collect();
-            match write(&mut conn, &cfg, &items).await {
+            match write(&mut cfg.cluster.redis(), &cfg, &items).await {
                 Ok(()) => {
                     waiting.clear();
                     order.clear();
@@ -227,7 +225,8 @@ async fn follow(
         .set_connection_timeout(Some(Duration::from_secs(1)))
         .set_response_timeout(Some(Duration::from_secs(5)));
     let mut conn = cfg
-        .client
+        .cluster
+        .client()
         .get_multiplexed_async_connection_with_config(&conn_cfg)
         .await?;
     // Where the stream is now: changes after it are read from the stream, those before

@@ -7,7 +7,9 @@ use actix_web::dev::ServerHandle;
 use minilvb::config::{AuthMode, Secret};
 use minilvb::{AppState, Application, Config};
 use serde_json::{json, Value};
+use std::cell::RefCell;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub const PUSH_KEY: &str = "e12c46f2612d5106e2034781ab261ca3";
@@ -490,4 +492,63 @@ pub fn cluster_config(db: &TestDb, redis: &TestRedis) -> Config {
     c.cluster.secret = Secret::new(CLUSTER_SECRET);
     c.cluster.lease_ms = 1000;
     c
+}
+
+/// A loopback TCP proxy that can drop every connection and refuse new ones.
+pub struct Proxy {
+    pub port: u16,
+    cut: Rc<RefCell<bool>>,
+    conns: Rc<RefCell<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: String) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Rc::new(RefCell::new(false));
+        let conns: Rc<RefCell<Vec<tokio::task::JoinHandle<()>>>> = Rc::default();
+        let (c2, k2) = (cut.clone(), conns.clone());
+        let accept = actix_rt::spawn(async move {
+            loop {
+                let Ok((mut down, _)) = listener.accept().await else {
+                    break;
+                };
+                if *c2.borrow() {
+                    drop(down);
+                    continue;
+                }
+                let up = upstream.clone();
+                k2.borrow_mut().push(actix_rt::spawn(async move {
+                    if let Ok(mut upstream) = tokio::net::TcpStream::connect(up).await {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut upstream).await;
+                    }
+                }));
+            }
+        });
+        Proxy {
+            port,
+            cut,
+            conns,
+            accept,
+        }
+    }
+
+    pub fn cut(&self) {
+        *self.cut.borrow_mut() = true;
+        for c in self.conns.borrow_mut().drain(..) {
+            c.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        *self.cut.borrow_mut() = false;
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
 }
