@@ -414,3 +414,96 @@ async fn a_node_cut_off_from_redis_alone_loses_its_rooms_within_a_snapshot_inter
     b.stop().await;
     db.drop_db().await;
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The README's way to run three nodes: `deploy/cluster.sh`, as an operator would.
+#[actix_rt::test]
+async fn the_cluster_script_runs_three_nodes_as_one_server() {
+    let Some((db, redis)) = setup().await else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("minilvb_cluster_sh_{}", free_port()));
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let script = |cmd: &str| {
+        let out = std::process::Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/cluster.sh"))
+            .arg(cmd)
+            .env_remove("MINILVB_TEST_MYSQL_URL")
+            .env("NODE_BINARY", env!("CARGO_BIN_EXE_minilvb"))
+            .env(
+                "PORTS",
+                ports
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+            .env("CLUSTER_DIR", &dir)
+            .env("DATABASE_URL", &db.url)
+            .env("REDIS_URL", &redis.url)
+            .env("MINILVB_CLUSTER__KEY_PREFIX", &redis.prefix)
+            .env("MINILVB_LIVE__BIZID", BIZID)
+            .env("MINILVB_LIVE__PUSH_KEY", PUSH_KEY)
+            .env("MINILVB_AUTH__MODE", "off")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "cluster.sh {cmd}: {text}");
+        text
+    };
+    let started = script("start");
+    assert_eq!(started.matches("http://127.0.0.1:").count(), 3, "{started}");
+    let client = reqwest::Client::new();
+    let base = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
+    ok(
+        &client,
+        &base(0),
+        json!({"Action":"RequestLVBAddr","userid":"vj","groupid":"g_vj","title":"t"}),
+    )
+    .await;
+    ok(
+        &client,
+        &base(1),
+        json!({"Action":"ChangeStatus","userid":"vj","status":0}),
+    )
+    .await;
+    ok(&client, &base(2), enter_body("fan", "vj")).await;
+    let info = ok(
+        &client,
+        &base(1),
+        json!({"Action":"GetUserInfo","userid":"vj","type":0}),
+    )
+    .await;
+    assert_eq!(info["viewercount"], 1, "{info}");
+    let t = Instant::now();
+    loop {
+        let d = ok(
+            &client,
+            &base(2),
+            json!({"Action":"FetchList","flag":1,"index":0,"count":10}),
+        )
+        .await;
+        if d["totalcount"] == 1 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{d}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(script("status").matches(": running").count() == 3);
+    let stopped = script("stop");
+    assert_eq!(stopped.matches("stopped").count(), 3, "{stopped}");
+    // Everything was written before the nodes left.
+    let after = spawn_app(cluster_config(&db, &redis)).await;
+    assert_eq!(after.member_ids("vj", "g_vj").await, ["fan"]);
+    after.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    db.drop_db().await;
+}

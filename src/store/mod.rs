@@ -23,6 +23,9 @@ pub enum StoreError {
     /// The database cannot keep keys byte-exact (see `exact_keys`).
     #[error("keys would not compare byte for byte: {0}")]
     InexactKeys(String),
+    /// Another server held the migration lock for two minutes.
+    #[error("another server has been migrating the database for 120 s; not waiting longer")]
+    MigrationLock,
     /// Another server activated the room since this one did: its write changed nothing.
     #[error("the room is fenced: another server holds it now")]
     Fenced,

@@ -493,16 +493,34 @@ impl Store for SqlStore {
                 )
             })
             .collect();
-        let migrator = Migrator {
+        let mut migrator = Migrator {
             migrations: Cow::Owned(migrations),
             ignore_missing: false,
             locking: true,
             no_tx: false,
         };
-        migrator.run(&self.pool).await?;
-        if self.dialect == Dialect::Mysql {
-            super::exact_keys::check_tables(&self.pool).await?;
+        if self.dialect == Dialect::Sqlite {
+            return Ok(migrator.run(&self.pool).await?);
         }
+        // Several servers may start at once on one database. sqlx's own lock asks MySQL to
+        // wait forever with a timeout of -1, which MariaDB takes as "do not wait", and it
+        // ignores the answer: the servers would apply a migration together, and all but
+        // one fail on a half-applied one. This lock waits, and is checked.
+        migrator.locking = false;
+        let mut conn = self.pool.acquire().await?;
+        let got: Option<i64> =
+            sqlx::query_scalar("SELECT GET_LOCK(CONCAT('minilvb_migrate:', DATABASE()), 120)")
+                .fetch_one(&mut *conn)
+                .await?;
+        if got != Some(1) {
+            return Err(StoreError::MigrationLock);
+        }
+        let applied = migrator.run_direct(&mut *conn).await;
+        let _ = sqlx::query("SELECT RELEASE_LOCK(CONCAT('minilvb_migrate:', DATABASE()))")
+            .execute(&mut *conn)
+            .await;
+        applied?;
+        super::exact_keys::check_tables(&self.pool).await?;
         Ok(())
     }
 
