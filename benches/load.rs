@@ -22,6 +22,10 @@
 // The tests' helpers for child servers and /proc readings.
 #[path = "../tests/common/mod.rs"]
 mod common;
+// The lean HTTP/1.1 client the load generators share.
+#[path = "support/http.rs"]
+mod http;
+use http::{get, post, post_text, Conn};
 
 use serde_json::{json, Value};
 use std::io::Write as _;
@@ -30,8 +34,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 struct Opts {
     duration: Duration,
@@ -301,94 +303,6 @@ async fn seed_rooms(url: &str, n: usize) {
     }
     tx.commit().await.unwrap();
     pool.close().await;
-}
-
-// ---------------------------------------------------------------- a lean HTTP/1.1 client
-
-/// One keep-alive connection sending pre-built requests and reading whole answers.
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    async fn open(port: u16) -> std::io::Result<Conn> {
-        let stream = TcpStream::connect(("127.0.0.1", port)).await?;
-        stream.set_nodelay(true)?;
-        Ok(Conn {
-            stream,
-            buf: Vec::with_capacity(16 * 1024),
-        })
-    }
-
-    /// Sends one request; returns (status, body-is-a-success).
-    async fn call(&mut self, req: &[u8]) -> std::io::Result<(u16, bool)> {
-        self.stream.write_all(req).await?;
-        self.buf.clear();
-        let (head_end, status, len) = loop {
-            let mut chunk = [0u8; 8192];
-            let n = self.stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                let head = std::str::from_utf8(&self.buf[..i]).unwrap_or("");
-                let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-                let len = head
-                    .lines()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length")
-                            .then(|| v.trim().parse::<usize>().ok())
-                            .flatten()
-                    })
-                    .unwrap_or(0);
-                break (i + 4, status, len);
-            }
-        };
-        while self.buf.len() < head_end + len {
-            let mut chunk = [0u8; 8192];
-            let n = self.stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-        let body = &self.buf[head_end..head_end + len];
-        let ok = status == 200
-            && (body.starts_with(b"{\"status\"") || find(body, b"\"returnValue\":0,").is_some());
-        Ok((status, ok))
-    }
-}
-
-fn find(h: &[u8], n: &[u8]) -> Option<usize> {
-    h.windows(n.len()).position(|w| w == n)
-}
-
-fn get(path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").into_bytes()
-}
-
-/// A request whose JSON the generator formats itself: the hot loops skip building a
-/// `serde_json::Value`, so the generator takes less of the CPU it shares with the server.
-fn post_text(body: &str) -> Vec<u8> {
-    let mut v = Vec::with_capacity(128 + body.len());
-    let _ = write!(
-        v,
-        "POST /interface.php HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    v
-}
-
-fn post(body: &Value) -> Vec<u8> {
-    let b = body.to_string();
-    format!(
-        "POST /interface.php HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
-        b.len()
-    )
-    .into_bytes()
 }
 
 // ---------------------------------------------------------------- running a scenario

@@ -210,6 +210,43 @@ async fn node_calls_must_be_signed() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+    // Signed for this node: accepted once; the same call again, or signed for another
+    // node, is refused.
+    let ready: Value = node
+        .client
+        .get(format!("{}/readyz", node.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let me = ready["node"].as_str().unwrap().to_string();
+    let signed = |target: &str, nonce: u64| {
+        let time: i64 = now.parse().unwrap();
+        let what = minilvb::cluster::peer::Signed {
+            time,
+            nonce,
+            target,
+            body: body.as_bytes(),
+        };
+        minilvb::cluster::peer::sign(CLUSTER_SECRET, &what)
+    };
+    let send = |sig: String, nonce: u64| {
+        node.client
+            .post(&url)
+            .header("x-minilvb-time", &now)
+            .header("x-minilvb-nonce", format!("{nonce:x}"))
+            .header("x-minilvb-signature", sig)
+            .body(body)
+            .send()
+    };
+    assert_eq!(send(signed(&me, 41), 41).await.unwrap().status(), 200);
+    assert_eq!(send(signed(&me, 41), 41).await.unwrap().status(), 403);
+    assert_eq!(
+        send(signed("other-node", 42), 42).await.unwrap().status(),
+        403
+    );
     // A single node has no such door at all.
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let single = spawn_app(test_config(&db)).await;

@@ -62,15 +62,42 @@ if cur and cur ~= ARGV[1] then
   if url then return {cur, url} end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-if cur ~= ARGV[1] then redis.call('SADD', ARGV[4], ARGV[5]) end
+redis.call('SADD', ARGV[4], ARGV[5])
 return {ARGV[1], ''}
 "#;
 
-/// Renews this node's lease; 0 when it had lapsed (and was taken out again).
+/// Which of KEYS still name this node (ARGV[1]): 1 or 0 each. Claims nothing: a room that
+/// lapsed to nobody, or lived elsewhere meanwhile, is not this node's copy any more.
+const HELD: &str = r#"
+local out = {}
+for i, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then out[i] = 1 else out[i] = 0 end
+end
+return out
+"#;
+
+/// Renews this node's lease; 0 when it had lapsed (and was taken out again, and the node
+/// is listed again among the cluster's nodes).
 const RENEW: &str = r#"
 if redis.call('PEXPIRE', KEYS[1], ARGV[2]) == 1 then return 1 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', ARGV[3], ARGV[4])
 return 0
+"#;
+
+/// Clears a dead node's records, unless it has come back meanwhile.
+const FORGET_NODE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[1])
+return 1
+"#;
+
+/// Gives a room up: its owner key if it is still this node's, and its entry in the set.
+const RELEASE_ROOM: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('SREM', KEYS[2], ARGV[2])
+return 1
 "#;
 
 /// Deletes a key only while it still holds this node's value.
@@ -95,9 +122,16 @@ pub struct Cluster {
     left: AtomicBool,
     /// Rooms known to be owned by other nodes.
     owners: DashMap<RoomKey, Peer>,
+    /// Nonces of the node calls accepted lately (a replay is refused).
+    pub seen: peer::Seen,
+    /// A lapse was seen: the rooms must be checked (`confirm`) before the lease counts again.
+    must_check: AtomicBool,
     claim: redis::Script,
+    held: redis::Script,
     renew: redis::Script,
     release: redis::Script,
+    forget_node: redis::Script,
+    release_room: redis::Script,
 }
 
 impl Cluster {
@@ -127,11 +161,17 @@ impl Cluster {
             degraded: AtomicBool::new(false),
             left: AtomicBool::new(false),
             owners: DashMap::new(),
+            seen: peer::Seen::default(),
+            must_check: AtomicBool::new(false),
             claim: redis::Script::new(CLAIM),
+            held: redis::Script::new(HELD),
             renew: redis::Script::new(RENEW),
             release: redis::Script::new(RELEASE),
+            forget_node: redis::Script::new(FORGET_NODE),
+            release_room: redis::Script::new(RELEASE_ROOM),
         });
         // A node id already alive in Redis is another process's: refuse to join as it.
+        let start = Instant::now();
         let mut conn = cluster.redis();
         let taken: bool = redis::cmd("SET")
             .arg(cluster.node_key(&cluster.node_id))
@@ -153,7 +193,7 @@ impl Cluster {
             .arg(&cluster.node_id)
             .query_async::<()>(&mut conn)
             .await?;
-        cluster.extend_lease(Instant::now());
+        cluster.extend_lease(start);
         Ok(cluster)
     }
 
@@ -244,20 +284,31 @@ impl Cluster {
         Ok(fields.iter().filter_map(|f| parse_room_field(f)).collect())
     }
 
-    /// Clears a dead node away once its rooms were seen to.
+    /// Clears a dead node away once its rooms were seen to (not if it came back).
     pub async fn forget_node(&self, node: &str) -> Result<(), ClusterError> {
         let mut conn = self.redis();
-        redis::pipe()
-            .cmd("DEL")
-            .arg(self.owned_key(node))
-            .ignore()
-            .cmd("SREM")
-            .arg(self.nodes_key())
+        self.forget_node
+            .key(self.node_key(node))
+            .key(self.owned_key(node))
+            .key(self.nodes_key())
             .arg(node)
-            .ignore()
-            .query_async::<()>(&mut conn)
+            .invoke_async::<i64>(&mut conn)
             .await?;
         Ok(())
+    }
+
+    /// Gives up a room this node claimed but does not hold (unknown, or no capacity), so
+    /// claims of rooms that do not exist never pile up.
+    pub async fn release_room(&self, key: &RoomKey) {
+        let mut conn = self.redis();
+        let _ = self
+            .release_room
+            .key(self.room_key(key))
+            .key(self.owned_key(&self.node_id))
+            .arg(&self.node_id)
+            .arg(room_field(key))
+            .invoke_async::<i64>(&mut conn)
+            .await;
     }
 
     /// Milliseconds on this node's monotonic clock.
@@ -283,12 +334,6 @@ impl Cluster {
     /// Redis could not be reached at the last renewal.
     pub fn degraded(&self) -> bool {
         self.degraded.load(Ordering::Acquire)
-    }
-
-    /// Whether rooms running here may acknowledge: the lease is valid, or Redis is away
-    /// for everyone (degraded) and only the database fence can tell.
-    pub fn may_serve(&self) -> bool {
-        self.lease_valid() || (self.degraded() && !self.has_left())
     }
 
     /// Who owns the room, claiming it for this node when it has no live owner. A cached
@@ -317,13 +362,19 @@ impl Cluster {
         self.owners.remove(key);
     }
 
-    /// Which of these rooms Redis still says are this node's (claiming those with no live
-    /// owner); used after the lease lapsed, before acknowledging again.
+    /// Which of these rooms Redis still says are this node's, without a break; used after
+    /// the lease lapsed, before acknowledging again. One script call per thousand rooms.
     pub async fn still_mine(&self, keys: &[RoomKey]) -> Result<Vec<bool>, ClusterError> {
         let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            let (node, _url) = self.claim(key).await?;
-            out.push(node == self.node_id);
+        for chunk in keys.chunks(1000) {
+            let mut call = self.held.prepare_invoke();
+            for key in chunk {
+                call.key(self.room_key(key));
+            }
+            call.arg(&self.node_id);
+            let mut conn = self.redis();
+            let held: Vec<i64> = call.invoke_async(&mut conn).await?;
+            out.extend(held.into_iter().map(|h| h == 1));
         }
         Ok(out)
     }
@@ -357,16 +408,22 @@ impl Cluster {
             .key(self.node_key(&self.node_id))
             .arg(&self.url)
             .arg(self.lease.as_millis() as u64)
+            .arg(self.nodes_key())
+            .arg(&self.node_id)
             .invoke_async(&mut conn)
             .await;
         match r {
-            Ok(1) => {
-                // Renewed before it lapsed in Redis: nobody could have claimed a room.
+            // Renewed before it lapsed in Redis: nobody could have claimed a room (unless a
+            // lapse seen earlier still waits for its check).
+            Ok(1) if !self.must_check.load(Ordering::Acquire) => {
                 self.extend_lease(start);
                 self.degraded.store(false, Ordering::Release);
                 Ok(true)
             }
-            Ok(_) => Ok(false),
+            Ok(_) => {
+                self.must_check.store(true, Ordering::Release);
+                Ok(false)
+            }
             Err(e) => {
                 if !self.degraded.swap(true, Ordering::AcqRel) {
                     tracing::warn!(error = %e, "redis unreachable: serving owned rooms only");
@@ -378,6 +435,7 @@ impl Cluster {
 
     /// After a lapse, the rooms were checked: acknowledge again (from `renewed_at`).
     pub fn confirm(&self, renewed_at: Instant) {
+        self.must_check.store(false, Ordering::Release);
         self.extend_lease(renewed_at);
         self.degraded.store(false, Ordering::Release);
     }

@@ -110,6 +110,7 @@ impl Rooms {
             cfg,
             health: health.clone(),
             alive: Default::default(),
+            cluster: cluster.clone(),
         });
         let registry = Arc::new(Registry::new(
             threads.iter().map(|a| a.handle()).collect(),
@@ -450,9 +451,48 @@ impl Rooms {
             return self.here(call).await;
         };
         match self.route(cluster, call.key(), false).await? {
-            Route::Here => self.here(call).await,
+            Route::Here => match self.here_owned(cluster, call.clone()).await {
+                // Moved between the lookup and the call: where is it now? (Once.)
+                Err(RoomError::NotOwner) => match self.route(cluster, call.key(), true).await? {
+                    Route::Peer(peer) => self.forward(cluster, call, peer).await,
+                    Route::Here => Err(RoomError::NoOwner("the room moved back and forth".into())),
+                },
+                r => r,
+            },
             Route::Peer(peer) => self.forward(cluster, call, peer).await,
         }
+    }
+
+    /// Runs a call here, in a cluster: a claim made for a room that turns out not to exist
+    /// (or not to fit) is given up, and an answer is given only if this node still had its
+    /// lease when the room answered (a node that paused mid-call says "retry" instead).
+    async fn here_owned(&self, cluster: &Cluster, call: Call) -> Result<Reply, RoomError> {
+        let key = call.key().clone();
+        let r = self.here(call).await;
+        if matches!(r, Err(RoomError::NoRoom(_) | RoomError::AtCapacity { .. }))
+            && self.registry.running(&key).is_none()
+        {
+            cluster.release_room(&key).await;
+        }
+        if r.is_ok() && !self.may_serve(cluster) {
+            return Err(RoomError::NoOwner(
+                "this node's lease lapsed during the call".into(),
+            ));
+        }
+        r
+    }
+
+    /// Whether rooms running here may acknowledge: while the lease is valid, or while Redis
+    /// is unreachable (degraded) and the database still takes this node's snapshots, which
+    /// would be refused (fenced) if another node had claimed a room.
+    fn may_serve(&self, cluster: &Cluster) -> bool {
+        cluster.lease_valid()
+            || (cluster.degraded()
+                && !cluster.has_left()
+                && !self
+                    .health
+                    .degraded
+                    .load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// A call another node forwarded: served only if this node owns the room (never
@@ -464,7 +504,7 @@ impl Rooms {
                 let result = match &self.cluster {
                     None => Err(RoomError::NotOwner),
                     Some(cluster) => match self.route(cluster, call.key(), true).await {
-                        Ok(Route::Here) => self.here(call).await,
+                        Ok(Route::Here) => self.here_owned(cluster, call).await,
                         Ok(Route::Peer(_)) => Err(RoomError::NotOwner),
                         Err(e) => Err(e),
                     },
@@ -488,7 +528,7 @@ impl Rooms {
         fresh: bool,
     ) -> Result<Route, RoomError> {
         if self.registry.running(key).is_some() {
-            return if cluster.may_serve() {
+            return if self.may_serve(cluster) {
                 Ok(Route::Here)
             } else {
                 Err(RoomError::NoOwner("this node's lease lapsed".into()))
@@ -522,7 +562,7 @@ impl Rooms {
             let sent = crate::cluster::peer::call(
                 cluster.secret().expose(),
                 &cluster.node_id,
-                &peer.url,
+                &peer,
                 body.clone(),
                 cluster.call_timeout(),
             )
@@ -550,7 +590,7 @@ impl Rooms {
                 }
             }
             match self.route(cluster, &key, true).await? {
-                Route::Here => return self.here(call).await,
+                Route::Here => return self.here_owned(cluster, call).await,
                 Route::Peer(p) => peer = p,
             }
         }
@@ -695,11 +735,13 @@ impl Rooms {
         key: RoomKey,
         queue: usize,
     ) -> Result<Subscription, RoomError> {
-        let hub = relays
-            .hub(&key)
-            .await
-            .ok_or_else(|| RoomError::NoOwner("redis unreachable for realtime relay".into()))?;
         let id = next_subscriber_id();
+        let Some(hub) = relays.hub(&key).await else {
+            relays.leave(&key, id);
+            return Err(RoomError::NoOwner(
+                "redis unreachable for realtime relay".into(),
+            ));
+        };
         let max = self.registry.max_subscribers();
         if hub.len() >= max {
             relays.leave(&key, id);

@@ -42,6 +42,8 @@ struct RoomEnv {
     pub health: Arc<crate::metrics::Health>,
     /// Room values in memory: a shutdown waits for this to fall before the final flush.
     pub alive: std::sync::atomic::AtomicUsize,
+    /// In a cluster, a room is activated only while Redis names this node its owner.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 struct Room {

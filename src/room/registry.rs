@@ -101,6 +101,16 @@ impl Registry {
             return Ok(Some(a.clone()));
         }
         self.check_capacity()?;
+        // In a cluster a room is activated only by its owner: a call that raced a move (the
+        // room was just dropped here) must not take it back without asking Redis.
+        if let Some(c) = &self.env.cluster {
+            c.forget(key);
+            match c.owner(key).await {
+                Ok(crate::cluster::Owner::Me) => {}
+                Ok(crate::cluster::Owner::Peer(_)) => return Err(RoomError::NotOwner),
+                Err(e) => return Err(RoomError::NoOwner(e.to_string())),
+            }
+        }
         // The room is not running: the last one to run handed everything over before it
         // left the map, so the supervisor's answer includes it.
         let record = self

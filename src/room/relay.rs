@@ -150,7 +150,13 @@ impl Relays {
             .clone();
         let (tx, done) = tokio::sync::oneshot::channel();
         let _ = self.control.send(Control::Subscribe(channel, tx));
-        done.await.ok().filter(|ok| *ok).map(|_| hub)
+        // Bounded: with Redis paused, a socket is refused in time rather than held.
+        tokio::time::timeout(self.cluster.call_timeout(), done)
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .filter(|ok| *ok)
+            .map(|_| hub)
     }
 
     /// A socket left; the last one to leave ends the room's subscription.

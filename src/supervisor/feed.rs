@@ -79,7 +79,7 @@ impl Publisher {
     }
 }
 
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -154,7 +154,9 @@ async fn write(
     let mut batch = Vec::with_capacity(items.len());
     for item in items {
         let mut item = (*item).clone();
-        item.at_ms = at;
+        if item.at_ms == 0 {
+            item.at_ms = at;
+        }
         let text = serde_json::to_string(&item).unwrap_or_default();
         match item.entry {
             Some(_) => pipe.hset(&cfg.hash_key, field(&item.key), &text).ignore(),
@@ -243,6 +245,9 @@ async fn follow(
     let started = Instant::now();
     let mut cursor: u64 = 0;
     let mut rooms = 0usize;
+    // Rooms this follower listed from other nodes: one missing from the hash now left the
+    // list while this node was not following (its removal is not in the stream any more).
+    let mut unseen: hashbrown::HashSet<RoomKey> = fences.keys().cloned().collect();
     loop {
         let (next, kv): (u64, Vec<String>) = redis::cmd("HSCAN")
             .arg(&cfg.hash_key)
@@ -257,6 +262,9 @@ async fn follow(
             .filter_map(|v| serde_json::from_str(v).ok())
             .collect();
         rooms += items.len();
+        for i in &items {
+            unseen.remove(&i.key);
+        }
         apply(list, fences, items, None);
         cursor = next;
         if cursor == 0 {

@@ -128,7 +128,8 @@ impl Supervisor {
                     key: msg.key.clone(),
                     fence: msg.snapshot.fence,
                     entry: msg.entry.as_ref().map(feed::WireEntry::of),
-                    at_ms: 0,
+                    // Staleness counts from here: the change, not its write to Redis.
+                    at_ms: feed::now_ms(),
                 });
             }
             self.set_entry(&msg.key, msg.entry);
