@@ -115,6 +115,19 @@ impl SqlStore {
                     Ok(())
                 })
             });
+        } else {
+            opts = opts.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // Read committed: locking reads of rows that do not exist take no gap
+                    // locks, so rooms created or claimed at once do not deadlock each other.
+                    // Claims are compare-and-set on the state row instead (see
+                    // `begin_broadcast_once`), which needs no phantom protection.
+                    sqlx::query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            });
         }
         let pool = tokio::time::timeout(acquire * 2, opts.connect(&url))
             .await
@@ -137,6 +150,145 @@ impl SqlStore {
 
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    async fn begin_broadcast_once(
+        &self,
+        userid: &str,
+        epoch: i64,
+        info: &RoomInfo,
+        fence: i64,
+    ) -> StoreResult<i64> {
+        self.timed(async {
+            let mut tx = self.begin_write().await?;
+            let key = RoomKey::Live(userid.to_string());
+            let fence = if self.fences() {
+                let current = Self::fence_of(&mut tx, &key).await?;
+                if fence == 0 {
+                    // A room new to this server: this write claims it, unless another
+                    // server made it meanwhile (a state row left without a room does not count).
+                    let exists = sqlx::query("SELECT 1 FROM rooms WHERE userid = ? FOR UPDATE")
+                        .bind(userid)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .is_some();
+                    if exists {
+                        return Err(StoreError::Fenced);
+                    }
+                    // The claim is a compare-and-set on the state row: of two servers
+                    // creating the room at once, the second finds the first's row (its
+                    // insert waits for the first to commit, then fails as a duplicate)
+                    // or a fence that moved, and changes nothing.
+                    let claimed = match current {
+                        None => {
+                            sqlx::query(
+                                "INSERT INTO room_state (vj, fileid, epoch, online, likes, views, seen_at, fence) \
+                                 VALUES (?, '', 0, 0, 0, 0, 0, 1)",
+                            )
+                            .bind(userid)
+                            .execute(&mut *tx)
+                            .await
+                            .map(|r| r.rows_affected() == 1)
+                            .or_else(|e| if is_unique_violation(&e) { Ok(false) } else { Err(e) })?
+                        }
+                        Some(c) => {
+                            sqlx::query(
+                                "UPDATE room_state SET fence = ? WHERE vj = ? AND fileid = '' AND fence = ?",
+                            )
+                            .bind(c + 1)
+                            .bind(userid)
+                            .bind(c)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected()
+                                == 1
+                        }
+                    };
+                    if !claimed {
+                        return Err(StoreError::Fenced);
+                    }
+                    current.unwrap_or(0) + 1
+                } else if current == Some(fence) {
+                    fence
+                } else {
+                    return Err(StoreError::Fenced);
+                }
+            } else {
+                0
+            };
+            // MySQL's upsert fires on any unique key, so a stream name owned by another
+            // user must be refused before it, not left to the index.
+            let owner = sqlx::query("SELECT userid FROM rooms WHERE stream = ? AND userid <> ?")
+                .bind(&info.stream)
+                .bind(userid)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if owner.is_some() {
+                return Err(StoreError::StreamTaken);
+            }
+            let mut cols = vec!["userid", "epoch"];
+            cols.extend(INFO_INSERT_COLS);
+            let update = std::iter::once("epoch")
+                .chain(INFO_INSERT_COLS)
+                .map(|c| format!("{c}={}", self.new_col(c)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = self.upsert("rooms", &cols, &["userid"], 1, &update);
+            let q = sqlx::query(&sql).bind(userid).bind(epoch);
+            bind_info(q, info).execute(&mut *tx).await?;
+            let now = crate::model::now_unix();
+            sqlx::query(&self.state_upsert_sql(1))
+                .bind(userid)
+                .bind("")
+                .bind(epoch)
+                .bind(0i64)
+                .bind(0i64)
+                .bind(0i64)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM members WHERE vj = ? AND fileid = ''")
+                .bind(userid)
+                .execute(&mut *tx)
+                .await?;
+            if fence > 0 {
+                sqlx::query("UPDATE room_state SET fence = ? WHERE vj = ? AND fileid = ''")
+                    .bind(fence)
+                    .bind(userid)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(fence)
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::Db(ref d) if is_unique_violation(d) => StoreError::StreamTaken,
+            other => other,
+        })
+    }
+
+    async fn load_room_once(&self, key: &RoomKey, claim: bool) -> StoreResult<Option<RoomRecord>> {
+        self.timed(async {
+            if !(claim && self.fences()) {
+                let mut conn = self.pool.acquire().await?;
+                return Self::read_room(&mut conn, key).await;
+            }
+            let mut tx = self.begin_write().await?;
+            // The bump comes first: it waits for a write in progress under the old fence,
+            // and the reads after it see every write that fence made (and none can follow).
+            if !self.bump_fence(&mut tx, key).await? {
+                return Ok(None);
+            }
+            // The read sees the transaction's own bump. An unknown room leaves nothing
+            // behind: the transaction is rolled back as it drops.
+            let Some(record) = Self::read_room(&mut tx, key).await? else {
+                return Ok(None);
+            };
+            tx.commit().await?;
+            Ok(Some(record))
+        })
+        .await
     }
 
     pub(crate) async fn timed<T>(
@@ -466,6 +618,34 @@ const INFO_INSERT_COLS: [&str; 11] = [
     "snapshot_url",
 ];
 
+/// The database chose this transaction as a deadlock's victim (SQLSTATE 40001): it was
+/// rolled back whole.
+fn is_deadlock(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("40001"))
+}
+
+/// Runs a write transaction again when it was a deadlock's victim. Rooms created or
+/// claimed at once take gap locks on the same index ranges, and MySQL/MariaDB then rolls
+/// one back whole: it changed nothing, so running it again is safe.
+async fn retry_deadlocks<T, F, Fut>(run: F) -> StoreResult<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        match run().await {
+            Err(StoreError::Db(ref e)) if is_deadlock(e) && attempt < 8 => {
+                attempt += 1;
+                tracing::debug!(attempt, "deadlock victim: running the transaction again");
+                let pause = 1 + rand::random::<u64>() % (2 << attempt.min(6));
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .is_some_and(|d| d.is_unique_violation())
@@ -559,26 +739,7 @@ impl Store for SqlStore {
     }
 
     async fn load_room(&self, key: &RoomKey, claim: bool) -> StoreResult<Option<RoomRecord>> {
-        self.timed(async {
-            if !(claim && self.fences()) {
-                let mut conn = self.pool.acquire().await?;
-                return Self::read_room(&mut conn, key).await;
-            }
-            let mut tx = self.begin_write().await?;
-            // The bump comes first: it waits for a write in progress under the old fence,
-            // and the reads after it see every write that fence made (and none can follow).
-            if !self.bump_fence(&mut tx, key).await? {
-                return Ok(None);
-            }
-            // The read sees the transaction's own bump. An unknown room leaves nothing
-            // behind: the transaction is rolled back as it drops.
-            let Some(record) = Self::read_room(&mut tx, key).await? else {
-                return Ok(None);
-            };
-            tx.commit().await?;
-            Ok(Some(record))
-        })
-        .await
+        retry_deadlocks(|| self.load_room_once(key, claim)).await
     }
 
     async fn online_rooms(&self) -> StoreResult<Vec<RoomRecord>> {
@@ -641,81 +802,7 @@ impl Store for SqlStore {
         info: &RoomInfo,
         fence: i64,
     ) -> StoreResult<i64> {
-        self.timed(async {
-            let mut tx = self.begin_write().await?;
-            let key = RoomKey::Live(userid.to_string());
-            let fence = if self.fences() {
-                let current = Self::fence_of(&mut tx, &key).await?;
-                if fence == 0 {
-                    // A room new to this server: this write claims it, unless another
-                    // server made it meanwhile (a state row left without a room does not count).
-                    let exists = sqlx::query("SELECT 1 FROM rooms WHERE userid = ? FOR UPDATE")
-                        .bind(userid)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .is_some();
-                    if exists {
-                        return Err(StoreError::Fenced);
-                    }
-                    current.unwrap_or(0) + 1
-                } else if current == Some(fence) {
-                    fence
-                } else {
-                    return Err(StoreError::Fenced);
-                }
-            } else {
-                0
-            };
-            // MySQL's upsert fires on any unique key, so a stream name owned by another
-            // user must be refused before it, not left to the index.
-            let owner = sqlx::query("SELECT userid FROM rooms WHERE stream = ? AND userid <> ?")
-                .bind(&info.stream)
-                .bind(userid)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if owner.is_some() {
-                return Err(StoreError::StreamTaken);
-            }
-            let mut cols = vec!["userid", "epoch"];
-            cols.extend(INFO_INSERT_COLS);
-            let update = std::iter::once("epoch")
-                .chain(INFO_INSERT_COLS)
-                .map(|c| format!("{c}={}", self.new_col(c)))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = self.upsert("rooms", &cols, &["userid"], 1, &update);
-            let q = sqlx::query(&sql).bind(userid).bind(epoch);
-            bind_info(q, info).execute(&mut *tx).await?;
-            let now = crate::model::now_unix();
-            sqlx::query(&self.state_upsert_sql(1))
-                .bind(userid)
-                .bind("")
-                .bind(epoch)
-                .bind(0i64)
-                .bind(0i64)
-                .bind(0i64)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM members WHERE vj = ? AND fileid = ''")
-                .bind(userid)
-                .execute(&mut *tx)
-                .await?;
-            if fence > 0 {
-                sqlx::query("UPDATE room_state SET fence = ? WHERE vj = ? AND fileid = ''")
-                    .bind(fence)
-                    .bind(userid)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            Ok(fence)
-        })
-        .await
-        .map_err(|e| match e {
-            StoreError::Db(ref d) if is_unique_violation(d) => StoreError::StreamTaken,
-            other => other,
-        })
+        retry_deadlocks(|| self.begin_broadcast_once(userid, epoch, info, fence)).await
     }
 
     async fn write_snapshot(&self, items: &[SnapshotItem]) -> StoreResult<Vec<RoomKey>> {
