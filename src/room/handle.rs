@@ -254,11 +254,12 @@ impl Rooms {
                             || crate::cluster::room_hash(k) % alive.len().max(1) as u64
                                 == rank as u64
                     });
-                    // Several at once: each is a database round trip (claim and read).
+                    // Many at once: each is a Redis and a database round trip (claim and read),
+                    // and the database takes several transactions at a time.
                     let adopted = std::sync::atomic::AtomicUsize::new(0);
                     futures_util::StreamExt::for_each_concurrent(
                         futures_util::stream::iter(mine),
-                        16,
+                        64,
                         |key| {
                             let (rooms, cluster, adopted) = (&rooms, &cluster, &adopted);
                             async move {
