@@ -137,6 +137,7 @@ impl Application {
         } else {
             config.server.workers
         };
+        let cluster_for_events = cluster.clone();
         let rooms = Rooms::new(
             RoomsConfig {
                 index_tick: Duration::from_millis(config.list.index_tick_ms),
@@ -154,6 +155,19 @@ impl Application {
             fenced,
             cluster,
         );
+        // A revocation on one node reaches the others' verified-token caches at once.
+        if let Some(c) = &cluster_for_events {
+            let (announcer, receiver) = (c.clone(), accounts.clone());
+            accounts.on_revoke(move || {
+                let c = announcer.clone();
+                actix::spawn(async move { c.announce("revoked").await });
+            });
+            c.spawn_events(move |event| {
+                if event == "revoked" {
+                    receiver.forget_verified();
+                }
+            });
+        }
         rooms.spawn_stale_sweep(list.clone(), config.live.stale_after_secs as i64);
         rooms.spawn_failover(list.clone());
 

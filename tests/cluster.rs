@@ -354,3 +354,60 @@ async fn sockets_on_any_node_follow_a_room_owned_elsewhere() {
     }
     c.db.drop_db().await;
 }
+
+#[actix_rt::test]
+async fn a_revocation_on_one_node_reaches_the_others_at_once() {
+    let Some(redis) = TestRedis::new() else {
+        eprintln!("skipped: MINILVB_TEST_REDIS_URL is not set");
+        return;
+    };
+    let Some(db) = TestDb::new(Backend::Mysql).await else {
+        eprintln!("skipped: MINILVB_TEST_MYSQL_URL is not set");
+        return;
+    };
+    let config = || {
+        let mut c = cluster_config(&db, &redis);
+        c.auth.mode = minilvb::config::AuthMode::Required;
+        c
+    };
+    let (a, b) = (spawn_app(config()).await, spawn_app(config()).await);
+    let pw = "correct horse 42";
+    a.ok(json!({"Action":"Register","userid":"alice","password":pw}))
+        .await;
+    let d = a
+        .ok(json!({"Action":"Login","userid":"alice","password":pw}))
+        .await;
+    let r1 = d["refresh_token"].as_str().unwrap().to_string();
+    let d = a
+        .ok(json!({"Action":"Refresh","userid":"alice","refresh_token":r1}))
+        .await;
+    let t2 = d["token"].as_str().unwrap().to_string();
+    let as_alice = |node: &TestApp| {
+        node.client
+            .post(format!("{}/interface.php", node.base))
+            .bearer_auth(&t2)
+            .json(&json!({"Action":"RequestLVBAddr","userid":"alice","groupid":"g_alice","title":"t"}))
+            .send()
+    };
+    // Node B checks the token once and then trusts it for a while (its cache).
+    let v: Value = as_alice(&b).await.unwrap().json().await.unwrap();
+    assert_eq!(v["returnValue"], 0, "{v}");
+    // The rotated refresh token comes back on node A: the whole login is revoked there...
+    let v = a
+        .call(json!({"Action":"Refresh","userid":"alice","refresh_token":r1}))
+        .await;
+    assert_eq!(v["returnValue"], 498, "{v}");
+    // ...and on node B within moments, not when its cache would have expired (30 s).
+    let t = Instant::now();
+    loop {
+        let v: Value = as_alice(&b).await.unwrap().json().await.unwrap();
+        if v["returnValue"] == 498 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "still accepted: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+    db.drop_db().await;
+}

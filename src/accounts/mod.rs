@@ -49,6 +49,8 @@ pub struct Accounts {
     /// Saves a database read on every protected request; bounded, and emptied whenever a
     /// family is revoked so a revoked token stops working at once in this process.
     verified: dashmap::DashMap<String, (String, i64, i64)>,
+    /// Told when a family is revoked here (a cluster passes it on to the other nodes).
+    on_revoke: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 /// How long a verified token is trusted without asking the database again.
@@ -114,11 +116,23 @@ impl Accounts {
             ),
             next_purge: AtomicI64::new(0),
             verified: dashmap::DashMap::new(),
+            on_revoke: std::sync::OnceLock::new(),
         })
     }
 
     pub fn store(&self) -> &Arc<dyn AccountStore> {
         &self.store
+    }
+
+    /// Runs `f` whenever a token family is revoked here (set once, at start).
+    pub fn on_revoke(&self, f: impl Fn() + Send + Sync + 'static) {
+        let _ = self.on_revoke.set(Box::new(f));
+    }
+
+    /// Forgets every verified token, so the next use of each asks the database: another
+    /// node revoked a family.
+    pub fn forget_verified(&self) {
+        self.verified.clear();
     }
 
     /// The userid a valid (known, unexpired, unrevoked) access token belongs to.
@@ -289,12 +303,17 @@ impl Accounts {
         // Revocation is rare: forget every verified token rather than track families here.
         self.verified.clear();
         match self.store.revoke_family(family).await {
-            Ok(n) => tracing::warn!(
-                userid = %userid,
-                family = %family,
-                revoked = n,
-                "a rotated refresh token was presented again: every token of its login is revoked"
-            ),
+            Ok(n) => {
+                tracing::warn!(
+                    userid = %userid,
+                    family = %family,
+                    revoked = n,
+                    "a rotated refresh token was presented again: every token of its login is revoked"
+                );
+                if let Some(f) = self.on_revoke.get() {
+                    f();
+                }
+            }
             Err(e) => return AccountError::Store(e),
         }
         AccountError::RefreshReused

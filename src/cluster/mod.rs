@@ -476,6 +476,47 @@ impl Cluster {
         tracing::info!(node = %self.node_id, rooms = keys.len(), "left the cluster");
     }
 
+    /// Tells every node of an event (e.g. "revoked": forget verified tokens). Best effort:
+    /// where it does not arrive, the receiver's own bound applies.
+    pub async fn announce(&self, event: &str) {
+        let mut conn = self.redis();
+        let _ = redis::cmd("PUBLISH")
+            .arg(self.key("events"))
+            .arg(format!("{event} {}", self.node_id))
+            .query_async::<i64>(&mut conn)
+            .await;
+    }
+
+    /// Calls `handle` with each event another node announces, for as long as the process
+    /// runs (resubscribing after a lost connection).
+    pub fn spawn_events(self: &Arc<Self>, handle: impl Fn(&str) + Send + 'static) {
+        let cluster = self.clone();
+        actix::spawn(async move {
+            loop {
+                if cluster.has_left() {
+                    return;
+                }
+                let connected =
+                    tokio::time::timeout(cluster.lease, cluster.client().get_async_pubsub()).await;
+                let Ok(Ok(mut pubsub)) = connected else {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                };
+                if pubsub.subscribe(cluster.key("events")).await.is_err() {
+                    continue;
+                }
+                let mut messages = pubsub.on_message();
+                while let Some(m) = futures_util::StreamExt::next(&mut messages).await {
+                    let text = String::from_utf8_lossy(m.get_payload_bytes()).to_string();
+                    match text.rsplit_once(' ') {
+                        Some((event, from)) if from != cluster.node_id => handle(event),
+                        _ => {}
+                    }
+                }
+            }
+        });
+    }
+
     /// The live nodes: id and URL (the dashboard's view of the cluster).
     pub async fn nodes(&self) -> Result<Vec<Peer>, ClusterError> {
         let mut conn = self.redis();
