@@ -230,11 +230,22 @@ impl AccountStore for SqlStore {
 
     async fn revoke_family(&self, family: &str) -> StoreResult<u64> {
         self.timed(async {
-            let r = sqlx::query("UPDATE tokens SET state = 2 WHERE family = ? AND state <> 2")
-                .bind(family)
-                .execute(&self.pool)
-                .await?;
-            Ok(r.rows_affected())
+            // Repeated until nothing is left: under read committed (MySQL/MariaDB) a
+            // rotation committing while the update scans may add tokens behind it, and the
+            // next pass sees them. A rotation cannot start after the first pass has marked
+            // its refresh token revoked, so this ends.
+            let mut total = 0;
+            for _ in 0..10 {
+                let r = sqlx::query("UPDATE tokens SET state = 2 WHERE family = ? AND state <> 2")
+                    .bind(family)
+                    .execute(&self.pool)
+                    .await?;
+                if r.rows_affected() == 0 {
+                    break;
+                }
+                total += r.rows_affected();
+            }
+            Ok(total)
         })
         .await
     }

@@ -23,6 +23,10 @@ pub enum StoreError {
     /// The database cannot keep keys byte-exact (see `exact_keys`).
     #[error("keys would not compare byte for byte: {0}")]
     InexactKeys(String),
+    /// A transaction met another server's concurrent write and is run again whole (never
+    /// seen outside the store unless it keeps happening).
+    #[error("a concurrent write got in the way; retry")]
+    Retry,
     /// Another server held the migration lock for two minutes.
     #[error("another server has been migrating the database for 120 s; not waiting longer")]
     MigrationLock,

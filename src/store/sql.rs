@@ -189,7 +189,16 @@ impl SqlStore {
                             .execute(&mut *tx)
                             .await
                             .map(|r| r.rows_affected() == 1)
-                            .or_else(|e| if is_unique_violation(&e) { Ok(false) } else { Err(e) })?
+                            .map_err(|e| {
+                                // Another server's row appeared meanwhile (its claim, or a
+                                // state row without a room, which does not count): the whole
+                                // transaction runs again and reads it.
+                                if is_unique_violation(&e) {
+                                    StoreError::Retry
+                                } else {
+                                    StoreError::Db(e)
+                                }
+                            })?
                         }
                         Some(c) => {
                             sqlx::query(
@@ -236,6 +245,18 @@ impl SqlStore {
             let sql = self.upsert("rooms", &cols, &["userid"], 1, &update);
             let q = sqlx::query(&sql).bind(userid).bind(epoch);
             bind_info(q, info).execute(&mut *tx).await?;
+            // The check above reads without a lock: a user with the same stream name may have
+            // committed since, and the upsert then updated that user's row instead (it fires
+            // on the stream's unique key too). Read it back: the stream must be this user's.
+            let mine = sqlx::query("SELECT userid FROM rooms WHERE stream = ?")
+                .bind(&info.stream)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get::<String, _>("userid"))
+                .transpose()?;
+            if mine.as_deref() != Some(userid) {
+                return Err(StoreError::StreamTaken);
+            }
             let now = crate::model::now_unix();
             sqlx::query(&self.state_upsert_sql(1))
                 .bind(userid)
@@ -635,6 +656,7 @@ where
     let mut attempt = 0;
     loop {
         match run().await {
+            Err(StoreError::Retry) if attempt < 8 => attempt += 1,
             Err(StoreError::Db(ref e)) if is_deadlock(e) && attempt < 8 => {
                 attempt += 1;
                 tracing::debug!(attempt, "deadlock victim: running the transaction again");
