@@ -118,7 +118,6 @@ impl Application {
         if let Some(c) = &cluster {
             let feed = crate::supervisor::feed::FeedConfig {
                 cluster: c.clone(),
-                node_id: c.node_id.clone(),
                 hash_key: c.key("list:rooms"),
                 stream_key: c.key("list:feed"),
                 health: health.clone(),
@@ -290,9 +289,9 @@ async fn join_cluster(
             .unwrap_or("127.0.0.1");
         // Bound to every address: peers reach it by its host name (a container's, say).
         let host = match host {
-            "0.0.0.0" | "" | "[::]" => std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_else(|_| "127.0.0.1".into()),
+            "0.0.0.0" | "" | "[::]" => {
+                crate::cluster::host_name().unwrap_or_else(|| "127.0.0.1".into())
+            }
             h => h.to_string(),
         };
         format!("http://{host}:{port}")

@@ -516,38 +516,6 @@ impl Cluster {
             }
         });
     }
-
-    /// The live nodes: id and URL (the dashboard's view of the cluster).
-    pub async fn nodes(&self) -> Result<Vec<Peer>, ClusterError> {
-        let mut conn = self.redis();
-        let mut keys: Vec<String> = Vec::new();
-        let mut iter: redis::AsyncIter<String> = redis::cmd("SCAN")
-            .cursor_arg(0)
-            .arg("MATCH")
-            .arg(format!("{}*", self.node_key("")))
-            .arg("COUNT")
-            .arg(1000)
-            .clone()
-            .iter_async(&mut conn)
-            .await?;
-        while let Some(k) = futures_util::StreamExt::next(&mut iter).await {
-            keys.push(k?);
-        }
-        drop(iter);
-        let mut nodes = Vec::new();
-        let prefix = self.node_key("");
-        for k in keys {
-            let url: Option<String> = redis::cmd("GET").arg(&k).query_async(&mut conn).await?;
-            if let (Some(url), Some(node)) = (url, k.strip_prefix(&prefix)) {
-                nodes.push(Peer {
-                    node: node.to_string(),
-                    url,
-                });
-            }
-        }
-        nodes.sort_by(|a, b| a.node.cmp(&b.node));
-        Ok(nodes)
-    }
 }
 
 /// A room as a Redis field: the userid's length keeps any userid and file id apart.
@@ -576,12 +544,16 @@ pub fn room_hash(key: &RoomKey) -> u64 {
     h
 }
 
-/// A node id unique per process: host name, port, pid.
-pub fn default_node_id(port: u16) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+/// This machine's (or container's) host name, if it has one.
+pub fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "node".into());
+}
+
+/// A node id unique per process: host name, port, pid.
+pub fn default_node_id(port: u16) -> String {
+    let host = host_name().unwrap_or_else(|| "node".into());
     format!("{host}-{port}-{}", std::process::id())
 }

@@ -10,7 +10,6 @@ use std::time::Duration;
 pub const PATH: &str = "/internal/room";
 pub const TIME_HEADER: &str = "x-minilvb-time";
 pub const SIG_HEADER: &str = "x-minilvb-signature";
-pub const NODE_HEADER: &str = "x-minilvb-node";
 pub const NONCE_HEADER: &str = "x-minilvb-nonce";
 /// A signed request older (or newer) than this is refused; within it, a nonce is accepted
 /// once.
@@ -101,7 +100,6 @@ thread_local! {
 /// `timeout` has failed (its call may have been applied).
 pub async fn call(
     secret: &str,
-    from_node: &str,
     peer: &super::Peer,
     body: Vec<u8>,
     timeout: Duration,
@@ -122,7 +120,6 @@ pub async fn call(
         .header(TIME_HEADER, time.to_string())
         .header(NONCE_HEADER, format!("{nonce:x}"))
         .header(SIG_HEADER, sig)
-        .header(NODE_HEADER, from_node)
         .header("content-type", "application/json")
         .timeout(timeout)
         .body(body)

@@ -562,7 +562,6 @@ impl Rooms {
         for attempt in 0..FORWARD_ATTEMPTS {
             let sent = crate::cluster::peer::call(
                 cluster.secret().expose(),
-                &cluster.node_id,
                 &peer,
                 body.clone(),
                 cluster.call_timeout(),

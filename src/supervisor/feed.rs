@@ -63,7 +63,6 @@ impl WireEntry {
 pub struct FeedConfig {
     /// Connections come from it each time (they follow a Sentinel failover).
     pub cluster: Arc<crate::cluster::Cluster>,
-    pub node_id: String,
     pub hash_key: String,
     pub stream_key: String,
     pub health: Arc<crate::metrics::Health>,
@@ -172,7 +171,7 @@ async fn write(
         .arg(STREAM_LEN)
         .arg("*")
         .arg("n")
-        .arg(&cfg.node_id)
+        .arg(&cfg.cluster.node_id)
         .arg("d")
         .arg(data)
         .ignore();
@@ -301,7 +300,7 @@ async fn follow(
                     }
                 }
                 // This node's own changes are in its index already.
-                if node == cfg.node_id {
+                if node == cfg.cluster.node_id {
                     continue;
                 }
                 match serde_json::from_str::<Vec<FeedItem>>(data) {
