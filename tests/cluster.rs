@@ -16,14 +16,7 @@ struct Cluster {
 }
 
 async fn cluster(n: usize) -> Option<Cluster> {
-    let Some(redis) = TestRedis::new() else {
-        eprintln!("skipped: MINILVB_TEST_REDIS_URL is not set");
-        return None;
-    };
-    let Some(db) = TestDb::new(Backend::Mysql).await else {
-        eprintln!("skipped: MINILVB_TEST_MYSQL_URL is not set");
-        return None;
-    };
+    let (db, redis) = cluster_parts().await?;
     let mut nodes = Vec::new();
     for _ in 0..n {
         nodes.push(spawn_app(cluster_config(&db, &redis)).await);
@@ -212,15 +205,7 @@ async fn node_calls_must_be_signed() {
     assert_eq!(r.status(), 403);
     // Signed for this node: accepted once; the same call again, or signed for another
     // node, is refused.
-    let ready: Value = node
-        .client
-        .get(format!("{}/readyz", node.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, ready) = node.readyz().await;
     let me = ready["node"].as_str().unwrap().to_string();
     let signed = |target: &str, nonce: u64| {
         let time: i64 = now.parse().unwrap();
@@ -260,15 +245,7 @@ async fn node_calls_must_be_signed() {
     assert_eq!(r.status(), 404);
     single.stop().await;
     db.drop_db().await;
-    let ready: Value = node
-        .client
-        .get(format!("{}/readyz", node.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, ready) = node.readyz().await;
     assert_eq!(ready["redis"], "up", "{ready}");
     for node in c.nodes {
         node.stop().await;
@@ -357,12 +334,7 @@ async fn sockets_on_any_node_follow_a_room_owned_elsewhere() {
 
 #[actix_rt::test]
 async fn a_revocation_on_one_node_reaches_the_others_at_once() {
-    let Some(redis) = TestRedis::new() else {
-        eprintln!("skipped: MINILVB_TEST_REDIS_URL is not set");
-        return;
-    };
-    let Some(db) = TestDb::new(Backend::Mysql).await else {
-        eprintln!("skipped: MINILVB_TEST_MYSQL_URL is not set");
+    let Some((db, redis)) = cluster_parts().await else {
         return;
     };
     let config = || {

@@ -46,14 +46,7 @@ async fn ok(client: &reqwest::Client, base: &str, body: Value) -> Value {
 
 async fn members(client: &reqwest::Client, base: &str, vj: &str) -> Vec<String> {
     let d = ok(client, base, json!({"Action":"FetchGroupMemberList","liveuserid":vj,"groupid":format!("g_{vj}"),"pagesize":100})).await;
-    let mut v: Vec<String> = d["memberlist"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["userid"].as_str().unwrap().to_string())
-        .collect();
-    v.sort();
-    v
+    member_userids(&d)
 }
 
 fn enter_body(viewer: &str, vj: &str) -> Value {
@@ -69,11 +62,7 @@ async fn metric(client: &reqwest::Client, base: &str, name: &str) -> u64 {
         .text()
         .await
         .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name}"))
-        .parse()
-        .unwrap()
+    metric_in(&text, name).unwrap_or_else(|| panic!("no {name}"))
 }
 
 fn signal(child: &ChildServer, sig: &str) {
@@ -85,21 +74,9 @@ fn signal(child: &ChildServer, sig: &str) {
     assert!(status.success());
 }
 
-async fn setup() -> Option<(TestDb, TestRedis)> {
-    let Some(redis) = TestRedis::new() else {
-        eprintln!("skipped: MINILVB_TEST_REDIS_URL is not set");
-        return None;
-    };
-    let Some(db) = TestDb::new(Backend::Mysql).await else {
-        eprintln!("skipped: MINILVB_TEST_MYSQL_URL is not set");
-        return None;
-    };
-    Some((db, redis))
-}
-
 #[actix_rt::test]
 async fn a_killed_nodes_online_rooms_move_within_five_seconds() {
-    let Some((db, redis)) = setup().await else {
+    let Some((db, redis)) = cluster_parts().await else {
         return;
     };
     // The default lease: the bound is the issue's, at the defaults.
@@ -171,7 +148,7 @@ async fn a_killed_nodes_online_rooms_move_within_five_seconds() {
 
 #[actix_rt::test]
 async fn a_paused_node_acknowledges_nothing_for_rooms_that_moved() {
-    let Some((db, redis)) = setup().await else {
+    let Some((db, redis)) = cluster_parts().await else {
         return;
     };
     let paused = node(&db, &redis, 1000).await;
@@ -278,19 +255,9 @@ fn redis_hostport(redis: &TestRedis) -> String {
         .to_string()
 }
 
-async fn readyz(app: &TestApp) -> (u16, Value) {
-    let r = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
-}
-
 #[actix_rt::test]
 async fn with_redis_down_owned_rooms_keep_serving_and_ownership_converges() {
-    let Some((db, redis)) = setup().await else {
+    let Some((db, redis)) = cluster_parts().await else {
         return;
     };
     let pa = Proxy::start(redis_hostport(&redis)).await;
@@ -308,7 +275,7 @@ async fn with_redis_down_owned_rooms_keep_serving_and_ownership_converges() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     a.enter("v3", "vj").await;
     b.enter("v4", "vj").await;
-    let (status, body) = readyz(&a).await;
+    let (status, body) = a.readyz().await;
     assert_eq!(
         (status, body["redis"].as_str()),
         (503, Some("down")),
@@ -331,7 +298,7 @@ async fn with_redis_down_owned_rooms_keep_serving_and_ownership_converges() {
     pa.restore();
     pb.restore();
     let t = Instant::now();
-    while readyz(&a).await.0 != 200 || readyz(&b).await.0 != 200 {
+    while a.readyz().await.0 != 200 || b.readyz().await.0 != 200 {
         assert!(
             t.elapsed() < Duration::from_secs(10),
             "redis never came back"
@@ -357,7 +324,7 @@ async fn with_redis_down_owned_rooms_keep_serving_and_ownership_converges() {
 
 #[actix_rt::test]
 async fn a_node_cut_off_from_redis_alone_loses_its_rooms_within_a_snapshot_interval() {
-    let Some((db, redis)) = setup().await else {
+    let Some((db, redis)) = cluster_parts().await else {
         return;
     };
     let pa = Proxy::start(redis_hostport(&redis)).await;
@@ -415,18 +382,10 @@ async fn a_node_cut_off_from_redis_alone_loses_its_rooms_within_a_snapshot_inter
     db.drop_db().await;
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The README's way to run three nodes: `deploy/cluster.sh`, as an operator would.
 #[actix_rt::test]
 async fn the_cluster_script_runs_three_nodes_as_one_server() {
-    let Some((db, redis)) = setup().await else {
+    let Some((db, redis)) = cluster_parts().await else {
         return;
     };
     let dir = std::env::temp_dir().join(format!("minilvb_cluster_sh_{}", free_port()));

@@ -8,29 +8,11 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A child process killed (SIGKILL) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn redis_server(args: &[String]) -> Proc {
-    Proc(
+fn redis_server(args: &[String]) -> Reaped {
+    Reaped(
         Command::new("redis-server")
             .args(args)
             .stdout(Stdio::null())
@@ -193,15 +175,7 @@ async fn nodes_follow_a_sentinel_failover_without_a_restart() {
     for n in [&a, &b] {
         let t = Instant::now();
         loop {
-            let r: serde_json::Value = n
-                .client
-                .get(format!("{}/readyz", n.base))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let (_, r) = n.readyz().await;
             if r["redis"] == "up" {
                 break;
             }

@@ -7,16 +7,6 @@ use common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-async fn ready(app: &TestApp) -> (u16, serde_json::Value) {
-    let r = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
-}
-
 #[actix_rt::test]
 async fn outage_keeps_serving_and_converges_when_the_database_returns() {
     let Some(db) = TestDb::new(Backend::Mysql).await else {
@@ -67,7 +57,7 @@ async fn outage_keeps_serving_and_converges_when_the_database_returns() {
     // Readiness reports the degraded state once a snapshot has failed.
     let t = Instant::now();
     loop {
-        let (status, body) = ready(&app).await;
+        let (status, body) = app.readyz().await;
         // Degraded as soon as the ping fails; the dirty rooms count as pending once the
         // write that holds them (in flight while the database hangs) has failed.
         if status == 503
@@ -86,7 +76,7 @@ async fn outage_keeps_serving_and_converges_when_the_database_returns() {
     proxy.restore();
     let t = Instant::now();
     loop {
-        let (status, body) = ready(&app).await;
+        let (status, body) = app.readyz().await;
         if status == 200 && body["pending_rooms"] == 0 {
             break;
         }

@@ -257,13 +257,18 @@ impl TestApp {
 
     /// One unlabelled figure of `/metrics`.
     pub async fn metric(&self, name: &str) -> u64 {
-        self.metrics()
+        metric_in(&self.metrics().await, name).unwrap_or_else(|| panic!("no {name} in /metrics"))
+    }
+
+    /// `GET /readyz`: status and body.
+    pub async fn readyz(&self) -> (u16, Value) {
+        let r = self
+            .client
+            .get(format!("{}/readyz", self.base))
+            .send()
             .await
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .unwrap_or_else(|| panic!("no {name} in /metrics"))
-            .parse()
-            .unwrap()
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
     }
 
     /// The userids of a room's group (first 100), sorted.
@@ -271,14 +276,7 @@ impl TestApp {
         let d = self
             .ok(json!({"Action":"FetchGroupMemberList","liveuserid":vj,"groupid":groupid,"pagesize":100}))
             .await;
-        let mut v: Vec<String> = d["memberlist"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["userid"].as_str().unwrap().to_string())
-            .collect();
-        v.sort();
-        v
+        member_userids(&d)
     }
 
     /// Waits until the list index reflects recent changes (one index tick and a margin).
@@ -291,6 +289,58 @@ impl TestApp {
         self.handle.stop(true).await;
         self.join.await.unwrap().expect("graceful stop flushes");
     }
+}
+
+/// One unlabelled figure of a `/metrics` text.
+pub fn metric_in(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The userids of a FetchGroupMemberList answer's `returnData`, sorted.
+pub fn member_userids(d: &Value) -> Vec<String> {
+    let mut v: Vec<String> = d["memberlist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["userid"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A loopback port free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed (SIGKILL) when dropped, so nothing outlives a failing test.
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The database and Redis key space of a cluster test; `None` (having said "skipped")
+/// when MariaDB or Redis is not configured.
+pub async fn cluster_parts() -> Option<(TestDb, TestRedis)> {
+    let Some(redis) = TestRedis::new() else {
+        eprintln!("skipped: MINILVB_TEST_REDIS_URL is not set");
+        return None;
+    };
+    let Some(db) = TestDb::new(Backend::Mysql).await else {
+        eprintln!("skipped: MINILVB_TEST_MYSQL_URL is not set");
+        return None;
+    };
+    Some((db, redis))
 }
 
 /// Declares one test per backend: `name::sqlite` and `name::mysql` (the latter passes
