@@ -23,7 +23,7 @@ mod common;
 #[path = "support/http.rs"]
 mod http;
 
-use http::{get, post_text, Conn};
+use http::{closed_loop, get, post_text, Conn};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -166,31 +166,9 @@ async fn drive(ports: &[u16], nodes: &[&Node], connections: usize, gen: Gen, d: 
         let (stop, done, gen) = (stop.clone(), done.clone(), gen.clone());
         let port = ports[c % ports.len()];
         tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(65_536);
-            let mut errors = 0u64;
-            let Ok(mut conn) = Conn::open(port).await else {
-                return (lat, 1);
-            };
-            let mut seq = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let req = gen(c, seq);
-                seq += 1;
-                let t = Instant::now();
-                match conn.call(&req).await {
-                    Ok((_, true)) => {}
-                    Ok(_) => errors += 1,
-                    Err(_) => {
-                        errors += 1;
-                        match Conn::open(port).await {
-                            Ok(c2) => conn = c2,
-                            Err(_) => break,
-                        }
-                    }
-                }
-                lat.push(t.elapsed().as_micros() as u32);
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-            (lat, errors)
+            closed_loop(port, |seq| gen(c, seq), &stop, Some(&*done))
+                .await
+                .unwrap_or((Vec::new(), 1))
         }));
     }
     tokio::time::sleep(d).await;
@@ -263,11 +241,7 @@ async fn go_live(ports: &[u16], vjs: &[String]) {
 async fn metric(port: u16, name: &str) -> u64 {
     let mut conn = Conn::open(port).await.unwrap();
     let body = conn.get_body(&get("/metrics")).await.unwrap();
-    String::from_utf8_lossy(&body)
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    common::metric_in(&String::from_utf8_lossy(&body), name).unwrap_or(0)
 }
 
 fn vjs(tag: &str, n: usize) -> Vec<String> {

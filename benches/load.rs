@@ -25,7 +25,7 @@ mod common;
 // The lean HTTP/1.1 client the load generators share.
 #[path = "support/http.rs"]
 mod http;
-use http::{get, post, post_text, Conn};
+use http::{closed_loop, get, post, post_text, Conn};
 
 use serde_json::{json, Value};
 use std::io::Write as _;
@@ -447,33 +447,11 @@ async fn drive_slice(
             gen.clone()
         };
         tasks.push(tokio::spawn(async move {
-            let mut lat: Vec<u32> = Vec::with_capacity(if is_bg { 0 } else { 65_536 });
-            let mut errors = 0u64;
-            let Ok(mut conn) = Conn::open(port).await else {
-                return (lat, 1);
-            };
-            let mut seq = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let req = g(c, seq);
-                seq += 1;
-                let t = Instant::now();
-                match conn.call(&req).await {
-                    Ok((_, true)) => {}
-                    Ok(_) => errors += 1,
-                    Err(_) => {
-                        errors += 1;
-                        match Conn::open(port).await {
-                            Ok(c2) => conn = c2,
-                            Err(_) => break,
-                        }
-                    }
-                }
-                if !is_bg {
-                    lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
+            let counted = (!is_bg).then_some(&*done);
+            match closed_loop(port, |seq| g(c, seq), &stop, counted).await {
+                None => (Vec::new(), 1),
+                Some((lat, errors)) => (lat, if is_bg { 0 } else { errors }),
             }
-            (lat, if is_bg { 0 } else { errors })
         }));
     }
     // Progress while it runs.

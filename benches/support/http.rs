@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -103,4 +105,41 @@ pub fn post(body: &Value) -> Vec<u8> {
         b.len()
     )
     .into_bytes()
+}
+
+/// One closed-loop connection: sends `next(seq)` and waits for its answer, until `stop`.
+/// With `done`, each answer's latency (µs) is kept and counted there. A broken connection
+/// counts as an error and is opened again. Returns the latencies and the errors; `None`
+/// when the connection could not be opened at all.
+pub async fn closed_loop(
+    port: u16,
+    next: impl Fn(u64) -> Vec<u8>,
+    stop: &AtomicBool,
+    done: Option<&AtomicU64>,
+) -> Option<(Vec<u32>, u64)> {
+    let mut lat: Vec<u32> = Vec::with_capacity(if done.is_some() { 65_536 } else { 0 });
+    let mut errors = 0u64;
+    let mut conn = Conn::open(port).await.ok()?;
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let req = next(seq);
+        seq += 1;
+        let t = Instant::now();
+        match conn.call(&req).await {
+            Ok((_, true)) => {}
+            Ok(_) => errors += 1,
+            Err(_) => {
+                errors += 1;
+                match Conn::open(port).await {
+                    Ok(c2) => conn = c2,
+                    Err(_) => break,
+                }
+            }
+        }
+        if let Some(done) = done {
+            lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            done.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Some((lat, errors))
 }
