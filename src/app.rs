@@ -166,6 +166,7 @@ impl Application {
                     receiver.forget_verified();
                 }
             });
+            accounts.share_throttles(Arc::new(ClusterWindows(c.clone())));
         }
         rooms.spawn_stale_sweep(list.clone(), config.live.stale_after_secs as i64);
         rooms.spawn_failover(list.clone());
@@ -267,6 +268,45 @@ impl Application {
             ))
         }
     }
+}
+
+/// The throttles' windows, counted in the cluster's Redis.
+struct ClusterWindows(Arc<crate::cluster::Cluster>);
+
+#[async_trait::async_trait]
+impl crate::accounts::throttle::SharedWindows for ClusterWindows {
+    async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<Option<Duration>, ()> {
+        self.0
+            .window_hit(key, limit, window)
+            .await
+            .map_err(unreachable_window)
+    }
+
+    async fn begin(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<crate::accounts::throttle::Shared, ()> {
+        use crate::accounts::throttle::Shared;
+        Ok(match self.0.window_begin(key, limit, window).await {
+            Err(e) => {
+                unreachable_window(e);
+                return Err(());
+            }
+            Ok(Ok(())) => Shared::Go,
+            Ok(Err(None)) => Shared::Busy,
+            Ok(Err(Some(wait))) => Shared::Throttled(wait),
+        })
+    }
+
+    async fn finish(&self, key: &str, failed: bool, window: Duration) {
+        self.0.window_finish(key, failed, window).await
+    }
+}
+
+fn unreachable_window(e: crate::cluster::ClusterError) {
+    tracing::warn!(error = %e, "cluster-wide throttle unreachable: this node's own applies");
 }
 
 /// Joins the cluster: this node's id and the URL peers reach it at (from the port bound).

@@ -29,7 +29,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use throttle::{Refused, Throttle};
+use throttle::{Refused, Shared, SharedWindows, Throttle};
 
 /// Expired tokens are deleted at most this often (seconds), by whichever Login comes next.
 const PURGE_EVERY: i64 = 600;
@@ -51,6 +51,9 @@ pub struct Accounts {
     verified: dashmap::DashMap<String, (String, i64, i64)>,
     /// Told when a family is revoked here (a cluster passes it on to the other nodes).
     on_revoke: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// In a cluster, the throttles' windows as every node counts them (each node's own
+    /// throttle still applies, and alone while the shared count cannot be reached).
+    shared: std::sync::OnceLock<Arc<dyn SharedWindows>>,
 }
 
 /// How long a verified token is trusted without asking the database again.
@@ -117,11 +120,69 @@ impl Accounts {
             next_purge: AtomicI64::new(0),
             verified: dashmap::DashMap::new(),
             on_revoke: std::sync::OnceLock::new(),
+            shared: std::sync::OnceLock::new(),
         })
     }
 
     pub fn store(&self) -> &Arc<dyn AccountStore> {
         &self.store
+    }
+
+    /// Counts the throttles' windows in `shared` too (set once, at start, in a cluster).
+    pub fn share_throttles(&self, shared: Arc<dyn SharedWindows>) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// Counts a hit of `key` where every node sees it: the retry wait when over `throttle`'s
+    /// limit. Nothing on a single node, or while the shared count cannot be reached.
+    async fn shared_hit<K: Eq + std::hash::Hash + Clone>(
+        &self,
+        throttle: &Throttle<K>,
+        key: &str,
+    ) -> Option<Duration> {
+        let shared = self.shared.get()?;
+        if throttle.limit() == 0 {
+            return None;
+        }
+        // Unreachable: this node's own throttle decides alone.
+        shared
+            .hit(key, throttle.limit(), throttle.window())
+            .await
+            .unwrap_or(None)
+    }
+
+    /// Starts an attempt in the shared window too, waiting (up to `max_wait`) while every
+    /// hit left is held by attempts on any node. `Ok(false)`: no shared window (one node,
+    /// or it cannot be reached), nothing to finish.
+    async fn shared_begin<K: Eq + std::hash::Hash + Clone>(
+        &self,
+        throttle: &Throttle<K>,
+        key: &str,
+        max_wait: Duration,
+    ) -> Result<bool, Refused> {
+        let Some(shared) = self.shared.get() else {
+            return Ok(false);
+        };
+        if throttle.limit() == 0 {
+            return Ok(false);
+        }
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match shared.begin(key, throttle.limit(), throttle.window()).await {
+                Err(()) => return Ok(false),
+                Ok(Shared::Go) => return Ok(true),
+                Ok(Shared::Throttled(wait)) => return Err(Refused::Throttled(wait)),
+                Ok(Shared::Busy) if tokio::time::Instant::now() + pause > deadline => {
+                    return Err(Refused::Busy)
+                }
+                // Other nodes' attempts cannot wake this one: look again, less and less often.
+                Ok(Shared::Busy) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+            }
+        }
     }
 
     /// Runs `f` whenever a token family is revoked here (set once, at start).
@@ -208,7 +269,12 @@ impl Accounts {
             return Err(AccountError::BadPassword);
         }
         let addr = throttle_addr(peer);
-        if self.register_throttle.hit(&addr).is_err() {
+        let throttled = self.register_throttle.hit(&addr).is_err()
+            || self
+                .shared_hit(&self.register_throttle, &format!("register:{addr}"))
+                .await
+                .is_some();
+        if throttled {
             tracing::info!(addr = %addr, "registration throttled");
             return Err(AccountError::RegisterThrottled);
         }
@@ -255,11 +321,38 @@ impl Accounts {
                 return Err(AccountError::LoginBusy(userid));
             }
         };
+        // In a cluster the attempt also holds a hit of the window every node sees, so
+        // guesses spread over the nodes cannot outrun the limit either.
+        let shared_key = format!("login:{userid}");
+        let shared = match self
+            .shared_begin(&self.login_throttle, &shared_key, passwords::QUEUE_WAIT)
+            .await
+        {
+            Ok(shared) => shared,
+            Err(Refused::Throttled(wait)) => {
+                tracing::info!(userid = %userid, "login throttled (cluster-wide)");
+                return Err(AccountError::LoginThrottled {
+                    userid,
+                    retry_secs: wait.as_secs().max(1),
+                });
+            }
+            Err(Refused::Busy) => {
+                tracing::info!(userid = %userid, "login busy: too many attempts at once (cluster-wide)");
+                return Err(AccountError::LoginBusy(userid));
+            }
+        };
         // A password outside the rules cannot match: no need to hash it. A hashing error
         // drops the attempt uncounted.
-        let ok = passwords::valid_password(password)
-            && self.hasher.verify(password.to_string(), phc).await?;
-        if !ok {
+        let ok = match passwords::valid_password(password) {
+            false => Ok(false),
+            true => self.hasher.verify(password.to_string(), phc).await,
+        };
+        if let (true, Some(s)) = (shared, self.shared.get()) {
+            let failed = matches!(ok, Ok(false));
+            s.finish(&shared_key, failed, self.login_throttle.window())
+                .await;
+        }
+        if !ok? {
             attempt.fail();
             tracing::info!(userid = %userid, "login failed: wrong password");
             return Err(AccountError::WrongPassword);

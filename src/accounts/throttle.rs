@@ -15,6 +15,35 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
+/// Windows counted where every node sees them (a cluster's Redis), so that a client
+/// spreading its requests over the nodes meets the same limits as on one node. The
+/// semantics are `Throttle`'s: a window starts with a key's first hit or attempt, and a
+/// running attempt holds one of the hits left until it finishes.
+#[async_trait::async_trait]
+pub trait SharedWindows: Send + Sync {
+    /// Counts one hit of `key` (see `Throttle::hit`): `Ok(None)` under the limit,
+    /// `Ok(Some(retry_after))` over it. `Err` when the count cannot be reached: the node's
+    /// own throttle then decides alone.
+    async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<Option<Duration>, ()>;
+
+    /// Starts an attempt (see `Throttle::attempt`), holding a hit until `finish`.
+    async fn begin(&self, key: &str, limit: u32, window: Duration) -> Result<Shared, ()>;
+
+    /// Ends an attempt `begin` started: a failure counts as a hit.
+    async fn finish(&self, key: &str, failed: bool, window: Duration);
+}
+
+/// What a shared window says to an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shared {
+    /// Go on: a hit is held for it.
+    Go,
+    /// Every hit left is held by running attempts: try again shortly.
+    Busy,
+    /// The window is used up: retry after this long.
+    Throttled(Duration),
+}
+
 pub struct Throttle<K> {
     limit: u32,
     window: Duration,
@@ -94,6 +123,14 @@ impl<K: Eq + Hash + Clone> Throttle<K> {
         // The map stays consistent at every await-free step, so a panic elsewhere while
         // holding the lock leaves nothing half-done: ignore poisoning.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    pub fn window(&self) -> Duration {
+        self.window
     }
 
     /// Counts one hit for `key`. `Err(retry_after)` when the key has used up its window.

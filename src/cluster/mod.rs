@@ -45,6 +45,8 @@ pub enum ClusterError {
     /// This node's lease lapsed (a pause, or Redis unreachable): it may not claim rooms.
     #[error("this node's lease has lapsed")]
     NoLease,
+    #[error("redis did not answer in time")]
+    Timeout,
 }
 
 /// Owner keys outlive an idle room for this long (an idle room's owner reactivates it
@@ -106,6 +108,52 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 "#;
 
+/// Throttle windows (see `accounts::throttle`): a hash of hits counted (`n`) and attempts
+/// running (`h`), expiring a window after its first hit or attempt. The scripts answer -1
+/// (go on), -2 (every hit left is held: busy) or the ms left of a used-up window.
+const WINDOW_COMMON: &str = r#"
+local function left()
+  local t = redis.call('PTTL', KEYS[1])
+  if t < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]); t = tonumber(ARGV[2]) end
+  return t
+end
+local function add(field)
+  local created = redis.call('EXISTS', KEYS[1]) == 0
+  redis.call('HINCRBY', KEYS[1], field, 1)
+  if created then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+end
+local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
+"#;
+
+/// A hit, counted at once (ARGV: limit, window ms).
+const WINDOW_HIT: &str = r#"
+if n >= tonumber(ARGV[1]) then return left() end
+add('n')
+return -1
+"#;
+
+/// An attempt starts, holding a hit (ARGV: limit, window ms).
+const WINDOW_BEGIN: &str = r#"
+if n >= tonumber(ARGV[1]) then return left() end
+local h = tonumber(redis.call('HGET', KEYS[1], 'h') or '0')
+if n + h >= tonumber(ARGV[1]) then return -2 end
+add('h')
+return -1
+"#;
+
+/// An attempt ends (ARGV: '1' if it failed, window ms): its hold goes, a failure counts.
+const WINDOW_FINISH: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if tonumber(redis.call('HGET', KEYS[1], 'h') or '0') > 0 then
+    redis.call('HINCRBY', KEYS[1], 'h', -1)
+  end
+  if ARGV[1] == '1' then redis.call('HINCRBY', KEYS[1], 'n', 1) end
+elseif ARGV[1] == '1' then
+  add('n')
+end
+return -1
+"#;
+
 pub struct Cluster {
     pub node_id: String,
     pub url: String,
@@ -132,6 +180,9 @@ pub struct Cluster {
     release: redis::Script,
     forget_node: redis::Script,
     release_room: redis::Script,
+    window_hit: redis::Script,
+    window_begin: redis::Script,
+    window_finish: redis::Script,
 }
 
 impl Cluster {
@@ -169,6 +220,9 @@ impl Cluster {
             release: redis::Script::new(RELEASE),
             forget_node: redis::Script::new(FORGET_NODE),
             release_room: redis::Script::new(RELEASE_ROOM),
+            window_hit: redis::Script::new(&format!("{WINDOW_COMMON}{WINDOW_HIT}")),
+            window_begin: redis::Script::new(&format!("{WINDOW_COMMON}{WINDOW_BEGIN}")),
+            window_finish: redis::Script::new(&format!("{WINDOW_COMMON}{WINDOW_FINISH}")),
         });
         // A node id already alive in Redis is another process's: refuse to join as it.
         let start = Instant::now();
@@ -272,6 +326,48 @@ impl Cluster {
             }
         }
         Ok((up, down))
+    }
+
+    /// The live nodes as the dashboard shows them, and who owns each of `keys` (`None`:
+    /// nobody yet). One bounded round of reads.
+    pub async fn view(&self, keys: &[RoomKey]) -> Result<ClusterView, ClusterError> {
+        let read = async {
+            let (up, _) = self.census().await?;
+            let mut conn = self.redis();
+            let mut pipe = redis::pipe();
+            for n in &up {
+                pipe.cmd("GET").arg(self.node_key(n));
+                pipe.cmd("SCARD").arg(self.owned_key(n));
+            }
+            let facts: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+            let nodes = up
+                .into_iter()
+                .zip(facts.chunks(2))
+                .map(|(id, f)| NodeView {
+                    url: redis::from_redis_value(f[0].clone()).unwrap_or_default(),
+                    rooms: redis::from_redis_value(f[1].clone()).unwrap_or(0),
+                    id,
+                })
+                .collect();
+            let owners: Vec<Option<String>> = match keys.is_empty() {
+                true => Vec::new(),
+                false => {
+                    let mut mget = redis::cmd("MGET");
+                    for k in keys {
+                        mget.arg(self.room_key(k));
+                    }
+                    mget.query_async(&mut conn).await?
+                }
+            };
+            Ok::<_, ClusterError>(ClusterView {
+                me: self.node_id.clone(),
+                nodes,
+                owners,
+            })
+        };
+        tokio::time::timeout(self.call_timeout(), read)
+            .await
+            .map_err(|_| ClusterError::Timeout)?
     }
 
     /// The rooms a node claimed (some may have moved on since).
@@ -446,6 +542,71 @@ impl Cluster {
         self.lease
     }
 
+    /// Runs a throttle window script on `name` (see `WINDOW_COMMON`), bounded by the call
+    /// timeout, so a Redis outage costs a throttle its cluster-wide count, never a request
+    /// its answer.
+    async fn window(
+        &self,
+        script: &redis::Script,
+        name: &str,
+        arg: u64,
+        window: Duration,
+    ) -> Result<i64, ClusterError> {
+        let mut conn = self.redis();
+        let key = self.key(&format!("window:{name}"));
+        let call = async {
+            script
+                .key(&key)
+                .arg(arg)
+                .arg(window.as_millis().max(1) as u64)
+                .invoke_async::<i64>(&mut conn)
+                .await
+        };
+        Ok(tokio::time::timeout(self.call_timeout(), call)
+            .await
+            .map_err(|_| ClusterError::Timeout)??)
+    }
+
+    /// Counts a hit of `name` in a window every node shares: `Some(retry)` when it is over
+    /// `limit` (the refused hit is not counted).
+    pub async fn window_hit(
+        &self,
+        name: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<Option<Duration>, ClusterError> {
+        let r = self
+            .window(&self.window_hit, name, limit.into(), window)
+            .await?;
+        Ok((r >= 0).then(|| Duration::from_millis(r as u64)))
+    }
+
+    /// Starts an attempt in a shared window: `Ok(Ok(()))` go on (a hit is held until
+    /// `window_finish`), `Ok(Err(None))` busy, `Ok(Err(Some(retry)))` used up.
+    pub async fn window_begin(
+        &self,
+        name: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<Result<(), Option<Duration>>, ClusterError> {
+        let r = self
+            .window(&self.window_begin, name, limit.into(), window)
+            .await?;
+        Ok(match r {
+            -1 => Ok(()),
+            r if r < 0 => Err(None),
+            r => Err(Some(Duration::from_millis(r as u64))),
+        })
+    }
+
+    /// Ends an attempt `window_begin` started (best effort: a hold that is never given
+    /// back goes with its window).
+    pub async fn window_finish(&self, name: &str, failed: bool, window: Duration) {
+        let _ = self
+            .window(&self.window_finish, name, failed.into(), window)
+            .await;
+    }
+
     /// How often the lease is renewed.
     pub fn renew_every(&self) -> Duration {
         self.lease / 3
@@ -516,6 +677,25 @@ impl Cluster {
             }
         });
     }
+}
+
+/// What the dashboard shows of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterView {
+    /// This node's id.
+    pub me: String,
+    /// The live nodes, sorted by id.
+    pub nodes: Vec<NodeView>,
+    /// The owner of each room asked about, in the order asked.
+    pub owners: Vec<Option<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    pub id: String,
+    pub url: String,
+    /// Rooms the node holds (live or idle).
+    pub rooms: u64,
 }
 
 /// A room as a Redis field: the userid's length keeps any userid and file id apart.

@@ -236,7 +236,7 @@ async fn run(
     let end = loop {
         tokio::select! {
             _ = tick.tick() => {
-                let (key, frame) = snapshot(&state, limit);
+                let (key, frame) = snapshot(&state, limit).await;
                 if key == last_sent {
                     continue;
                 }
@@ -282,9 +282,9 @@ async fn run(
     }
 }
 
-/// The first `limit` live rooms and recordings: a key to detect changes (the frame without
-/// its time) and the frame to send.
-fn snapshot(state: &AppState, limit: usize) -> (String, String) {
+/// The first `limit` live rooms and recordings (in a cluster, with the nodes and each
+/// room's owner): a key to detect changes (the frame without its time) and the frame.
+async fn snapshot(state: &AppState, limit: usize) -> (String, String) {
     let (live, vod) = {
         let list = state.list.read().unwrap_or_else(|e| e.into_inner());
         let owned = |p: crate::supervisor::ListPage| -> (usize, Vec<String>) {
@@ -301,8 +301,9 @@ fn snapshot(state: &AppState, limit: usize) -> (String, String) {
             .filter_map(|j| serde_json::from_str(j).ok())
             .collect()
     };
-    let rooms: Vec<Value> = parse(&live.1)
-        .into_iter()
+    let live_rooms = parse(&live.1);
+    let mut rooms: Vec<Value> = live_rooms
+        .iter()
         .map(|p| {
             json!({
                 "userid": p.userid, "groupid": p.groupid, "title": p.title,
@@ -321,12 +322,39 @@ fn snapshot(state: &AppState, limit: usize) -> (String, String) {
             })
         })
         .collect();
+    let cluster = match state.rooms.cluster() {
+        None => Value::Null,
+        Some(c) => {
+            let keys: Vec<crate::model::RoomKey> = live_rooms
+                .iter()
+                .map(|p| crate::model::RoomKey::Live(p.userid.clone()))
+                .collect();
+            match c.view(&keys).await {
+                Ok(view) => {
+                    for (room, owner) in rooms.iter_mut().zip(&view.owners) {
+                        room["node"] = json!(owner);
+                    }
+                    let nodes: Vec<Value> = view
+                        .nodes
+                        .iter()
+                        .map(|n| json!({"id": n.id, "url": n.url, "rooms": n.rooms}))
+                        .collect();
+                    json!({"me": view.me, "nodes": nodes})
+                }
+                // Shown as such; the lists above are this node's own copy either way.
+                Err(_) => json!({"me": c.node_id, "nodes": null}),
+            }
+        }
+    };
     let mut data = json!({
         "event": "snapshot",
         "limit": limit,
         "live": {"total": live.0, "rooms": rooms},
         "recordings": {"total": vod.0, "items": recordings},
     });
+    if !cluster.is_null() {
+        data["cluster"] = cluster;
+    }
     let key = data.to_string();
     data["at"] = json!(crate::model::now_unix());
     (key, data.to_string())
