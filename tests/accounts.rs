@@ -26,7 +26,7 @@ fn config(db: &TestDb) -> Config {
 async fn call_as(app: &TestApp, token: &str, body: Value) -> Value {
     let resp = app
         .client
-        .post(format!("{}/interface.php", app.base))
+        .post(app.url("/interface.php"))
         .bearer_auth(token)
         .json(&body)
         .send()
@@ -94,7 +94,7 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-db_test!(register_codes_610_611_612, |db| {
+suite_test!(register_codes_610_611_612, |db| {
     let app = spawn_app(config(db)).await;
     for bad in [
         "abc",
@@ -138,7 +138,7 @@ db_test!(register_codes_610_611_612, |db| {
     app.stop().await;
 });
 
-db_test!(login_codes_620_621_and_answer, |db| {
+suite_test!(login_codes_620_621_and_answer, |db| {
     let app = spawn_app(config(db)).await;
     register(&app, "alice", PW).await;
     app.err(
@@ -181,7 +181,7 @@ db_test!(login_codes_620_621_and_answer, |db| {
     app.stop().await;
 });
 
-db_test!(login_usersig_decodes_and_its_hmac_recomputes, |db| {
+suite_test!(login_usersig_decodes_and_its_hmac_recomputes, |db| {
     use base64::{engine::general_purpose::STANDARD, Engine as _};
     use hmac::{Hmac, Mac};
     use minilvb::sign::usersig;
@@ -228,7 +228,7 @@ db_test!(login_usersig_decodes_and_its_hmac_recomputes, |db| {
     app.stop().await;
 });
 
-db_test!(login_without_im_answers_an_empty_usersig, |db| {
+suite_test!(login_without_im_answers_an_empty_usersig, |db| {
     let mut c = config(db);
     c.im.sdkappid = 0;
     let app = spawn_app(c).await;
@@ -238,7 +238,7 @@ db_test!(login_without_im_answers_an_empty_usersig, |db| {
     app.stop().await;
 });
 
-db_test!(a_user_acts_only_as_themselves, |db| {
+suite_test!(a_user_acts_only_as_themselves, |db| {
     let app = spawn_app(config(db)).await;
     register(&app, "alice", PW).await;
     register(&app, "bob_1", PW).await;
@@ -293,7 +293,7 @@ db_test!(a_user_acts_only_as_themselves, |db| {
     app.stop().await;
 });
 
-db_test!(
+suite_test!(
     changecount_and_cossign_need_any_token_and_reads_are_public,
     |db| {
         let app = spawn_app(config(db)).await;
@@ -321,7 +321,7 @@ db_test!(
     }
 );
 
-db_test!(unknown_malformed_and_wrong_kind_tokens_are_refused, |db| {
+suite_test!(unknown_malformed_and_wrong_kind_tokens_are_refused, |db| {
     let app = spawn_app(config(db)).await;
     register(&app, "alice", PW).await;
     let (t, r, _) = login(&app, "alice", PW).await;
@@ -351,7 +351,7 @@ db_test!(unknown_malformed_and_wrong_kind_tokens_are_refused, |db| {
     app.stop().await;
 });
 
-db_test!(expired_tokens_are_refused, |db| {
+suite_test!(expired_tokens_are_refused, |db| {
     let mut c = config(db);
     c.auth.token_ttl_secs = 2;
     c.auth.refresh_ttl_secs = 2;
@@ -370,7 +370,7 @@ db_test!(expired_tokens_are_refused, |db| {
     app.stop().await;
 });
 
-db_test!(refresh_rotates_and_reuse_revokes_the_family, |db| {
+suite_test!(refresh_rotates_and_reuse_revokes_the_family, |db| {
     let app = spawn_app(config(db)).await;
     register(&app, "alice", PW).await;
     let (t1, r1, _) = login(&app, "alice", PW).await;
@@ -411,7 +411,7 @@ db_test!(refresh_rotates_and_reuse_revokes_the_family, |db| {
     app.stop().await;
 });
 
-db_test!(
+suite_test!(
     concurrent_refreshes_of_one_token_let_at_most_one_win,
     |db| {
         let app = spawn_app(config(db)).await;
@@ -433,7 +433,7 @@ db_test!(
     }
 );
 
-db_test!(register_throttle_trips_and_recovers, |db| {
+suite_test!(register_throttle_trips_and_recovers, |db| {
     let mut c = config(db);
     c.auth.register_per_addr = 2;
     c.auth.register_window_secs = 2;
@@ -466,7 +466,7 @@ db_test!(register_throttle_trips_and_recovers, |db| {
     app.stop().await;
 });
 
-db_test!(login_throttle_trips_and_recovers, |db| {
+suite_test!(login_throttle_trips_and_recovers, |db| {
     let mut c = config(db);
     c.auth.login_failures_per_user = 2;
     c.auth.login_window_secs = 2;
@@ -498,7 +498,7 @@ db_test!(login_throttle_trips_and_recovers, |db| {
     app.stop().await;
 });
 
-db_test!(
+suite_test!(
     concurrent_correct_logins_succeed_and_concurrent_guesses_stay_bounded,
     |db| {
         let mut c = config(db);
@@ -552,7 +552,7 @@ db_test!(
     }
 );
 
-db_test!(auth_off_keeps_the_open_protocol, |db| {
+suite_test!(auth_off_keeps_the_open_protocol, |db| {
     let mut c = config(db);
     c.auth.mode = AuthMode::Off;
     let app = spawn_app(c).await;
@@ -564,7 +564,7 @@ db_test!(auth_off_keeps_the_open_protocol, |db| {
     app.stop().await;
 });
 
-db_test!(passwords_and_tokens_never_reach_the_logs, |db| {
+suite_test!(passwords_and_tokens_never_reach_the_logs, |db| {
     let mut child = ChildServer::start(&[
         ("MINILVB_DATABASE__URL", db.url.clone()),
         ("MINILVB_LIVE__BIZID", BIZID.to_string()),

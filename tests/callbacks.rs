@@ -21,7 +21,7 @@ fn signed(mut body: Value, t: i64) -> Value {
 async fn tencent(app: &TestApp, body: &Value) -> (u16, Value) {
     let r = app
         .client
-        .post(format!("{}/callback/tape_callback.php", app.base))
+        .post(app.url("/callback/tape_callback.php"))
         .json(body)
         .send()
         .await
@@ -32,7 +32,7 @@ async fn tencent(app: &TestApp, body: &Value) -> (u16, Value) {
 async fn form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> u16 {
     let body = serde_urlencoded::to_string(fields).unwrap();
     app.client
-        .post(format!("{}{path}", app.base))
+        .post(app.url(path))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body)
         .send()
@@ -52,7 +52,7 @@ fn recording_event(format: &str, url: &str) -> Value {
         "video_id":"200011683_481565e0befe4e44903839aebe370ef6","video_url":url})
 }
 
-db_test!(tencent_events_are_verified_and_idempotent, |db| {
+suite_test!(tencent_events_are_verified_and_idempotent, |db| {
     let app = spawn_app(test_config(db)).await;
     app.broadcast(VJ).await;
     let t = now() + 600;
@@ -112,7 +112,7 @@ db_test!(tencent_events_are_verified_and_idempotent, |db| {
     for body in ["", "not json", "[1]"] {
         let r = app
             .client
-            .post(format!("{}/callback/tencent", app.base))
+            .post(app.url("/callback/tencent"))
             .body(body)
             .send()
             .await
@@ -124,7 +124,7 @@ db_test!(tencent_events_are_verified_and_idempotent, |db| {
     // The aliases are the same handler.
     let r = app
         .client
-        .post(format!("{}/callback/Live_callback.php", app.base))
+        .post(app.url("/callback/Live_callback.php"))
         .json(&ok)
         .send()
         .await
@@ -133,7 +133,7 @@ db_test!(tencent_events_are_verified_and_idempotent, |db| {
     app.stop().await;
 });
 
-db_test!(
+suite_test!(
     tencent_recordings_copy_the_broadcast_and_merge_formats,
     |db| {
         let app = spawn_app(test_config(db)).await;
@@ -213,7 +213,7 @@ db_test!(
     }
 );
 
-db_test!(nginx_rtmp_hooks_verify_push_signatures, |db| {
+suite_test!(nginx_rtmp_hooks_verify_push_signatures, |db| {
     let mut cfg = test_config(db);
     cfg.media.recordings_base_url = "http://127.0.0.1:9/rec".into();
     let app = spawn_app(cfg).await;
@@ -314,7 +314,7 @@ db_test!(nginx_rtmp_hooks_verify_push_signatures, |db| {
     app.stop().await;
 });
 
-db_test!(srs_hooks, |db| {
+suite_test!(srs_hooks, |db| {
     let app = spawn_app(test_config(db)).await;
     let push = app.broadcast("svj").await;
     let stream = format!("{BIZID}_svj");
@@ -324,7 +324,7 @@ db_test!(srs_hooks, |db| {
         async move {
             let r = app
                 .client
-                .post(format!("{}/callback/srs", app.base))
+                .post(app.url("/callback/srs"))
                 .json(&body)
                 .send()
                 .await
@@ -355,7 +355,7 @@ db_test!(srs_hooks, |db| {
     app.stop().await;
 });
 
-db_test!(untrusted_addresses_cannot_call_self_hosted_hooks, |db| {
+suite_test!(untrusted_addresses_cannot_call_self_hosted_hooks, |db| {
     let mut cfg = test_config(db);
     cfg.media.trusted_addrs = vec!["10.9.9.9".into()];
     let app = spawn_app(cfg).await;
@@ -374,7 +374,7 @@ db_test!(untrusted_addresses_cannot_call_self_hosted_hooks, |db| {
     app.stop().await;
 });
 
-db_test!(a_stream_without_signs_of_life_goes_offline, |db| {
+suite_test!(a_stream_without_signs_of_life_goes_offline, |db| {
     let mut cfg = test_config(db);
     cfg.live.stale_after_secs = 1;
     let app = spawn_app(cfg).await;
@@ -405,7 +405,7 @@ async fn form_reply(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> (u16,
     let body = serde_urlencoded::to_string(fields).unwrap();
     let r = app
         .client
-        .post(format!("{}{path}", app.base))
+        .post(app.url(path))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body)
         .send()
@@ -417,7 +417,7 @@ async fn form_reply(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> (u16,
 async fn srs_reply(app: &TestApp, body: &Value) -> (u16, Value) {
     let r = app
         .client
-        .post(format!("{}/callback/srs", app.base))
+        .post(app.url("/callback/srs"))
         .json(body)
         .send()
         .await
@@ -430,7 +430,7 @@ async fn recording_of(app: &TestApp, vj: &str, fileid: &str) -> Value {
         .await
 }
 
-db_test!(recorded_file_names_are_checked_and_escaped, |db| {
+suite_test!(recorded_file_names_are_checked_and_escaped, |db| {
     let mut cfg = test_config(db);
     cfg.media.recordings_base_url = "http://127.0.0.1:9/rec/".into();
     let app = spawn_app(cfg).await;

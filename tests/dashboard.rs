@@ -440,7 +440,10 @@ const READ_PAGE: &str = r#"(() => {
     live: [...document.querySelectorAll('#live tbody tr[data-userid]')].map(r => ({
       userid: r.dataset.userid, title: text(r, 'td.title > span:last-child'),
       nick: text(r, '.nick'), viewers: text(r, 'td.viewers'), likes: text(r, 'td.likes'),
-      since: text(r, 'td.time') })),
+      since: text(r, 'td.time'), node: text(r, '.node') })),
+    nodes: [...document.querySelectorAll('#nodes tbody tr[data-node]')].map(r => ({
+      id: r.dataset.node, rooms: text(r, 'td.rooms') })),
+    nodes_hidden: document.getElementById('nodes').hidden,
     recordings: [...document.querySelectorAll('#recordings tbody tr[data-fileid]')].map(r => ({
       fileid: r.dataset.fileid, title: text(r, 'td.title > span:last-child') })),
     summary: document.getElementById('summary').textContent,
@@ -588,6 +591,9 @@ async fn in_chromium(db: &TestDb) {
         "{page:#}"
     );
     assert_eq!(page["live"].as_array().unwrap().len(), 3, "{page:#}");
+    // One node: no cluster section, no node per room.
+    assert_eq!(page["nodes_hidden"], true, "{page:#}");
+    assert_eq!(alice["node"], Value::Null, "{page:#}");
     assert!(
         page["conn"].as_str().unwrap().starts_with("live"),
         "{page:#}"
@@ -638,6 +644,93 @@ async fn the_page_follows_a_live_room_in_headless_chromium() {
         std::panic::resume_unwind(p);
     }
     eprintln!("browser test took {:?}", started.elapsed());
+}
+
+/// In a cluster the page on any node shows every node and which node owns each room.
+async fn cluster_in_chromium(db: &TestDb, redis: &TestRedis) {
+    let app = spawn_app(config(db, AuthMode::Off, ADMIN)).await;
+    let vjs = ["vj_a", "vj_b", "vj_c", "vj_d", "vj_e", "vj_f"];
+    for vj in vjs {
+        app.go_live(vj).await;
+    }
+    // The truth: each room's owner as Redis names it.
+    let mut conn = redis.conn().await;
+    let mut owners = std::collections::HashMap::new();
+    for vj in vjs {
+        let key = format!(
+            "{}room:{}",
+            redis.prefix,
+            minilvb::cluster::room_field(&minilvb::model::RoomKey::Live(vj.into()))
+        );
+        let owner: String = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        owners.insert(vj.to_string(), owner);
+    }
+    let ids: Vec<String> = app
+        .nodes()
+        .map(|n| n.state.rooms.cluster().unwrap().node_id.clone())
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    let mut browser = Browser::launch();
+    let mut cdp = Cdp::connect(&browser).await;
+    // The page of a node other than the first, to show it is any node's view.
+    let node = app.nodes().nth(1).unwrap();
+    cdp.navigate(&format!("{}/dashboard?token={ADMIN}", node.base))
+        .await;
+    let page = wait_for(&mut cdp, &browser, "three nodes and six owned rooms", |p| {
+        let live = p["live"].as_array().unwrap();
+        p["nodes"].as_array().unwrap().len() == 3
+            && live.len() == vjs.len()
+            && live.iter().all(|r| r["node"].as_str().is_some())
+    })
+    .await;
+    assert_eq!(page["nodes_hidden"], false, "{page:#}");
+    let shown: Vec<String> = page["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(shown, sorted, "{page:#}");
+    let held: u64 = page["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["rooms"].as_str().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(held, vjs.len() as u64, "{page:#}");
+    for r in page["live"].as_array().unwrap() {
+        let vj = r["userid"].as_str().unwrap();
+        assert_eq!(r["node"], format!("on {}", owners[vj]), "{page:#}");
+    }
+    // Most likely the rooms are spread; at least they are all somewhere alive.
+    assert!(owners.values().all(|o| ids.contains(o)), "{owners:?}");
+    cdp.screenshot(&artifacts().join("dashboard-cluster.png"))
+        .await;
+    cdp.close().await;
+    browser.wait_exit(Duration::from_secs(3));
+    drop(browser);
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn in_a_cluster_the_page_shows_every_node_and_each_rooms_owner() {
+    if !Path::new(CHROMIUM).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{CHROMIUM} is missing (CI is set): install Debian's chromium"
+        );
+        eprintln!("skipped: {CHROMIUM} is not installed");
+        return;
+    }
+    let Some((db, redis)) = cluster_parts().await else {
+        return;
+    };
+    as_cluster(&redis, with_db(&db, cluster_in_chromium(&db, &redis))).await;
 }
 
 #[test]

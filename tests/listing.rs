@@ -56,7 +56,7 @@ async fn add_recording(app: &TestApp, vj: &str, fileid: &str, ended: i64) {
     app.state.rooms.add_recording(rec).await.unwrap();
 }
 
-db_test!(fetch_list_pages_hundreds_of_rooms, |db| {
+suite_test!(fetch_list_pages_hundreds_of_rooms, |db| {
     let app = spawn_app(test_config(db)).await;
     let n = 240;
     let mut viewers: HashMap<String, usize> = HashMap::new();
@@ -122,7 +122,7 @@ db_test!(fetch_list_pages_hundreds_of_rooms, |db| {
     app.stop().await;
 });
 
-db_test!(flag_3_splices_live_then_recordings, |db| {
+suite_test!(flag_3_splices_live_then_recordings, |db| {
     let app = spawn_app(test_config(db)).await;
     for i in 0..5 {
         app.go_live(&format!("live{i}")).await;
@@ -170,7 +170,7 @@ db_test!(flag_3_splices_live_then_recordings, |db| {
     app.stop().await;
 });
 
-db_test!(concurrent_enter_quit_like_match_a_sequential_model, |db| {
+suite_test!(concurrent_enter_quit_like_match_a_sequential_model, |db| {
     let app = std::sync::Arc::new(spawn_app(test_config(db)).await);
     app.go_live("hot").await;
     let tasks = 50;

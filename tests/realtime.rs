@@ -14,7 +14,7 @@ type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(app: &TestApp, vj: &str) -> Ws {
-    let url = format!("ws://127.0.0.1:{}/ws/room/{vj}", app.port);
+    let url = app.ws_url(&format!("/ws/room/{vj}"));
     tokio_tungstenite::connect_async(url)
         .await
         .expect("websocket connects")
@@ -58,7 +58,7 @@ fn rt_config(db: &TestDb) -> minilvb::Config {
     c
 }
 
-db_test!(events_arrive_in_order_and_agree_with_http, |db| {
+suite_test!(events_arrive_in_order_and_agree_with_http, |db| {
     let app = spawn_app(rt_config(db)).await;
     app.go_live("vj").await;
     app.enter("early", "vj").await;
@@ -117,7 +117,7 @@ db_test!(events_arrive_in_order_and_agree_with_http, |db| {
     // Unknown rooms are refused before the upgrade.
     let r = app
         .client
-        .get(format!("{}/ws/room/nobody", app.base))
+        .get(app.url("/ws/room/nobody"))
         .send()
         .await
         .unwrap();
@@ -125,7 +125,7 @@ db_test!(events_arrive_in_order_and_agree_with_http, |db| {
     app.stop().await;
 });
 
-db_test!(coalescing_bounds_count_events_under_10000_likes, |db| {
+suite_test!(coalescing_bounds_count_events_under_10000_likes, |db| {
     let app = std::sync::Arc::new(spawn_app(rt_config(db)).await);
     app.go_live("hot").await;
     let mut ws = connect(&app, "hot").await;
@@ -190,7 +190,7 @@ async fn client_that_never_reads(
         .connect(format!("127.0.0.1:{}", app.port).parse().unwrap())
         .await
         .unwrap();
-    let url = format!("ws://127.0.0.1:{}/ws/room/{vj}", app.port);
+    let url = app.ws_url(&format!("/ws/room/{vj}"));
     tokio_tungstenite::client_async(url, stream)
         .await
         .unwrap()
@@ -246,7 +246,7 @@ async fn fifty_members(app: Arc<TestApp>, round: usize, task: usize, quit: bool,
 // kernel's buffers absorbed first (bounded in time and in bytes), while a client that
 // keeps up stays connected and keeps receiving. The heartbeat is set out of reach, so
 // only slowness can cut anyone.
-db_test!(a_slow_consumer_is_cut_while_others_keep_receiving, |db| {
+suite_test!(a_slow_consumer_is_cut_while_others_keep_receiving, |db| {
     let mut cfg = rt_config(db);
     cfg.ws.coalesce_ms = 20;
     cfg.ws.max_lag_ms = 1000;
@@ -259,7 +259,7 @@ db_test!(a_slow_consumer_is_cut_while_others_keep_receiving, |db| {
     let large = client_that_never_reads(&app, "vj", 256 << 20).await;
     let mut fast = connect(&app, "vj").await;
     assert_eq!(next_event(&mut fast).await["event"], "snapshot");
-    assert_eq!(app.state.health.ws_connections.load(Ordering::Relaxed), 3);
+    assert_eq!(app.ws_connections(), 3);
     let seen = Arc::new(Seen::default());
     let reader = actix_rt::spawn(keep_up(fast, seen.clone()));
     let headpic = format!("http://cdn.example/{}", "p".repeat(4000));
@@ -267,7 +267,7 @@ db_test!(a_slow_consumer_is_cut_while_others_keep_receiving, |db| {
     const MAX_BYTES: u64 = 1 << 30;
     let started = Instant::now();
     for round in 0.. {
-        if app.state.health.ws_connections.load(Ordering::Relaxed) == 1 {
+        if app.ws_connections() == 1 {
             break;
         }
         let bytes = seen.bytes.load(Ordering::Relaxed);
@@ -317,13 +317,13 @@ db_test!(a_slow_consumer_is_cut_while_others_keep_receiving, |db| {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(app.state.health.ws_connections.load(Ordering::Relaxed), 1);
+    assert_eq!(app.ws_connections(), 1);
     drop((small, large));
     reader.abort();
     Arc::try_unwrap(app).ok().unwrap().stop().await;
 });
 
-db_test!(
+suite_test!(
     a_silent_client_is_dropped_after_the_heartbeat_timeout,
     |db| {
         let mut cfg = rt_config(db);
@@ -342,12 +342,12 @@ db_test!(
             }
         }
         assert_eq!(reason.as_deref(), Some("heartbeat timeout"));
-        assert_eq!(app.state.health.ws_connections.load(Ordering::Relaxed), 0);
+        assert_eq!(app.ws_connections(), 0);
         app.stop().await;
     }
 );
 
-db_test!(
+suite_test!(
     likes_over_the_socket_are_throttled_and_need_a_token_when_auth_is_on,
     |db| {
         let mut cfg = rt_config(db);
@@ -363,7 +363,7 @@ db_test!(
         let token = d["token"].as_str().unwrap().to_string();
         let r = app
             .client
-            .post(format!("{}/interface.php", app.base))
+            .post(app.url("/interface.php"))
             .bearer_auth(&token)
             .json(&json!({"Action":"RequestLVBAddr","userid":"vjuser","groupid":"g","title":"t"}))
             .send()
@@ -431,10 +431,7 @@ async fn a_thousand_sockets_on_one_room_all_receive_the_final_count() {
         assert_eq!(next_event(&mut ws).await["event"], "snapshot");
         clients.push(ws);
     }
-    assert_eq!(
-        app.state.health.ws_connections.load(Ordering::Relaxed),
-        1000
-    );
+    assert_eq!(app.ws_connections(), 1000);
     let readers: Vec<_> = clients
         .into_iter()
         .map(|mut ws| {
@@ -467,7 +464,7 @@ async fn a_thousand_sockets_on_one_room_all_receive_the_final_count() {
     db.drop_db().await;
 }
 
-db_test!(an_idle_room_stops_and_comes_back_with_its_state, |db| {
+suite_test!(an_idle_room_stops_and_comes_back_with_its_state, |db| {
     let mut cfg = rt_config(db);
     cfg.server.room_idle_secs = 1;
     let app = spawn_app(cfg).await;
@@ -485,7 +482,7 @@ db_test!(an_idle_room_stops_and_comes_back_with_its_state, |db| {
         .await;
     // Offline, no members, no subscribers: the actor stops after the grace period.
     let t = Instant::now();
-    while app.state.rooms.active() != 0 {
+    while app.rooms_active() != 0 {
         assert!(
             t.elapsed() < Duration::from_secs(10),
             "the idle room never stopped"
@@ -497,7 +494,7 @@ db_test!(an_idle_room_stops_and_comes_back_with_its_state, |db| {
     let info = app.info("idle").await;
     assert_eq!(info["likecount"], 3);
     assert_eq!(info["viewercount"], 0);
-    assert_eq!(app.state.rooms.active(), 1);
+    assert_eq!(app.rooms_active(), 1);
     app.ok(json!({"Action":"ChangeStatus","userid":"idle","status":0}))
         .await;
     assert_eq!(app.info("idle").await["status"], "1");

@@ -147,10 +147,76 @@ pub struct TestApp {
     /// Open client connections and their bounds.
     pub connections: std::sync::Arc<minilvb::http::connections::Connections>,
     handle: ServerHandle,
-    join: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// `None` for a cluster's front (its nodes have theirs).
+    join: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// In a suite run as a cluster: its nodes (the fields above are the first node's).
+    /// Each request goes to a node picked at random, so most calls land on a node that
+    /// does not own the room.
+    others: Vec<TestApp>,
+    pick: AtomicU64,
 }
 
+thread_local! {
+    /// Set while a `suite_test!` runs as a cluster: the Redis URL and key prefix its nodes
+    /// share. Tests run on one thread each (actix_rt), so this is per test.
+    static CLUSTER_MODE: RefCell<Option<(String, String)>> = const { RefCell::new(None) };
+}
+
+/// Nodes `spawn_app` starts in a suite run as a cluster.
+pub const SUITE_NODES: usize = 3;
+
+/// Whether this test runs its suite against a cluster.
+pub fn in_cluster() -> bool {
+    CLUSTER_MODE.with(|m| m.borrow().is_some())
+}
+
+/// Runs `f` with every `spawn_app` starting a three-node cluster on `redis`.
+pub async fn as_cluster<F: std::future::Future>(redis: &TestRedis, f: F) -> F::Output {
+    CLUSTER_MODE.with(|m| *m.borrow_mut() = Some((redis.url.clone(), redis.prefix.clone())));
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CLUSTER_MODE.with(|m| *m.borrow_mut() = None);
+        }
+    }
+    let _reset = Reset;
+    f.await
+}
+
+/// One server, or in a suite run as a cluster, `SUITE_NODES` nodes of one cluster.
 pub async fn spawn_app(config: Config) -> TestApp {
+    let Some((url, prefix)) = CLUSTER_MODE.with(|m| m.borrow().clone()) else {
+        return spawn_node(config).await;
+    };
+    let mut config = config;
+    config.cluster.redis_url = Secret::new(url);
+    config.cluster.key_prefix = prefix;
+    config.cluster.secret = Secret::new(CLUSTER_SECRET);
+    config.cluster.lease_ms = 1000;
+    let mut nodes = Vec::new();
+    for _ in 0..SUITE_NODES {
+        nodes.push(spawn_node(config.clone()).await);
+    }
+    let seed = std::env::var("CLUSTER_SUITE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::random::<u64>() | 1);
+    eprintln!("cluster of {SUITE_NODES} nodes, request order seed {seed} (CLUSTER_SUITE_SEED)");
+    let n0 = &nodes[0];
+    TestApp {
+        base: n0.base.clone(),
+        port: n0.port,
+        client: n0.client.clone(),
+        state: n0.state.clone(),
+        connections: n0.connections.clone(),
+        handle: n0.handle.clone(),
+        join: None,
+        others: nodes,
+        pick: AtomicU64::new(seed),
+    }
+}
+
+async fn spawn_node(config: Config) -> TestApp {
     let app = Application::build(config).await.expect("app builds");
     let port = app.port();
     let handle = app.handle();
@@ -167,16 +233,73 @@ pub async fn spawn_app(config: Config) -> TestApp {
         state,
         connections,
         handle,
-        join,
+        join: Some(join),
+        others: Vec::new(),
+        pick: AtomicU64::new(0),
     }
 }
 
 impl TestApp {
+    /// The node the next request goes to: this one, or in a cluster any node at random.
+    pub fn node(&self) -> &TestApp {
+        if self.others.is_empty() {
+            return self;
+        }
+        // xorshift64: cheap, and a failing order can be replayed from the printed seed.
+        let step = |mut x: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let prev = self
+            .pick
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |x| Some(step(x)))
+            .unwrap();
+        let x = step(prev);
+        &self.others[(x % self.others.len() as u64) as usize]
+    }
+
+    /// Every node: this one, or each node of its cluster (each requests only itself).
+    pub fn nodes(&self) -> std::slice::Iter<'_, TestApp> {
+        match self.others.is_empty() {
+            true => std::slice::from_ref(self).iter(),
+            false => self.others.iter(),
+        }
+    }
+
+    /// Open WebSockets, over every node.
+    pub fn ws_connections(&self) -> u64 {
+        self.nodes()
+            .map(|n| {
+                n.state
+                    .health
+                    .ws_connections
+                    .load(std::sync::atomic::Ordering::Relaxed) as u64
+            })
+            .sum()
+    }
+
+    /// Room actors running, over every node.
+    pub fn rooms_active(&self) -> usize {
+        self.nodes().map(|n| n.state.rooms.active()).sum()
+    }
+
+    /// `path` on the node the next request goes to.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.node().base)
+    }
+
+    /// A WebSocket URL of `path` on the node the next request goes to.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://127.0.0.1:{}{path}", self.node().port)
+    }
+
     /// POSTs a body to /interface.php; asserts HTTP 200 and JSON; returns the envelope.
     pub async fn call(&self, body: Value) -> Value {
         let resp = self
             .client
-            .post(format!("{}/interface.php", self.base))
+            .post(self.url("/interface.php"))
             .json(&body)
             .send()
             .await
@@ -209,7 +332,7 @@ impl TestApp {
     pub async fn raw(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
         let resp = self
             .client
-            .post(format!("{}/interface.php", self.base))
+            .post(self.url("/interface.php"))
             .body(body)
             .send()
             .await
@@ -243,16 +366,24 @@ impl TestApp {
             .await
     }
 
-    /// The `/metrics` text.
+    /// The `/metrics` text; in a cluster, each series summed over the nodes, so counters
+    /// read as the cluster's totals.
     pub async fn metrics(&self) -> String {
-        let resp = self
-            .client
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        resp.text().await.unwrap()
+        let mut texts = Vec::new();
+        for n in self.nodes() {
+            let resp = n
+                .client
+                .get(format!("{}/metrics", n.base))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            texts.push(resp.text().await.unwrap());
+        }
+        if texts.len() == 1 {
+            return texts.pop().unwrap();
+        }
+        sum_metrics(&texts)
     }
 
     /// One unlabelled figure of `/metrics`.
@@ -262,12 +393,7 @@ impl TestApp {
 
     /// `GET /readyz`: status and body.
     pub async fn readyz(&self) -> (u16, Value) {
-        let r = self
-            .client
-            .get(format!("{}/readyz", self.base))
-            .send()
-            .await
-            .unwrap();
+        let r = self.client.get(self.url("/readyz")).send().await.unwrap();
         (r.status().as_u16(), r.json().await.unwrap())
     }
 
@@ -279,16 +405,109 @@ impl TestApp {
         member_userids(&d)
     }
 
-    /// Waits until the list index reflects recent changes (one index tick and a margin).
+    /// Waits until the list index reflects recent changes (one index tick and a margin);
+    /// in a cluster, also until every node's list has caught up with the others'.
     pub async fn settle(&self) {
         tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+        if self.others.is_empty() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        loop {
+            let mut views = Vec::new();
+            for n in self.nodes() {
+                views.push(n.list_view().await);
+            }
+            if views.windows(2).all(|w| w[0] == w[1]) {
+                return;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "the nodes' lists never agreed: {views:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
-    /// Graceful stop: drains, flushes everything, and returns once the server is gone.
-    pub async fn stop(self) {
-        self.handle.stop(true).await;
-        self.join.await.unwrap().expect("graceful stop flushes");
+    /// This node's whole FetchList (live rooms then recordings), for comparing nodes.
+    async fn list_view(&self) -> Vec<Value> {
+        let mut all = Vec::new();
+        for pageno in 1.. {
+            let resp = self
+                .client
+                .post(format!("{}/interface.php", self.base))
+                .json(&json!({"Action":"FetchList","flag":3,"pageno":pageno,"pagesize":100}))
+                .send()
+                .await
+                .unwrap();
+            let v: Value = resp.json().await.unwrap();
+            let page = v["returnData"]["pusherlist"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if page.is_empty() {
+                all.push(v["returnData"]["totalcount"].clone());
+                return all;
+            }
+            all.extend(page);
+        }
+        unreachable!()
     }
+
+    /// Graceful stop: drains, flushes everything, and returns once the server is gone
+    /// (in a cluster, every node, one after the other, each handing its rooms on).
+    pub async fn stop(self) {
+        if !self.others.is_empty() {
+            let text = self.metrics().await;
+            let forwarded: u64 = text
+                .lines()
+                .filter(|l| l.starts_with("minilvb_forwarded_calls_total"))
+                .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+                .sum();
+            eprintln!("cluster: {forwarded} room calls were forwarded to their owners");
+        }
+        for n in self.others {
+            Box::pin(n.stop()).await;
+        }
+        if let Some(join) = self.join {
+            self.handle.stop(true).await;
+            join.await.unwrap().expect("graceful stop flushes");
+        }
+    }
+}
+
+/// Several nodes' `/metrics` texts as one: each series' values added up, in the first
+/// text's order (comments kept from the first).
+pub fn sum_metrics(texts: &[String]) -> String {
+    let mut order: Vec<String> = Vec::new();
+    let mut sums: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
+    for t in texts {
+        for line in t.lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(v) = value.parse::<f64>() else {
+                continue;
+            };
+            if !sums.contains_key(series) {
+                order.push(series.to_string());
+            }
+            *sums.entry(series.to_string()).or_default() += v;
+        }
+    }
+    let mut out = String::new();
+    for series in order {
+        let v = sums[&series];
+        if v.fract() == 0.0 && v.abs() < 1e15 {
+            out.push_str(&format!("{series} {}\n", v as i64));
+        } else {
+            out.push_str(&format!("{series} {v}\n"));
+        }
+    }
+    out
 }
 
 /// One unlabelled figure of a `/metrics` text.
@@ -348,22 +567,20 @@ pub async fn cluster_parts() -> Option<(TestDb, TestRedis)> {
 #[macro_export]
 macro_rules! db_test {
     ($name:ident, |$db:ident| $body:block) => {
+        $crate::db_test!(@mod $name, |$db| $body, {});
+    };
+    (@mod $name:ident, |$db:ident| $body:block, { $($extra:tt)* }) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
             async fn run($db: &$crate::common::TestDb) $body
 
             async fn with(backend: $crate::common::Backend) {
-                use futures_util::FutureExt;
                 let Some(db) = $crate::common::TestDb::new(backend).await else {
                     eprintln!("skipped: MINILVB_TEST_MYSQL_URL is not set");
                     return;
                 };
-                let r = std::panic::AssertUnwindSafe(run(&db)).catch_unwind().await;
-                db.drop_db().await;
-                if let Err(p) = r {
-                    std::panic::resume_unwind(p);
-                }
+                $crate::common::with_db(&db, run(&db)).await;
             }
 
             #[actix_rt::test]
@@ -375,8 +592,38 @@ macro_rules! db_test {
             async fn mysql() {
                 with($crate::common::Backend::Mysql).await
             }
+
+            $($extra)*
         }
     };
+}
+
+/// Like `db_test!`, plus `name::cluster`: the same body against a cluster of
+/// `SUITE_NODES` nodes on MariaDB and Redis, each request to a node picked at random, so
+/// most calls are for rooms another node owns (says "skipped" without MariaDB and Redis).
+#[macro_export]
+macro_rules! suite_test {
+    ($name:ident, |$db:ident| $body:block) => {
+        $crate::db_test!(@mod $name, |$db| $body, {
+            #[actix_rt::test]
+            async fn cluster() {
+                let Some((db, redis)) = $crate::common::cluster_parts().await else {
+                    return;
+                };
+                $crate::common::as_cluster(&redis, $crate::common::with_db(&db, run(&db))).await;
+            }
+        });
+    };
+}
+
+/// Runs a test body, then drops its database whether or not the body panicked.
+pub async fn with_db<F: std::future::Future<Output = ()>>(db: &TestDb, body: F) {
+    use futures_util::FutureExt;
+    let r = std::panic::AssertUnwindSafe(body).catch_unwind().await;
+    db.drop_db().await;
+    if let Err(p) = r {
+        std::panic::resume_unwind(p);
+    }
 }
 
 /// The real `minilvb` binary as a child process, on a port it chose itself (port 0, read
