@@ -383,3 +383,66 @@ async fn a_revocation_on_one_node_reaches_the_others_at_once() {
     b.stop().await;
     db.drop_db().await;
 }
+
+#[actix_rt::test]
+async fn throttles_hold_across_the_nodes() {
+    let Some((db, redis)) = cluster_parts().await else {
+        return;
+    };
+    let mut cfg = cluster_config(&db, &redis);
+    cfg.auth.login_failures_per_user = 3;
+    cfg.auth.login_window_secs = 600;
+    cfg.auth.register_per_addr = 4;
+    cfg.auth.register_window_secs = 600;
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(spawn_app(cfg.clone()).await);
+    }
+    const PW: &str = "correct horse 1";
+    // Four registrations from one address, one node after the other: the fifth is refused
+    // wherever it goes, though no node saw more than two.
+    for i in 0..4 {
+        nodes[i % 3]
+            .ok(json!({"Action":"Register","userid":format!("user{i}"),"password":PW}))
+            .await;
+    }
+    for n in &nodes {
+        n.err(
+            json!({"Action":"Register","userid":"user9","password":PW}),
+            429,
+        )
+        .await;
+    }
+    // Three wrong guesses, one per node: the user is throttled on every node, even with
+    // the right password; the others are not.
+    let wrong = json!({"Action":"Login","userid":"user0","password":"not the password"});
+    for n in &nodes {
+        n.err(wrong.clone(), 621).await;
+    }
+    for n in &nodes {
+        let m = n
+            .err(
+                json!({"Action":"Login","userid":"user0","password":PW}),
+                429,
+            )
+            .await;
+        assert!(m.contains("user0"), "{m}");
+    }
+    nodes[1]
+        .ok(json!({"Action":"Login","userid":"user1","password":PW}))
+        .await;
+    // Six wrong guesses at once, two per node: exactly three are checked, all of them wrong.
+    let guesses = json!({"Action":"Login","userid":"user2","password":"not the password"});
+    let answers =
+        futures_util::future::join_all((0..6).map(|i| nodes[i % 3].call(guesses.clone()))).await;
+    let mut codes: Vec<i64> = answers
+        .iter()
+        .map(|v| v["returnValue"].as_i64().unwrap())
+        .collect();
+    codes.sort();
+    assert_eq!(codes, [429, 429, 429, 621, 621, 621], "{answers:?}");
+    for n in nodes {
+        n.stop().await;
+    }
+    db.drop_db().await;
+}
