@@ -142,6 +142,19 @@ async fn a_killed_nodes_online_rooms_move_within_five_seconds() {
     }
     assert!(metric(&client, &a.base, "minilvb_active_rooms").await > 0);
     assert!(metric(&client, &b.base, "minilvb_active_rooms").await > 0);
+    // The new owners write under the fence their takeover raised: a change made now is
+    // written, and nothing was fenced.
+    for vj in &vjs {
+        ok(&client, &a.base, enter_body(&format!("{vj}_late"), vj)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for n in [&a, &b] {
+        assert_eq!(
+            metric(&client, &n.base, "minilvb_fenced_writes_total").await,
+            0
+        );
+        assert_eq!(metric(&client, &n.base, "minilvb_pending_rooms").await, 0);
+    }
     drop((a, b));
     db.drop_db().await;
 }

@@ -89,6 +89,8 @@ enum Route {
 
 /// Lookups of a room's owner per forwarded call, at most.
 const FORWARD_ATTEMPTS: u32 = 3;
+/// Rooms read from the database per batch when taking over a dead node's rooms.
+const TAKEOVER_BATCH: usize = 500;
 
 impl Rooms {
     /// Must run inside an actix `System`.
@@ -254,30 +256,57 @@ impl Rooms {
                             || crate::cluster::room_hash(k) % alive.len().max(1) as u64
                                 == rank as u64
                     });
-                    // Many at once: each is a Redis and a database round trip (claim and read),
-                    // and the database takes several transactions at a time.
-                    let adopted = std::sync::atomic::AtomicUsize::new(0);
-                    futures_util::StreamExt::for_each_concurrent(
-                        futures_util::stream::iter(mine),
-                        64,
-                        |key| {
-                            let (rooms, cluster, adopted) = (&rooms, &cluster, &adopted);
-                            async move {
-                                if rooms.registry.running(&key).is_some() {
-                                    return;
-                                }
-                                if let Ok(Route::Here) = rooms.route(cluster, &key, true).await {
-                                    match rooms.registry.get(&key).await {
-                                        Ok(_) => {
-                                            adopted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    // Claims go to Redis many at once; the rooms claimed are then read from
+                    // the database in batches (a few statements and one commit each).
+                    let claimed: Vec<String> =
+                        futures_util::StreamExt::collect(futures_util::StreamExt::filter_map(
+                            futures_util::StreamExt::buffer_unordered(
+                                futures_util::StreamExt::map(
+                                    futures_util::stream::iter(mine),
+                                    |key| {
+                                        let (rooms, cluster) = (&rooms, &cluster);
+                                        async move {
+                                            if rooms.registry.running(&key).is_some() {
+                                                return None;
+                                            }
+                                            match rooms.route(cluster, &key, true).await {
+                                                Ok(Route::Here) => Some(key.vj().to_string()),
+                                                _ => None,
+                                            }
                                         }
-                                        Err(e) => tracing::warn!(room = ?key, error = %e, "cannot take over a room"),
-                                    }
+                                    },
+                                ),
+                                64,
+                            ),
+                            std::future::ready,
+                        ))
+                        .await;
+                    let adopted = std::sync::atomic::AtomicUsize::new(0);
+                    for batch in claimed.chunks(TAKEOVER_BATCH) {
+                        let unread = match rooms.registry.adopt_live(batch.to_vec()).await {
+                            Ok((n, unread)) => {
+                                adopted.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                                unread
+                            }
+                            Err(e) => {
+                                tracing::warn!(rooms = batch.len(), error = %e, "cannot take over rooms");
+                                continue;
+                            }
+                        };
+                        // Not in the batch read (no state row yet, say): one by one.
+                        for vj in unread {
+                            let key = RoomKey::Live(vj);
+                            match rooms.registry.get(&key).await {
+                                Ok(Some(_)) => {
+                                    adopted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                }
+                                Ok(None) => {}
+                                Err(e) => {
+                                    tracing::warn!(room = ?key, error = %e, "cannot take over a room")
                                 }
                             }
-                        },
-                    )
-                    .await;
+                        }
+                    }
                     let adopted = adopted.into_inner();
                     if adopted > 0 {
                         tracing::info!(node = %node, rooms = adopted, "took over online rooms of a dead node");

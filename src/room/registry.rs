@@ -7,7 +7,7 @@
 
 use super::{Room, RoomEnv, RoomError};
 use crate::model::RoomKey;
-use crate::supervisor::LoadRoom;
+use crate::supervisor::{LoadLiveRooms, LoadRoom};
 use actix::prelude::*;
 use std::hash::BuildHasher;
 use std::sync::{Arc, RwLock};
@@ -133,6 +133,61 @@ impl Registry {
             .entry(key.clone())
             .or_insert_with(|| self.spawn(room, key));
         Ok(Some(entry.clone()))
+    }
+
+    /// Activates many VJs' live rooms this node has just claimed (a dead node's), read in
+    /// one batch. Holds the activation turns of every key it reads (taken in stripe order,
+    /// so never in a cycle with another batch; single activations take one turn), so no
+    /// request activates one of them from an older read meanwhile. Answers the rooms
+    /// activated and the VJs not read (unknown to the batch read: load those one by one).
+    pub async fn adopt_live(&self, vjs: Vec<String>) -> Result<(usize, Vec<String>), RoomError> {
+        let vjs: Vec<String> = vjs
+            .into_iter()
+            .filter(|vj| !self.env.rooms.contains_key(&RoomKey::Live(vj.clone())))
+            .collect();
+        if vjs.is_empty() {
+            return Ok((0, Vec::new()));
+        }
+        let mut stripes: Vec<usize> = vjs
+            .iter()
+            .map(|vj| {
+                self.hasher.hash_one(RoomKey::Live(vj.clone())) as usize % self.activating.len()
+            })
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut turns = Vec::with_capacity(stripes.len());
+        for i in stripes {
+            turns.push(self.activating[i].lock().await);
+        }
+        // Started by a request before the turns were taken: that one holds the room (and
+        // a batch read now would raise the fence under it).
+        let vjs: Vec<String> = vjs
+            .into_iter()
+            .filter(|vj| !self.env.rooms.contains_key(&RoomKey::Live(vj.clone())))
+            .collect();
+        let records = self
+            .env
+            .supervisor
+            .send(LoadLiveRooms { vjs: vjs.clone() })
+            .await
+            .map_err(|_| RoomError::Unavailable)??;
+        let mut read: std::collections::HashSet<String> = Default::default();
+        let mut adopted = 0;
+        for record in records {
+            let key = record.key.clone();
+            read.insert(key.vj().to_string());
+            self.check_capacity()?;
+            let room = Room::new(record, self.env.clone());
+            self.env
+                .rooms
+                .entry(key.clone())
+                .or_insert_with(|| self.spawn(room, &key));
+            adopted += 1;
+        }
+        drop(turns);
+        let unread = vjs.into_iter().filter(|vj| !read.contains(vj)).collect();
+        Ok((adopted, unread))
     }
 
     /// Sends a message to a room, reactivating it if it stopped (idle) meanwhile.

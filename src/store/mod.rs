@@ -65,6 +65,10 @@ pub trait Store: Send + Sync + 'static {
     /// the room's fence is bumped in the same transaction, before it is read, and the record
     /// carries the new value: from then on only writes under it count.
     async fn load_room(&self, key: &RoomKey, claim: bool) -> StoreResult<Option<RoomRecord>>;
+    /// Many VJs' live rooms at once (taking over a dead node's rooms), each as `load_room`
+    /// with `claim` would load it, in one transaction. Rooms the store does not know, or
+    /// that have no state row yet, are left out (load those one by one).
+    async fn load_live_rooms(&self, vjs: &[String]) -> StoreResult<Vec<RoomRecord>>;
     /// Live rooms that are online, without member lists (counts only).
     async fn online_rooms(&self) -> StoreResult<Vec<RoomRecord>>;
     /// Recordings that ended at or after `since` and have a play URL, without members.

@@ -312,6 +312,81 @@ impl SqlStore {
         .await
     }
 
+    /// Set-based, so that a takeover of thousands of rooms costs a few statements and one
+    /// commit per batch rather than several of each per room.
+    async fn load_live_rooms_once(&self, vjs: &[String]) -> StoreResult<Vec<RoomRecord>> {
+        self.timed(async {
+            let marks = vec!["?"; vjs.len()].join(",");
+            let mut tx = self.begin_write().await?;
+            if self.fences() {
+                // In key order, as one statement: batches that overlap lock in one order.
+                let sql = format!(
+                    "UPDATE room_state SET fence = fence + 1 WHERE fileid = '' AND vj IN ({marks})"
+                );
+                let mut q = sqlx::query(&sql);
+                for vj in vjs {
+                    q = q.bind(vj);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            let sql = format!(
+                "SELECT r.userid AS k_vj, r.epoch, {INFO_COLS}, {STATE_COLS} \
+                 FROM rooms r JOIN room_state s ON s.vj = r.userid AND s.fileid = '' \
+                 WHERE r.userid IN ({marks})"
+            );
+            let mut q = sqlx::query(&sql);
+            for vj in vjs {
+                q = q.bind(vj);
+            }
+            let rows = q.fetch_all(&mut *tx).await?;
+            let asked: std::collections::HashSet<&str> = vjs.iter().map(|v| v.as_str()).collect();
+            let mut records = Vec::with_capacity(rows.len());
+            let mut at: std::collections::HashMap<String, usize> = Default::default();
+            for row in &rows {
+                let vj: String = row.try_get("k_vj")?;
+                // As in `read_room`: only a byte-equal key is the room asked for.
+                if !asked.contains(vj.as_str()) || at.contains_key(&vj) {
+                    continue;
+                }
+                let epoch: i64 = row.try_get("epoch")?;
+                at.insert(vj.clone(), records.len());
+                records.push(RoomRecord {
+                    key: RoomKey::Live(vj),
+                    info: info_from(row)?,
+                    counters: counters_from(row, epoch)?,
+                    member_count: 0,
+                    members: Vec::new(),
+                    fence: row.try_get::<Option<i64>, _>("s_fence")?.unwrap_or(0),
+                });
+            }
+            let sql = format!(
+                "SELECT m.vj, m.userid, m.nickname, m.headpic, m.seq FROM members m \
+                 JOIN rooms r ON r.userid = m.vj AND r.epoch = m.epoch \
+                 WHERE m.fileid = '' AND m.vj IN ({marks}) ORDER BY m.vj, m.seq"
+            );
+            let mut q = sqlx::query(&sql);
+            for vj in vjs {
+                q = q.bind(vj);
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                let vj: String = row.try_get("vj")?;
+                let Some(&i) = at.get(&vj) else { continue };
+                records[i].members.push(Member {
+                    userid: row.try_get("userid")?,
+                    nickname: row.try_get("nickname")?,
+                    headpic: row.try_get("headpic")?,
+                    seq: row.try_get("seq")?,
+                });
+            }
+            for r in &mut records {
+                r.member_count = r.members.len() as u64;
+            }
+            tx.commit().await?;
+            Ok(records)
+        })
+        .await
+    }
+
     pub(crate) async fn timed<T>(
         &self,
         fut: impl std::future::Future<Output = StoreResult<T>>,
@@ -762,6 +837,13 @@ impl Store for SqlStore {
 
     async fn load_room(&self, key: &RoomKey, claim: bool) -> StoreResult<Option<RoomRecord>> {
         retry_deadlocks(|| self.load_room_once(key, claim)).await
+    }
+
+    async fn load_live_rooms(&self, vjs: &[String]) -> StoreResult<Vec<RoomRecord>> {
+        if vjs.is_empty() {
+            return Ok(Vec::new());
+        }
+        retry_deadlocks(|| self.load_live_rooms_once(vjs)).await
     }
 
     async fn online_rooms(&self) -> StoreResult<Vec<RoomRecord>> {

@@ -334,6 +334,59 @@ impl Handler<LoadRoom> for Supervisor {
     }
 }
 
+/// Many VJs' live rooms at once, each as `LoadRoom` would answer it with a claim: taking
+/// over a dead node's rooms. Rooms this server still has changes of are left out (their
+/// fence is this server's already), as are rooms the store does not know.
+#[derive(Message)]
+#[rtype(result = "StoreResult<Vec<RoomRecord>>")]
+pub struct LoadLiveRooms {
+    pub vjs: Vec<String>,
+}
+
+impl Handler<LoadLiveRooms> for Supervisor {
+    type Result = ResponseActFuture<Self, StoreResult<Vec<RoomRecord>>>;
+    fn handle(&mut self, msg: LoadLiveRooms, _: &mut Context<Self>) -> Self::Result {
+        self.take_handovers();
+        let vjs: Vec<String> = msg
+            .vjs
+            .into_iter()
+            .filter(|vj| self.held_fence(&RoomKey::Live(vj.clone())).is_none())
+            .collect();
+        for vj in &vjs {
+            self.loading
+                .entry(RoomKey::Live(vj.clone()))
+                .or_default()
+                .reads += 1;
+        }
+        let store = self.store.clone();
+        Box::pin(
+            async move {
+                let r = store.load_live_rooms(&vjs).await;
+                (vjs, r)
+            }
+            .into_actor(self)
+            .map(move |(vjs, r), act, _| {
+                let mut committed: HashMap<RoomKey, Option<Pending>> = vjs
+                    .into_iter()
+                    .map(|vj| {
+                        let key = RoomKey::Live(vj);
+                        let c = act.end_load(&key);
+                        (key, c)
+                    })
+                    .collect();
+                let mut records = r?;
+                for record in &mut records {
+                    let c = committed.remove(&record.key).flatten();
+                    if let Some(item) = act.unwritten(&record.key, c) {
+                        apply_pending(record, item);
+                    }
+                }
+                Ok(records)
+            }),
+        )
+    }
+}
+
 impl Supervisor {
     /// The fence of this server's changes of the room not yet in the database, if any.
     fn held_fence(&self, key: &RoomKey) -> Option<i64> {
