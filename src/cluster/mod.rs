@@ -32,7 +32,7 @@ pub enum Owner {
     Peer(Peer),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Peer {
     pub node: String,
     pub url: String,

@@ -1,5 +1,6 @@
-//! Calls between the nodes of a cluster: signed with `cluster.secret` for this node, each
-//! accepted once; refused otherwise (and absent on a single node).
+//! Calls between the nodes of a cluster, in batches (see `cluster::peer`): signed with
+//! `cluster.secret` for this node, each batch accepted once; refused otherwise (and absent
+//! on a single node).
 
 use crate::cluster::peer;
 use crate::state::AppState;
@@ -13,7 +14,8 @@ pub async fn room_call(
     let Some(cluster) = state.rooms.cluster() else {
         return HttpResponse::NotFound().finish();
     };
-    let body = match super::body::read(&req, payload, state.config.limits.max_body_bytes).await {
+    let limit = state.config.limits.max_body_bytes.max(peer::MAX_BODY);
+    let body = match super::body::read(&req, payload, limit).await {
         Ok(b) => b,
         Err(e) => return HttpResponse::build(e.status()).body(e.message()),
     };
@@ -37,8 +39,30 @@ pub async fn room_call(
         tracing::warn!(peer = ?req.peer_addr(), "unsigned or badly signed node call refused");
         return HttpResponse::Forbidden().body("not signed by a node of this cluster");
     }
-    let answer = state.rooms.serve_forwarded(&body).await;
+    // A batch: the calls run at once, each answered in its place.
+    let calls: Vec<&serde_json::value::RawValue> = match serde_json::from_slice(&body) {
+        Ok(calls) => calls,
+        Err(e) => return HttpResponse::BadRequest().body(format!("not a batch of calls: {e}")),
+    };
+    if calls.len() > peer::MAX_BATCH {
+        return HttpResponse::PayloadTooLarge().body("too many calls in one batch");
+    }
+    let answers = futures_util::future::join_all(
+        calls
+            .iter()
+            .map(|c| state.rooms.serve_forwarded(c.get().as_bytes())),
+    )
+    .await;
+    let mut out = Vec::with_capacity(answers.iter().map(|a| a.len() + 1).sum::<usize>() + 1);
+    out.push(b'[');
+    for (i, a) in answers.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(a);
+    }
+    out.push(b']');
     HttpResponse::Ok()
         .content_type("application/json")
-        .body(answer)
+        .body(out)
 }

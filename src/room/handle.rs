@@ -594,6 +594,7 @@ impl Rooms {
                 &peer,
                 body.clone(),
                 cluster.call_timeout(),
+                call.quick(),
             )
             .await;
             match sent {

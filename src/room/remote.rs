@@ -86,6 +86,23 @@ impl Call {
     }
 }
 
+impl Call {
+    /// A call the owner answers from memory, at once: it may share a request with others
+    /// (see `cluster::peer`). The others wait for the database, or are rare.
+    pub fn quick(&self) -> bool {
+        matches!(
+            self,
+            Call::Enter { .. }
+                | Call::Quit { .. }
+                | Call::Like { .. }
+                | Call::State { .. }
+                | Call::Info { .. }
+                | Call::Members { .. }
+                | Call::SignOfLife { .. }
+        )
+    }
+}
+
 /// A call's answer.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
