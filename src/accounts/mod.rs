@@ -56,6 +56,38 @@ pub struct Accounts {
     shared: std::sync::OnceLock<Arc<dyn SharedWindows>>,
 }
 
+/// An attempt's hold in a shared window. Ended with `end`; dropped without (a cancelled
+/// request), it is given back from a task of its own.
+struct SharedHold {
+    shared: Arc<dyn SharedWindows>,
+    key: String,
+    window: Duration,
+    ended: bool,
+}
+
+impl SharedHold {
+    async fn end(mut self, failed: bool) {
+        self.ended = true;
+        self.shared.finish(&self.key, failed, self.window).await;
+    }
+}
+
+impl Drop for SharedHold {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        let (shared, key, window) = (
+            self.shared.clone(),
+            std::mem::take(&mut self.key),
+            self.window,
+        );
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { shared.finish(&key, false, window).await });
+        }
+    }
+}
+
 /// How long a verified token is trusted without asking the database again.
 const VERIFIED_TTL: i64 = 30;
 /// Most verified tokens remembered.
@@ -152,26 +184,33 @@ impl Accounts {
     }
 
     /// Starts an attempt in the shared window too, waiting (up to `max_wait`) while every
-    /// hit left is held by attempts on any node. `Ok(false)`: no shared window (one node,
+    /// hit left is held by attempts on any node. `Ok(None)`: no shared window (one node,
     /// or it cannot be reached), nothing to finish.
     async fn shared_begin<K: Eq + std::hash::Hash + Clone>(
         &self,
         throttle: &Throttle<K>,
         key: &str,
         max_wait: Duration,
-    ) -> Result<bool, Refused> {
+    ) -> Result<Option<SharedHold>, Refused> {
         let Some(shared) = self.shared.get() else {
-            return Ok(false);
+            return Ok(None);
         };
         if throttle.limit() == 0 {
-            return Ok(false);
+            return Ok(None);
         }
         let deadline = tokio::time::Instant::now() + max_wait;
         let mut pause = Duration::from_millis(5);
         loop {
             match shared.begin(key, throttle.limit(), throttle.window()).await {
-                Err(()) => return Ok(false),
-                Ok(Shared::Go) => return Ok(true),
+                Err(()) => return Ok(None),
+                Ok(Shared::Go) => {
+                    return Ok(Some(SharedHold {
+                        shared: shared.clone(),
+                        key: key.to_string(),
+                        window: throttle.window(),
+                        ended: false,
+                    }))
+                }
                 Ok(Shared::Throttled(wait)) => return Err(Refused::Throttled(wait)),
                 Ok(Shared::Busy) if tokio::time::Instant::now() + pause > deadline => {
                     return Err(Refused::Busy)
@@ -347,10 +386,8 @@ impl Accounts {
             false => Ok(false),
             true => self.hasher.verify(password.to_string(), phc).await,
         };
-        if let (true, Some(s)) = (shared, self.shared.get()) {
-            let failed = matches!(ok, Ok(false));
-            s.finish(&shared_key, failed, self.login_throttle.window())
-                .await;
+        if let Some(hold) = shared {
+            hold.end(matches!(ok, Ok(false))).await;
         }
         if !ok? {
             attempt.fail();

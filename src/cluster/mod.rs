@@ -108,18 +108,20 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 "#;
 
-/// Throttle windows (see `accounts::throttle`): a hash of hits counted (`n`) and attempts
-/// running (`h`), expiring a window after its first hit or attempt. The scripts answer -1
-/// (go on), -2 (every hit left is held: busy) or the ms left of a used-up window.
+/// Throttle windows (see `accounts::throttle`): a hash of hits counted (`n`), expiring a
+/// window after its first hit or attempt, and beside it a count of attempts running that
+/// expires `HOLD_TTL` after the last one began, so a hold whose end never arrived (a node
+/// died, an answer was lost) cannot pin the window. The scripts answer -1 (go on), -2
+/// (every hit left is held: busy) or the ms left of a used-up window.
 const WINDOW_COMMON: &str = r#"
 local function left()
   local t = redis.call('PTTL', KEYS[1])
   if t < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]); t = tonumber(ARGV[2]) end
   return t
 end
-local function add(field)
+local function add(field, by)
   local created = redis.call('EXISTS', KEYS[1]) == 0
-  redis.call('HINCRBY', KEYS[1], field, 1)
+  redis.call('HINCRBY', KEYS[1], field, by)
   if created then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 end
 local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
@@ -128,31 +130,31 @@ local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
 /// A hit, counted at once (ARGV: limit, window ms).
 const WINDOW_HIT: &str = r#"
 if n >= tonumber(ARGV[1]) then return left() end
-add('n')
+add('n', 1)
 return -1
 "#;
 
-/// An attempt starts, holding a hit (ARGV: limit, window ms).
+/// An attempt starts, holding a hit (ARGV: limit, window ms, hold ms).
 const WINDOW_BEGIN: &str = r#"
 if n >= tonumber(ARGV[1]) then return left() end
-local h = tonumber(redis.call('HGET', KEYS[1], 'h') or '0')
+local h = tonumber(redis.call('GET', KEYS[2]) or '0')
 if n + h >= tonumber(ARGV[1]) then return -2 end
-add('h')
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+add('n', 0)
 return -1
 "#;
 
 /// An attempt ends (ARGV: '1' if it failed, window ms): its hold goes, a failure counts.
 const WINDOW_FINISH: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  if tonumber(redis.call('HGET', KEYS[1], 'h') or '0') > 0 then
-    redis.call('HINCRBY', KEYS[1], 'h', -1)
-  end
-  if ARGV[1] == '1' then redis.call('HINCRBY', KEYS[1], 'n', 1) end
-elseif ARGV[1] == '1' then
-  add('n')
-end
+if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then redis.call('DECR', KEYS[2]) end
+if ARGV[1] == '1' then add('n', 1) end
 return -1
 "#;
+
+/// How long a throttle attempt's hold outlives the last attempt begun: longer than any
+/// attempt runs (the hasher's queue wait and a hash), far shorter than a window.
+const HOLD_TTL: Duration = Duration::from_secs(30);
 
 pub struct Cluster {
     pub node_id: String,
@@ -554,11 +556,14 @@ impl Cluster {
     ) -> Result<i64, ClusterError> {
         let mut conn = self.redis();
         let key = self.key(&format!("window:{name}"));
+        let holds = self.key(&format!("window-holds:{name}"));
         let call = async {
             script
                 .key(&key)
+                .key(&holds)
                 .arg(arg)
                 .arg(window.as_millis().max(1) as u64)
+                .arg(HOLD_TTL.as_millis() as u64)
                 .invoke_async::<i64>(&mut conn)
                 .await
         };

@@ -30,8 +30,8 @@ const MAX_NONCES: usize = 1_000_000;
 pub const MAX_BATCH: usize = 64;
 /// A batch is sent once its calls hold this many bytes (a single call goes whatever its size).
 const BATCH_BYTES: usize = 256 * 1024;
-/// The largest node call body a node accepts.
-pub const MAX_BODY: usize = 2 * 1024 * 1024;
+/// The largest node call body a node accepts: a full batch and one large call.
+pub const MAX_BODY: usize = 512 * 1024;
 
 /// What a signature covers: when, which call (nonce), for which node, what.
 pub struct Signed<'a> {
@@ -52,9 +52,14 @@ pub fn sign(secret: &str, s: &Signed) -> String {
     hex::encode(mac(secret, s).finalize().into_bytes())
 }
 
+/// Whether a signed time is within the window a signature is accepted in.
+pub fn fresh(time: i64) -> bool {
+    crate::model::now_unix().abs_diff(time) <= MAX_SKEW_SECS
+}
+
 /// Checks a signature (in constant time) and its age.
 pub fn verify(secret: &str, s: &Signed, sig: &str) -> bool {
-    if crate::model::now_unix().abs_diff(s.time) > MAX_SKEW_SECS {
+    if !fresh(s.time) {
         return false;
     }
     let Ok(sig) = hex::decode(sig) else {
@@ -141,8 +146,12 @@ pub async fn call(
         return Ok(answers.pop().unwrap_or_default());
     }
     let rx = enqueue(secret, peer, body, timeout);
-    rx.await
-        .unwrap_or_else(|_| Err(PeerError::Failed("the call was dropped".into())))
+    // The batch's own exchange is bounded by `timeout`; this bounds the wait for it too.
+    match tokio::time::timeout(timeout + Duration::from_secs(1), rx).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_)) => Err(PeerError::Failed("the call was dropped".into())),
+        Err(_) => Err(PeerError::Failed("no answer in time".into())),
+    }
 }
 
 /// Queues a quick call for the next batch to `peer` (starting the task that sends it).

@@ -545,7 +545,13 @@ impl Rooms {
                 }
             }
         };
-        serde_json::to_vec(&answer).unwrap_or_default()
+        // Always JSON: an answer that cannot be written says so, in its place in a batch.
+        serde_json::to_vec(&answer).unwrap_or_else(|e| {
+            serde_json::to_vec(&Answer::Err(WireError::Peer(format!(
+                "unwritable answer: {e}"
+            ))))
+            .unwrap_or_else(|_| br#"{"err":{"peer":"unwritable answer"}}"#.to_vec())
+        })
     }
 
     /// Where a room's calls go. A room running here is this node's while its lease is

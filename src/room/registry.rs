@@ -162,10 +162,24 @@ impl Registry {
         }
         // Started by a request before the turns were taken: that one holds the room (and
         // a batch read now would raise the fence under it).
-        let vjs: Vec<String> = vjs
+        let mut vjs: Vec<String> = vjs
             .into_iter()
             .filter(|vj| !self.env.rooms.contains_key(&RoomKey::Live(vj.clone())))
             .collect();
+        // Claimed a while ago (batches follow each other): still this node's? A node that
+        // lapsed meanwhile may have lost them, and a read now would fence their new owner.
+        if let Some(c) = &self.env.cluster {
+            if !c.lease_valid() {
+                return Err(RoomError::NoOwner("this node's lease lapsed".into()));
+            }
+            let keys: Vec<RoomKey> = vjs.iter().map(|vj| RoomKey::Live(vj.clone())).collect();
+            let mine = c
+                .still_mine(&keys)
+                .await
+                .map_err(|e| RoomError::NoOwner(e.to_string()))?;
+            let mut mine = mine.into_iter();
+            vjs.retain(|_| mine.next().unwrap_or(false));
+        }
         let records = self
             .env
             .supervisor
