@@ -220,7 +220,7 @@ async fn request_lvb_addr(
         groupid,
         title,
         userinfo,
-        playurl: urls.flv(&stream),
+        playurl: urls.live_play(&stream),
         hls_play_url: urls.hls(&stream),
         stream: stream.clone(),
         timestamp: now,

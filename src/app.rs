@@ -1,7 +1,7 @@
 //! The one app factory shared by `main`, the tests and the benches: it builds the store,
 //! the supervisor, the rooms and the state handlers reach, and wires the HTTP routes.
 
-use crate::config::Config;
+use crate::config::{AuthMode, Config};
 use crate::http::connections::Connections;
 use crate::room::{Rooms, RoomsConfig};
 use crate::state::AppState;
@@ -43,6 +43,10 @@ impl Application {
     pub async fn build(config: Config) -> Result<Application, BuildError> {
         for w in config.warnings() {
             tracing::warn!("{w}");
+        }
+        match config.auth.mode {
+            AuthMode::Required => tracing::info!("{}", config.auth.mode.meaning()),
+            AuthMode::Off => tracing::warn!("{}", config.auth.mode.meaning()),
         }
         let fd_limit = crate::http::connections::raise_fd_limit();
         let (max_connections, fd_warnings) = crate::http::connections::budget(&config, fd_limit);

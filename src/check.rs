@@ -128,6 +128,7 @@ pub async fn run(cfg: &Config) -> bool {
     }
 
     println!("access:");
+    // Either way the operator reads what it means for the unmodified apps.
     if cfg.auth.mode == AuthMode::Off {
         r.warn(
             "auth.mode = \"off\"",
@@ -136,6 +137,7 @@ pub async fn run(cfg: &Config) -> bool {
     } else {
         r.ok("auth.mode = \"required\"");
     }
+    println!("        {}", cfg.auth.mode.meaning());
 
     println!("connections:");
     let fds = crate::http::connections::raise_fd_limit();

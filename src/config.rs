@@ -237,9 +237,75 @@ pub struct LiveConfig {
     pub app_name: String,
     /// Push URL validity in seconds.
     pub url_validity_secs: u64,
-    /// An online room with no sign of life (ChangeStatus, a media-server event) for this
-    /// many seconds goes offline; 0 disables the rule.
+    /// Query parameters appended to every push URL after the signature, as
+    /// `name=value&name=value`: Tencent records a stream pushed with `record=...` (the
+    /// original server's default); empty adds none.
+    pub push_params: String,
+    /// A live room's `playurl`: `flv` (HTTP-FLV, which Tencent's CDN serves), `rtmp`
+    /// (`rtmp://{play_host}/{app}/{stream}`: nginx-rtmp serves no HTTP-FLV, and the iOS
+    /// app rewrites `http:` to `https:`), or `auto`: `flv` when `http_play_base` is a
+    /// Tencent host, `rtmp` for a self-hosted media server.
+    pub live_playurl: LivePlayUrl,
+    /// An online room whose media server sends signs of life (nginx-rtmp `on_update`, SRS
+    /// `on_hls`, Tencent screenshots) and sent none for this many seconds goes offline; one
+    /// whose media server never sent any stays listed until it ends. 0 disables the rule.
     pub stale_after_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LivePlayUrl {
+    Auto,
+    Flv,
+    Rtmp,
+}
+
+impl LiveConfig {
+    /// Whether live rooms play over HTTP-FLV (else RTMP), `auto` resolved.
+    pub fn plays_flv(&self) -> bool {
+        match self.live_playurl {
+            LivePlayUrl::Flv => true,
+            LivePlayUrl::Rtmp => false,
+            LivePlayUrl::Auto => url_host(&self.http_play_base)
+                .is_some_and(|h| h.ends_with(".myqcloud.com") || h.contains("{bizid}")),
+        }
+    }
+}
+
+/// The host of `scheme://host[:port]/...`, lower-cased.
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = host.split(':').next()?;
+    Some(host.to_ascii_lowercase())
+}
+
+/// `name=value&...` with URL-safe names and values, or empty.
+fn check_push_params(p: &str) -> Result<(), String> {
+    if p.is_empty() {
+        return Ok(());
+    }
+    let safe = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.~|,%".contains(&b))
+    };
+    for pair in p.split('&') {
+        let ok = pair
+            .split_once('=')
+            .is_some_and(|(k, v)| safe(k) && safe(v));
+        if !ok {
+            return Err(format!(
+                "live.push_params must be name=value pairs joined by '&' (letters, digits, \
+                 '-_.~|,%'), got {pair:?}"
+            ));
+        }
+        if ["bizid", "txSecret", "txTime"].contains(&pair.split('=').next().unwrap_or("")) {
+            return Err("live.push_params must not set bizid, txSecret or txTime".into());
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -311,6 +377,26 @@ pub struct LimitsConfig {
 pub enum AuthMode {
     Required,
     Off,
+}
+
+impl AuthMode {
+    /// What the mode means for clients, the unmodified Mini LVB apps above all (they never
+    /// call Login): said at start-up and by `minilvb check`, so the choice cannot be missed.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            AuthMode::Required => {
+                "auth.mode = \"required\": acting as a userid needs that user's token (Register, \
+                 then Login). Unmodified Mini LVB apps never call Login: their VJs get no push \
+                 URL and their viewers are refused EnterGroup (498). To serve them, set \
+                 auth.mode = \"off\" (MINILVB_AUTH__MODE=off)"
+            }
+            AuthMode::Off => {
+                "auth.mode = \"off\": the legacy open protocol the unmodified Mini LVB apps \
+                 speak; any client may act as any userid. Apps that Login should use \
+                 auth.mode = \"required\""
+            }
+        }
+    }
 }
 
 /// Accounts and access control (`[auth]`). Durations are seconds.
@@ -428,6 +514,8 @@ impl Default for LiveConfig {
             http_play_base: "http://{bizid}.liveplay.myqcloud.com".into(),
             app_name: "live".into(),
             url_validity_secs: 86_400,
+            push_params: "record=flv|hls&record_interval=10800".into(),
+            live_playurl: LivePlayUrl::Auto,
             stale_after_secs: 600,
         }
     }
@@ -636,6 +724,7 @@ impl Config {
         if self.database.max_connections == 0 {
             return bad("database.max_connections must be positive");
         }
+        check_push_params(&self.live.push_params).map_err(ConfigError::Invalid)?;
         let a = &self.auth;
         if a.token_ttl_secs == 0 || a.refresh_ttl_secs == 0 {
             return bad("auth.token_ttl_secs and auth.refresh_ttl_secs must be positive");
@@ -712,11 +801,6 @@ impl Config {
         }
         if self.im.sdkappid == 0 || self.im.secret_key.is_empty() {
             w.push("im.sdkappid/secret_key are not set: Login answers an empty IM UserSig".into());
-        }
-        if self.auth.mode == AuthMode::Off {
-            w.push(
-                "auth.mode = \"off\": any client may act as any userid (legacy open mode)".into(),
-            );
         }
         if self.auth.mode == AuthMode::Required && self.admin.token.is_empty() {
             w.push("admin.token is not set: /dashboard is disabled".into());
@@ -901,6 +985,33 @@ mod tests {
             e.to_string().contains("MINILVB_SERVER__WORKERS") && e.to_string().contains("integer"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn push_params_and_live_playurl() {
+        let c = Config::load_from(None, &env(&[("MINILVB_LIVE__PUSH_PARAMS", "")])).unwrap();
+        assert_eq!(c.live.push_params, "");
+        for bad in ["a", "a=b&", "a=b c", "txSecret=1", "a=b#c", "=1", "a=?"] {
+            let e = Config::load_from(None, &env(&[("MINILVB_LIVE__PUSH_PARAMS", bad)]));
+            assert!(e.is_err(), "{bad:?} accepted");
+        }
+        let mut live = LiveConfig::default();
+        assert!(live.plays_flv(), "Tencent's default host plays HTTP-FLV");
+        live.http_play_base = "http://8888.liveplay.myqcloud.com".into();
+        assert!(live.plays_flv());
+        for own in [
+            "http://127.0.0.1:8081",
+            "https://media.example.com/",
+            "http://myqcloud.com.evil",
+        ] {
+            live.http_play_base = own.into();
+            assert!(!live.plays_flv(), "{own}: a self-hosted server plays RTMP");
+        }
+        live.live_playurl = LivePlayUrl::Flv;
+        assert!(live.plays_flv());
+        live.live_playurl = LivePlayUrl::Rtmp;
+        live.http_play_base = LiveConfig::default().http_play_base;
+        assert!(!live.plays_flv());
     }
 
     #[test]

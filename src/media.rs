@@ -68,15 +68,42 @@ pub async fn sign_of_life(state: &AppState, stream: &str) -> Result<Outcome, Roo
     })
 }
 
-/// A recorded file of the stream's broadcast is ready at `url`.
+/// A recorded file as the media server describes it.
+pub struct RecordedFile<'a> {
+    pub fileid: &'a str,
+    pub url: &'a str,
+    pub hls: bool,
+    /// Unix seconds; 0 when the server does not say.
+    pub start: i64,
+    pub end: i64,
+}
+
+impl<'a> RecordedFile<'a> {
+    /// A file the self-hosted servers report as it is closed (they give no times).
+    pub fn ended_now(fileid: &'a str, url: &'a str, hls: bool) -> Self {
+        RecordedFile {
+            fileid,
+            url,
+            hls,
+            start: 0,
+            end: now_unix(),
+        }
+    }
+}
+
+/// A recorded file of the stream's broadcast is ready at its URL.
 pub async fn recording(
     state: &AppState,
     stream: &str,
-    fileid: &str,
-    url: &str,
-    hls: bool,
-    end_time: i64,
+    file: RecordedFile<'_>,
 ) -> Result<Outcome, RoomError> {
+    let RecordedFile {
+        fileid,
+        url,
+        hls,
+        start,
+        end: end_time,
+    } = file;
     let Some(vj) = owner(state, stream).await? else {
         return Ok(Outcome::UnknownStream);
     };
@@ -99,9 +126,11 @@ pub async fn recording(
         },
         likes: counters.likes,
         views: counters.views,
+        start_time: start,
     };
-    state.rooms.add_recording(rec).await?;
-    tracing::info!(vj, stream, fileid, "recording stored");
+    let stored = state.rooms.add_recording(rec).await?;
+    let entry = stored.key.fileid();
+    tracing::info!(vj, stream, fileid, recording = entry, "recording stored");
     Ok(Outcome::Applied)
 }
 

@@ -174,6 +174,16 @@ pub struct MemberInfo {
 impl<'a> PusherInfoRef<'a> {
     /// The list item of a room, from its parts.
     pub fn of(key: &'a RoomKey, info: &'a RoomInfo, counters: &Counters, viewers: u64) -> Self {
+        // A recording in one format fills both fields with it: the 2017 Android app plays
+        // `playurl`, the newer apps `hls_play_url` (an http(s) URL with .flv, .m3u8 or .mp4).
+        let (mut playurl, mut hls_play_url) = (info.playurl.as_str(), info.hls_play_url.as_str());
+        if !key.is_live() {
+            if playurl.is_empty() {
+                playurl = hls_play_url;
+            } else if hls_play_url.is_empty() {
+                hls_play_url = playurl;
+            }
+        }
         PusherInfoRef {
             userid: key.vj(),
             groupid: if key.is_live() { &info.groupid } else { "" },
@@ -182,8 +192,8 @@ impl<'a> PusherInfoRef<'a> {
             viewercount: viewers,
             likecount: counters.likes,
             title: &info.title,
-            playurl: &info.playurl,
-            hls_play_url: &info.hls_play_url,
+            playurl,
+            hls_play_url,
             fileid: key.fileid(),
             status: if counters.online { "1" } else { "0" },
             userinfo: &info.userinfo,

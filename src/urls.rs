@@ -16,11 +16,11 @@ impl<'a> Urls<'a> {
         template.replace("{bizid}", &self.cfg.bizid)
     }
 
-    /// `rtmp://{push_host}/{app}/{stream}?bizid=..&txSecret=..&txTime=..`
+    /// `rtmp://{push_host}/{app}/{stream}?bizid=..&txSecret=..&txTime=..[&{push_params}]`
     pub fn push(&self, stream: &str, expiry: u64, key: &str) -> String {
         let tx_time = sign::push::tx_time(expiry);
         let secret = sign::push::tx_secret(key, stream, &tx_time);
-        format!(
+        let mut url = format!(
             "rtmp://{}/{}/{}?bizid={}&txSecret={}&txTime={}",
             self.host(&self.cfg.push_host),
             self.cfg.app_name,
@@ -28,7 +28,21 @@ impl<'a> Urls<'a> {
             self.cfg.bizid,
             secret,
             tx_time
-        )
+        );
+        if !self.cfg.push_params.is_empty() {
+            url.push('&');
+            url.push_str(&self.cfg.push_params);
+        }
+        url
+    }
+
+    /// A live room's `playurl`: HTTP-FLV or RTMP, as `live.live_playurl` says.
+    pub fn live_play(&self, stream: &str) -> String {
+        if self.cfg.plays_flv() {
+            self.flv(stream)
+        } else {
+            self.rtmp(stream)
+        }
     }
 
     pub fn rtmp(&self, stream: &str) -> String {

@@ -52,6 +52,103 @@ fn recording_event(format: &str, url: &str) -> Value {
         "video_id":"200011683_481565e0befe4e44903839aebe370ef6","video_url":url})
 }
 
+/// A Tencent recording event of `fileid` in `format`, recorded from `start` to `end`.
+fn recording_file(format: &str, fileid: &str, start: i64, end: i64) -> Value {
+    let mut e = recording_event(
+        format,
+        &format!(
+            "http://1252033264.vod2.myqcloud.com/x/{fileid}.{}",
+            if format == "hls" { "m3u8" } else { format }
+        ),
+    );
+    e["file_id"] = json!(fileid);
+    e["record_file_id"] = json!(fileid);
+    e["start_time"] = json!(start);
+    e["end_time"] = json!(end);
+    e
+}
+
+suite_test!(
+    a_broadcasts_recorded_formats_are_one_playable_recording,
+    |db| {
+        let app = spawn_app(test_config(db)).await;
+        app.go_live(VJ).await;
+        app.ok(json!({"Action":"ChangeCount","userid":VJ,"type":1,"optype":0}))
+            .await;
+        let t = now() + 600;
+        let (s, e) = (1_796_000_000i64, 1_796_003_600i64);
+        // One broadcast recorded as FLV and HLS: two events, two file ids, a second apart, and
+        // each delivered twice, out of order. Then a later broadcast's FLV file.
+        let events = [
+            recording_file("hls", "hls1", s + 1, e + 1),
+            recording_file("flv", "flv1", s, e),
+            recording_file("hls", "hls1", s + 1, e + 1),
+            recording_file("flv", "flv1", s, e),
+            recording_file("flv", "flv2", e + 600, e + 1200),
+        ];
+        for ev in events {
+            assert_eq!(
+                tencent(&app, &signed(ev, t)).await,
+                (200, json!({"code":0}))
+            );
+        }
+        app.settle().await;
+        let d = app.ok(json!({"Action":"FetchList","flag":2})).await;
+        let recs: Vec<&Value> = d["pusherlist"].as_array().unwrap().iter().collect();
+        assert_eq!(recs.len(), 2, "one entry per recorded broadcast: {d}");
+        let first = recs
+            .iter()
+            .find(|r| r["fileid"] == "hls1")
+            .expect("the first file's entry");
+        assert_eq!(
+            first["playurl"],
+            "http://1252033264.vod2.myqcloud.com/x/flv1.flv"
+        );
+        assert_eq!(
+            first["hls_play_url"],
+            "http://1252033264.vod2.myqcloud.com/x/hls1.m3u8"
+        );
+        let second = recs
+            .iter()
+            .find(|r| r["fileid"] == "flv2")
+            .expect("the later broadcast");
+        for r in &recs {
+            assert!(apps::recording_refused_by(r).is_empty(), "{r}");
+        }
+        // FLV only: both fields carry it, so every app plays it.
+        assert_eq!(second["hls_play_url"], second["playurl"]);
+        // Either file's id reaches the one recording.
+        for (i, id) in ["hls1", "flv1"].into_iter().enumerate() {
+            let info = app
+                .ok(json!({"Action":"GetUserInfo","userid":VJ,"type":1,"fileid":id}))
+                .await;
+            assert_eq!(info["fileid"], "hls1", "{info}");
+            assert_eq!(info["likecount"], 1 + i, "{info}");
+            app.ok(json!({"Action":"ChangeCount","userid":VJ,"type":1,"optype":0,"flag":1,"fileid":id}))
+            .await;
+            app.ok(json!({"Action":"EnterGroup","userid":format!("viewer_{id}"),"liveuserid":VJ,"groupid":id,"flag":1,"nickname":id}))
+            .await;
+        }
+        let info = app
+            .ok(json!({"Action":"GetUserInfo","userid":VJ,"type":1,"fileid":"flv1"}))
+            .await;
+        assert_eq!(
+            info["likecount"], 3,
+            "likes through both ids land on one recording"
+        );
+        assert_eq!(info["viewercount"], 2, "{info}");
+        let members = app
+            .ok(json!({"Action":"FetchGroupMemberList","liveuserid":VJ,"groupid":"flv1"}))
+            .await;
+        assert_eq!(members["totalcount"], 2, "{members}");
+        let e = app
+            .call(json!({"Action":"GetUserInfo","userid":VJ,"type":1,"fileid":"nope"}))
+            .await;
+        assert_ne!(e["returnValue"], 0, "{e}");
+        app.stop().await;
+    }
+);
+
 suite_test!(tencent_events_are_verified_and_idempotent, |db| {
     let app = spawn_app(test_config(db)).await;
     app.broadcast(VJ).await;
@@ -374,30 +471,51 @@ suite_test!(untrusted_addresses_cannot_call_self_hosted_hooks, |db| {
     app.stop().await;
 });
 
-suite_test!(a_stream_without_signs_of_life_goes_offline, |db| {
+suite_test!(a_stream_whose_signs_of_life_stop_goes_offline, |db| {
     let mut cfg = test_config(db);
     cfg.live.stale_after_secs = 1;
     let app = spawn_app(cfg).await;
-    app.go_live("quiet").await;
-    app.go_live("chatty").await;
+    // "quiet" said online once, as the apps do on Tencent, and its media server sends no
+    // signs of life: it stays listed however long it runs. "beating" had nginx-rtmp's
+    // on_update once, then none; "chatty" gets one every 300 ms.
+    for vj in ["quiet", "beating", "chatty"] {
+        app.go_live(vj).await;
+    }
+    let update = |vj: &str| {
+        let stream = format!("{BIZID}_{vj}");
+        let app = &app;
+        async move {
+            let fields = [("call", "update_publish"), ("name", stream.as_str())];
+            assert_eq!(form(app, "/callback/nginx-rtmp", &fields).await, 200);
+        }
+    };
+    update("beating").await;
     let t = std::time::Instant::now();
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        // A sign of life every 300 ms keeps "chatty" online.
-        app.ok(json!({"Action":"ChangeStatus","userid":"chatty","status":0}))
-            .await;
-        if app.info("quiet").await["status"] == "0" {
+        update("chatty").await;
+        if app.info("beating").await["status"] == "0" {
             break;
         }
         assert!(
-            t.elapsed() < std::time::Duration::from_secs(6),
-            "quiet room never went offline"
+            t.elapsed() < std::time::Duration::from_secs(8),
+            "a room whose signs of life stopped never went offline"
         );
     }
+    // Past two sweeps of a 1 s deadline (one every second), chatty still beating.
+    for _ in 0..8 {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        update("chatty").await;
+    }
     assert_eq!(app.info("chatty").await["status"], "1");
+    assert_eq!(app.info("quiet").await["status"], "1");
+    // ChangeStatus online again: a beating room gets a fresh deadline, not an instant sweep.
+    app.ok(json!({"Action":"ChangeStatus","userid":"beating","status":0}))
+        .await;
+    assert_eq!(app.info("beating").await["status"], "1");
     app.settle().await;
     let d = app.ok(json!({"Action":"FetchList","flag":1})).await;
-    assert_eq!(d["totalcount"], 1);
+    assert_eq!(d["totalcount"], 3, "{d}");
     app.stop().await;
 });
 

@@ -547,6 +547,7 @@ async fn in_chromium(db: &TestDb) {
             },
             likes: 12,
             views: 40,
+            start_time: 0,
         })
         .await
         .unwrap();

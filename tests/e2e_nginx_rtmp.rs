@@ -184,13 +184,41 @@ async fn a_real_stream_goes_live_is_recorded_and_plays_back() {
         push.starts_with(&format!("rtmp://127.0.0.1:{rtmp}/live/{BIZID}_e2evj?")),
         "{push}"
     );
-    let mut ff = ffmpeg_push(&push, 4);
+    // The push URL carries the recording parameters (live.push_params) after the
+    // signature, and nginx takes it as it is.
+    assert!(
+        push.ends_with("&record=flv|hls&record_interval=10800"),
+        "{push}"
+    );
+    let mut ff = ffmpeg_push(&push, 8);
     eventually(
         "room online in FetchList while the stream runs",
         Duration::from_secs(4),
         || listed_live(&app, "e2evj"),
     )
     .await;
+    // A self-hosted live room plays over RTMP (nginx-rtmp serves no HTTP-FLV), and a
+    // player reads frames from that URL while the push runs.
+    let live = app.info("e2evj").await;
+    let playurl = live["playurl"].as_str().unwrap().to_string();
+    assert_eq!(
+        playurl,
+        format!("rtmp://127.0.0.1:{rtmp}/live/{BIZID}_e2evj")
+    );
+    let mut player = Reaped(
+        Command::new(FFMPEG)
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+            .args(["-i", &playurl, "-frames:v", "3", "-f", "null", "-"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg starts"),
+    );
+    let played = wait_exit(&mut player, Duration::from_secs(20)).await;
+    assert!(
+        played.success(),
+        "playing the live playurl failed: {played}"
+    );
     let status = wait_exit(&mut ff, Duration::from_secs(30)).await;
     assert!(status.success(), "ffmpeg push failed: {status}");
     eventually(

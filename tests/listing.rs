@@ -52,6 +52,7 @@ async fn add_recording(app: &TestApp, vj: &str, fileid: &str, ended: i64) {
         },
         likes: 0,
         views: 0,
+        start_time: 0,
     };
     app.state.rooms.add_recording(rec).await.unwrap();
 }
@@ -253,4 +254,49 @@ suite_test!(concurrent_enter_quit_like_match_a_sequential_model, |db| {
         .expect("all tasks done")
         .stop()
         .await;
+});
+
+// The apps list right after they go live: a status change is on the list before its
+// answer, however long the index tick (counts stay coalesced per tick). On one node; in a
+// cluster the node that owns the room lists it at once and the others through the feed.
+db_test!(a_status_change_is_listed_before_its_answer, |db| {
+    let mut cfg = test_config(db);
+    // A tick far longer than the test: only the listing path can show the changes.
+    cfg.list.index_tick_ms = 60_000;
+    let app = spawn_app(cfg).await;
+    let listed = |d: &Value| -> Vec<String> {
+        d["pusherlist"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["userid"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for round in 0..3 {
+        app.broadcast("now").await;
+        let d = app.ok(json!({"Action":"FetchList","flag":1})).await;
+        assert!(listed(&d).is_empty(), "round {round}: {d}");
+        app.ok(json!({"Action":"ChangeStatus","userid":"now","status":0}))
+            .await;
+        let d = app.ok(json!({"Action":"FetchList","flag":1})).await;
+        assert_eq!(
+            listed(&d),
+            ["now"],
+            "round {round}: online, listed at once: {d}"
+        );
+        app.ok(json!({"Action":"ChangeStatus","userid":"now","status":1}))
+            .await;
+        let d = app.ok(json!({"Action":"FetchList","flag":1})).await;
+        assert!(
+            listed(&d).is_empty(),
+            "round {round}: offline, gone at once: {d}"
+        );
+        app.ok(json!({"Action":"ChangeStatus","userid":"now","status":0}))
+            .await;
+    }
+    // A new broadcast takes the old one off the list at once.
+    app.broadcast("now").await;
+    let d = app.ok(json!({"Action":"FetchList","flag":1})).await;
+    assert!(listed(&d).is_empty(), "new broadcast, not yet online: {d}");
+    app.stop().await;
 });

@@ -66,6 +66,24 @@ db_test!(check_passes_a_good_configuration_and_prints_samples, |db| {
         "{text}"
     );
     assert!(text.contains("0 error(s)"), "{text}");
+    // The auth mode says what it means for the unmodified apps, which never Login.
+    assert!(
+        text.contains("auth.mode = \"required\"")
+            && text.contains("Unmodified Mini LVB apps never call Login")
+            && text.contains("MINILVB_AUTH__MODE=off"),
+        "{text}"
+    );
+    let off = bin()
+        .envs(env.iter().map(|(k, v)| (*k, v)))
+        .env("MINILVB_AUTH__MODE", "off")
+        .arg("check")
+        .output()
+        .unwrap();
+    let off = String::from_utf8_lossy(&off.stdout).to_string();
+    assert!(
+        off.contains("the legacy open protocol the unmodified Mini LVB apps speak"),
+        "{off}"
+    );
     // Secrets themselves never print.
     for (_, secret) in env.iter().filter(|(k, _)| k.contains("KEY")) {
         assert!(
@@ -267,6 +285,12 @@ async fn json_logs_go_to_daily_files_with_request_ids() {
         .expect("the refusal was logged");
     let v: serde_json::Value = serde_json::from_str(line).expect("JSON lines");
     assert_eq!(v["span"]["id"], "trace-me-42", "{line}");
+    // The start-up log says which auth mode is on and what it means for the apps.
+    assert!(
+        text.lines().any(|l| l.contains("\"WARN\"")
+            && l.contains("the legacy open protocol the unmodified Mini LVB apps speak")),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     db.drop_db().await;
 }

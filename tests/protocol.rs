@@ -41,6 +41,11 @@ suite_test!(request_lvb_addr_signs_a_push_url, |db| {
     let prefix =
         format!("rtmp://{BIZID}.livepush.myqcloud.com/live/{BIZID}_vj_1?bizid={BIZID}&txSecret=");
     assert!(url.starts_with(&prefix), "{url}");
+    // Tencent records what is pushed with the original server's parameters.
+    assert!(
+        url.ends_with("&record=flv|hls&record_interval=10800"),
+        "{url}"
+    );
     let q: std::collections::HashMap<_, _> = url
         .split_once('?')
         .unwrap()
@@ -503,6 +508,7 @@ suite_test!(recording_rooms_have_their_own_members_and_counters, |db| {
         },
         likes: 5,
         views: 9,
+        start_time: 0,
     };
     app.state.rooms.add_recording(rec).await.unwrap();
     let enter = |u: &str| json!({"Action":"EnterGroup","userid":u,"liveuserid":"vj","groupid":"f1","flag":1});

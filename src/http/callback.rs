@@ -135,7 +135,15 @@ async fn tencent_inner(state: web::Data<AppState>, body: web::Bytes) -> HttpResp
             let hls =
                 o.get("file_format").and_then(Value::as_str) == Some("hls") || media::is_hls(url);
             let end = int_field(&o, "end_time").unwrap_or(0);
-            media::recording(&state, &stream, fileid, url, hls, end).await
+            let start = int_field(&o, "start_time").unwrap_or(0);
+            let file = media::RecordedFile {
+                fileid,
+                url,
+                hls,
+                start,
+                end,
+            };
+            media::recording(&state, &stream, file).await
         }
         200 => {
             let url = match (
@@ -229,7 +237,12 @@ async fn nginx_rtmp_inner(
                 Err(m) => return bad(m),
             };
             let url = file.url(&state.config.media.recordings_base_url);
-            media::recording(&state, stream, file.id(), &url, file.is_hls(), now_unix()).await
+            media::recording(
+                &state,
+                stream,
+                media::RecordedFile::ended_now(file.id(), &url, file.is_hls()),
+            )
+            .await
         }
         _ => Ok(Outcome::Ignored),
     };
@@ -288,7 +301,12 @@ async fn srs_inner(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
                 Err(m) => return bad(m),
             };
             let url = file.url(&state.config.media.recordings_base_url);
-            media::recording(&state, &stream, file.id(), &url, file.is_hls(), now_unix()).await
+            media::recording(
+                &state,
+                &stream,
+                media::RecordedFile::ended_now(file.id(), &url, file.is_hls()),
+            )
+            .await
         }
         _ => Ok(Outcome::Ignored),
     };

@@ -11,7 +11,7 @@ use super::*;
 use crate::cluster::{Cluster, Owner, Peer};
 use crate::model::{Counters, MemberInfo, PusherInfo, RoomInfo, RoomKey};
 use crate::store::NewRecording;
-use crate::supervisor::{FlushAll, SharedList};
+use crate::supervisor::{FlushAll, SharedList, TakeHandovers};
 use std::time::Duration;
 
 /// What rooms are allowed and how they behave.
@@ -74,7 +74,13 @@ pub struct Rooms {
     /// Rooms of this node whose frames go to their Redis channel: the stream id, and when a
     /// node last asked for it.
     publishers: Arc<DashMap<RoomKey, (u64, Arc<std::sync::atomic::AtomicU64>)>>,
+    /// Recorded files merged into another file's recording (one broadcast, two formats):
+    /// (vj, file id) → the recording's file id. A cache of the store's `recording_files`.
+    aliases: Arc<DashMap<(String, String), String>>,
 }
+
+/// Aliases remembered at most; past it the cache starts again (the store has them all).
+const MAX_ALIASES: usize = 100_000;
 
 fn next_subscriber_id() -> u64 {
     static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -135,6 +141,7 @@ impl Rooms {
             health,
             relays: None,
             publishers: Default::default(),
+            aliases: Default::default(),
         };
         if let Some(c) = rooms.cluster.clone() {
             rooms.spawn_lease(c.clone());
@@ -459,10 +466,11 @@ impl Rooms {
     /// lets its room publish it to the lists. Returns the stored record.
     pub async fn add_recording(&self, rec: NewRecording) -> Result<RoomRecord, RoomError> {
         let record = self.registry.store().put_recording(&rec).await?;
-        let key = RoomKey::Recording {
-            vj: rec.vj,
-            fileid: rec.fileid,
-        };
+        let entry = record.key.fileid();
+        if entry != rec.fileid {
+            self.remember_alias(&rec.vj, &rec.fileid, entry);
+        }
+        let key = record.key.clone();
         let info = record.info.clone();
         self.run(Call::SetInfo { key, info }).await?.done()?;
         Ok(record)
@@ -475,8 +483,45 @@ impl Rooms {
         self.run(Call::SetSnapshot { key, url }).await?.done()
     }
 
+    fn remember_alias(&self, vj: &str, fileid: &str, recording: &str) {
+        if self.aliases.len() >= MAX_ALIASES {
+            self.aliases.clear();
+        }
+        self.aliases
+            .insert((vj.to_string(), fileid.to_string()), recording.to_string());
+    }
+
+    /// Runs a call where its room lives. A recording is reached by any of its files' ids:
+    /// one merged into another's recording is sent there.
+    async fn run(&self, mut call: Call) -> Result<Reply, RoomError> {
+        let RoomKey::Recording { vj, fileid } = call.key().clone() else {
+            return self.run_keyed(call).await;
+        };
+        let cached = self
+            .aliases
+            .get(&(vj.clone(), fileid.clone()))
+            .map(|e| e.clone());
+        if let Some(recording) = cached {
+            call.set_fileid(recording);
+            return self.run_keyed(call).await;
+        }
+        match self.run_keyed(call.clone()).await {
+            Err(RoomError::NoRoom(k)) => {
+                match self.registry.store().recording_alias(&vj, &fileid).await? {
+                    Some(recording) => {
+                        self.remember_alias(&vj, &fileid, &recording);
+                        call.set_fileid(recording);
+                        self.run_keyed(call).await
+                    }
+                    None => Err(RoomError::NoRoom(k)),
+                }
+            }
+            r => r,
+        }
+    }
+
     /// Runs a call where its room lives: here, or (in a cluster) on the room's owner.
-    async fn run(&self, call: Call) -> Result<Reply, RoomError> {
+    async fn run_keyed(&self, call: Call) -> Result<Reply, RoomError> {
         let Some(cluster) = &self.cluster else {
             return self.here(call).await;
         };
@@ -692,29 +737,40 @@ impl Rooms {
             }
             Call::SetStatus { key, online } => {
                 self.existing(&key, SetStatus { online }).await??;
+                self.listed_now().await;
                 Reply::Done
             }
             Call::NewBroadcast { key, info } => {
                 self.registry
                     .ask_live_or_new(key.vj(), NewBroadcast { info })
                     .await??;
+                self.listed_now().await;
                 Reply::Done
             }
             Call::MediaStatus {
                 key,
                 online,
                 event_time,
-            } => Reply::Applied(
-                self.existing(&key, MediaStatus { online, event_time })
-                    .await?,
-            ),
+            } => {
+                let applied = self
+                    .existing(&key, MediaStatus { online, event_time })
+                    .await?;
+                if applied {
+                    self.listed_now().await;
+                }
+                Reply::Applied(applied)
+            }
             Call::SignOfLife { key } => {
                 self.existing(&key, SignOfLife).await?;
                 Reply::Done
             }
             Call::SetInfo { key, info } => match self.existing(&key, SetInfo { info }).await {
+                Ok(()) => {
+                    self.listed_now().await;
+                    Reply::Done
+                }
                 // Stored, so it can only have been missing before the write: nothing to tell.
-                Ok(()) | Err(RoomError::NoRoom(_)) => Reply::Done,
+                Err(RoomError::NoRoom(_)) => Reply::Done,
                 Err(e) => return Err(e),
             },
             Call::SetSnapshot { key, url } => {
@@ -723,6 +779,14 @@ impl Rooms {
             }
             Call::Relay { key } => return self.relay_here(key).await,
         })
+    }
+
+    /// The room just handed a listing change over: the supervisor takes it into the index
+    /// before the call is answered, so a FetchList sent right after shows it. (Counts stay
+    /// coalesced per tick.) In a cluster the other nodes' lists follow through the feed.
+    async fn listed_now(&self) {
+        // Fails only once the supervisor is gone (shutdown): the change is queued anyway.
+        let _ = self.supervisor.send(TakeHandovers).await;
     }
 
     /// Subscribes to a live room's realtime events: a snapshot first, then coalesced events,

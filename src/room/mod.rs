@@ -164,7 +164,12 @@ impl Room {
     fn changed(&mut self, ctx: &mut Context<Self>) {
         if !self.flush_scheduled {
             self.flush_scheduled = true;
-            ctx.run_later(self.env.cfg.index_tick, |act, _| act.flush());
+            ctx.run_later(self.env.cfg.index_tick, |act, _| {
+                // Already handed over by a listing change in between: nothing is due.
+                if act.flush_scheduled {
+                    act.flush()
+                }
+            });
         }
         if self.fanout.pending() && !self.fanout.scheduled {
             // Leading edge: the first change after a quiet spell goes out at once; later
@@ -173,6 +178,29 @@ impl Room {
             self.open_window(ctx);
         }
         self.maybe_idle(ctx);
+    }
+
+    /// A change the list must show before the answer (online/offline, a new broadcast, a
+    /// recording's URLs): handed over now, not at the end of the tick. The caller then has
+    /// the supervisor take it (`Rooms::listed_now`).
+    fn changed_listing(&mut self, ctx: &mut Context<Self>) {
+        self.changed(ctx);
+        self.flush();
+    }
+
+    /// A sign of life from a media server that sends them (nginx-rtmp `on_update`, SRS
+    /// `on_hls`, screenshots): from now on, this broadcast goes offline when they stop.
+    fn heard(&mut self) {
+        self.counters.seen_at = crate::model::now_unix();
+    }
+
+    /// A status change renews the deadline of a broadcast whose media server sends signs
+    /// of life; one whose media server never did (Tencent without screenshots, ChangeStatus
+    /// alone) keeps no deadline: it stays listed until it ends.
+    fn renew_heard(&mut self) {
+        if self.counters.seen_at > 0 {
+            self.heard();
+        }
     }
 
     fn open_window(&mut self, ctx: &mut Context<Self>) {
@@ -403,9 +431,9 @@ impl Handler<SetStatus> for Room {
         if !self.exists() {
             return Err(self.missing());
         }
-        self.counters.seen_at = crate::model::now_unix();
+        self.renew_heard();
         self.set_online(msg.online);
-        self.changed(ctx);
+        self.changed_listing(ctx);
         Ok(())
     }
 }
@@ -426,8 +454,8 @@ impl Handler<MediaStatus> for Room {
             return false;
         }
         self.set_online(msg.online);
-        self.counters.seen_at = crate::model::now_unix();
-        self.changed(ctx);
+        self.renew_heard();
+        self.changed_listing(ctx);
         true
     }
 }
@@ -441,13 +469,14 @@ struct SignOfLife;
 impl Handler<SignOfLife> for Room {
     type Result = ();
     fn handle(&mut self, _: SignOfLife, ctx: &mut Context<Self>) {
-        self.counters.seen_at = crate::model::now_unix();
+        self.heard();
         self.changed(ctx);
     }
 }
 
-/// Rule for streams that die without a stop event: an online live room with no sign of
-/// life (ChangeStatus, a media-server event) for `stale_after` seconds goes offline.
+/// Rule for streams that die without a stop event: an online live room whose media server
+/// sends signs of life, and sent none for `stale_after` seconds, goes offline. (One that
+/// never sent any, Tencent without screenshots, stays listed until its stop event.)
 #[derive(Message, Clone)]
 #[rtype(result = "bool")]
 struct CheckStale {
@@ -460,11 +489,12 @@ impl Handler<CheckStale> for Room {
         let now = crate::model::now_unix();
         if self.key.is_live()
             && self.counters.online
+            && self.counters.seen_at > 0
             && self.counters.seen_at + msg.stale_after <= now
         {
             tracing::info!(vj = self.key.vj(), "no sign of life: room goes offline");
             self.set_online(false);
-            self.changed(ctx);
+            self.changed_listing(ctx);
             return true;
         }
         false
@@ -527,7 +557,8 @@ impl Handler<NewBroadcast> for Room {
                     online: false,
                     likes: 0,
                     views: 0,
-                    seen_at: crate::model::now_unix(),
+                    // Unknown yet whether this broadcast's media server sends signs of life.
+                    seen_at: 0,
                 };
                 act.add_members(-(act.members.len() as i64));
                 act.members.clear();
@@ -535,7 +566,7 @@ impl Handler<NewBroadcast> for Room {
                 act.member_changes.clear();
                 act.fanout
                     .close_all(&fanout::closed_frame("a new broadcast replaced this one"));
-                act.changed(ctx);
+                act.changed_listing(ctx);
                 Ok(())
             }),
         ))
@@ -587,7 +618,7 @@ impl Handler<SetInfo> for Room {
     fn handle(&mut self, msg: SetInfo, ctx: &mut Context<Self>) {
         // Always re-announce: a freshly activated room has not been indexed yet.
         self.info = msg.info;
-        self.changed(ctx);
+        self.changed_listing(ctx);
     }
 }
 
@@ -602,7 +633,7 @@ impl Handler<SetSnapshot> for Room {
     type Result = ();
     fn handle(&mut self, msg: SetSnapshot, ctx: &mut Context<Self>) {
         self.info.snapshot_url = msg.url;
-        self.counters.seen_at = crate::model::now_unix();
+        self.heard();
         self.changed(ctx);
     }
 }

@@ -87,6 +87,28 @@ impl Call {
 }
 
 impl Call {
+    /// Points a recording's call at another file id (the recording it was merged into).
+    pub fn set_fileid(&mut self, to: String) {
+        let key = match self {
+            Call::Enter { key, .. }
+            | Call::Quit { key, .. }
+            | Call::Like { key, .. }
+            | Call::State { key }
+            | Call::Info { key }
+            | Call::Members { key, .. }
+            | Call::SetStatus { key, .. }
+            | Call::NewBroadcast { key, .. }
+            | Call::MediaStatus { key, .. }
+            | Call::SignOfLife { key }
+            | Call::SetInfo { key, .. }
+            | Call::SetSnapshot { key, .. }
+            | Call::Relay { key } => key,
+        };
+        if let RoomKey::Recording { fileid, .. } = key {
+            *fileid = to;
+        }
+    }
+
     /// A call the owner answers from memory, at once: it may share a request with others
     /// (see `cluster::peer`). The others wait for the database, or are rare.
     pub fn quick(&self) -> bool {

@@ -47,6 +47,9 @@ pub struct NewRecording {
     /// Likes and viewers copied from the broadcast.
     pub likes: u64,
     pub views: u64,
+    /// When the recorded file starts (Unix seconds; 0: unknown). `info.timestamp` is when
+    /// it ends. Files of one broadcast in other formats merge by this overlap.
+    pub start_time: i64,
 }
 
 #[async_trait]
@@ -92,6 +95,8 @@ pub trait Store: Send + Sync + 'static {
     async fn room_by_stream(&self, stream: &str) -> StoreResult<Option<String>>;
     /// Creates a recording, or merges another format's URL into it. Returns the stored record.
     async fn put_recording(&self, rec: &NewRecording) -> StoreResult<RoomRecord>;
+    /// The recording a file id was merged into (another format of the same broadcast).
+    async fn recording_alias(&self, vj: &str, fileid: &str) -> StoreResult<Option<String>>;
     async fn set_snapshot_url(&self, key: &RoomKey, url: &str) -> StoreResult<()>;
 }
 

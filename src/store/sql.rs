@@ -41,6 +41,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "fence",
         include_str!("../../migrations/sqlite/0004_fence.sql"),
     ),
+    (
+        5,
+        "app parity",
+        include_str!("../../migrations/sqlite/0005_app_parity.sql"),
+    ),
 ];
 const MYSQL_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -62,6 +67,11 @@ const MYSQL_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "fence",
         include_str!("../../migrations/mysql/0004_fence.sql"),
+    ),
+    (
+        5,
+        "app parity",
+        include_str!("../../migrations/mysql/0005_app_parity.sql"),
     ),
 ];
 
@@ -395,6 +405,76 @@ impl SqlStore {
             Ok(r) => r,
             Err(_) => Err(StoreError::Db(sqlx::Error::PoolTimedOut)),
         }
+    }
+
+    /// The recording a recorded file belongs to: the one it was merged into before, its
+    /// own, or (Tencent sends one event per format, each with its own file id) the entry of
+    /// the same broadcast that lacks this format: same VJ and stream, the most overlapping
+    /// time. A file merged into another is remembered, so its id reaches that entry.
+    async fn recording_of_file(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        rec: &NewRecording,
+    ) -> Result<String, StoreError> {
+        let alias =
+            sqlx::query("SELECT recording FROM recording_files WHERE vj = ? AND fileid = ?")
+                .bind(&rec.vj)
+                .bind(&rec.fileid)
+                .fetch_optional(&mut **tx)
+                .await?;
+        if let Some(row) = alias {
+            return Ok(row.try_get("recording")?);
+        }
+        let own = sqlx::query("SELECT 1 AS one FROM recordings WHERE vj = ? AND fileid = ?")
+            .bind(&rec.vj)
+            .bind(&rec.fileid)
+            .fetch_optional(&mut **tx)
+            .await?;
+        let end = rec.info.timestamp;
+        if own.is_some() || rec.start_time <= 0 || end <= rec.start_time {
+            return Ok(rec.fileid.clone());
+        }
+        let missing = if rec.info.playurl.is_empty() {
+            "hls_play_url"
+        } else {
+            "playurl"
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT fileid, start_time, timestamp FROM recordings \
+             WHERE vj = ? AND stream = ? AND {missing} = '' AND start_time > 0 \
+             AND start_time < ? AND timestamp > ?"
+        ))
+        .bind(&rec.vj)
+        .bind(&rec.info.stream)
+        .bind(end)
+        .bind(rec.start_time)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut best: Option<(i64, i64, String)> = None;
+        for r in rows {
+            let (start, stop): (i64, i64) = (r.try_get("start_time")?, r.try_get("timestamp")?);
+            let overlap = stop.min(end) - start.max(rec.start_time);
+            let candidate = (overlap, stop, r.try_get::<String, _>("fileid")?);
+            if best
+                .as_ref()
+                .is_none_or(|b| (candidate.0, candidate.1) > (b.0, b.1))
+            {
+                best = Some(candidate);
+            }
+        }
+        let Some((_, _, target)) = best else {
+            return Ok(rec.fileid.clone());
+        };
+        let (ins, tail) = self.insert_ignore();
+        sqlx::query(&format!(
+            "{ins} INTO recording_files (vj, fileid, recording) VALUES (?, ?, ?){tail}"
+        ))
+        .bind(&rec.vj)
+        .bind(&rec.fileid)
+        .bind(&target)
+        .execute(&mut **tx)
+        .await?;
+        Ok(target)
     }
 
     fn upsert(
@@ -995,50 +1075,70 @@ impl Store for SqlStore {
     }
 
     async fn put_recording(&self, rec: &NewRecording) -> StoreResult<RoomRecord> {
+        let fileid = self
+            .timed(async {
+                let mut tx = self.begin_write().await?;
+                let target = self.recording_of_file(&mut tx, rec).await?;
+                let mut cols = vec!["vj", "fileid"];
+                cols.extend(INFO_INSERT_COLS);
+                cols.push("start_time");
+                // A retried or second-format delivery only fills in a URL that was empty.
+                let update = ["playurl", "hls_play_url"]
+                    .iter()
+                    .map(|c| {
+                        let new = self.new_col(c);
+                        match self.dialect {
+                            Dialect::Sqlite => format!(
+                                "{c}=CASE WHEN {new} <> '' THEN {new} ELSE recordings.{c} END"
+                            ),
+                            Dialect::Mysql => format!("{c}=IF({new} <> '', {new}, {c})"),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = self.upsert("recordings", &cols, &["vj", "fileid"], 1, &update);
+                let q = sqlx::query(&sql).bind(&rec.vj).bind(&target);
+                bind_info(q, &rec.info)
+                    .bind(rec.start_time)
+                    .execute(&mut *tx)
+                    .await?;
+                let (ins, tail) = self.insert_ignore();
+                sqlx::query(&format!(
+                    "{ins} INTO room_state (vj, fileid, epoch, online, likes, views, seen_at) \
+                     VALUES (?, ?, 0, 0, ?, ?, 0){tail}"
+                ))
+                .bind(&rec.vj)
+                .bind(&target)
+                .bind(rec.likes.min(i64::MAX as u64) as i64)
+                .bind(rec.views.min(i64::MAX as u64) as i64)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(target)
+            })
+            .await?;
         let key = RoomKey::Recording {
             vj: rec.vj.clone(),
-            fileid: rec.fileid.clone(),
+            fileid,
         };
-        self.timed(async {
-            let mut tx = self.begin_write().await?;
-            let mut cols = vec!["vj", "fileid"];
-            cols.extend(INFO_INSERT_COLS);
-            // A retried or second-format delivery only fills in a URL that was empty.
-            let update = ["playurl", "hls_play_url"]
-                .iter()
-                .map(|c| {
-                    let new = self.new_col(c);
-                    match self.dialect {
-                        Dialect::Sqlite => {
-                            format!("{c}=CASE WHEN {new} <> '' THEN {new} ELSE recordings.{c} END")
-                        }
-                        Dialect::Mysql => format!("{c}=IF({new} <> '', {new}, {c})"),
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = self.upsert("recordings", &cols, &["vj", "fileid"], 1, &update);
-            let q = sqlx::query(&sql).bind(&rec.vj).bind(&rec.fileid);
-            bind_info(q, &rec.info).execute(&mut *tx).await?;
-            let (ins, tail) = self.insert_ignore();
-            sqlx::query(&format!(
-                "{ins} INTO room_state (vj, fileid, epoch, online, likes, views, seen_at) \
-                 VALUES (?, ?, 0, 0, ?, ?, ?){tail}"
-            ))
-            .bind(&rec.vj)
-            .bind(&rec.fileid)
-            .bind(rec.likes.min(i64::MAX as u64) as i64)
-            .bind(rec.views.min(i64::MAX as u64) as i64)
-            .bind(crate::model::now_unix())
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(())
-        })
-        .await?;
         self.load_room(&key, false)
             .await?
             .ok_or(StoreError::Db(sqlx::Error::RowNotFound))
+    }
+
+    async fn recording_alias(&self, vj: &str, fileid: &str) -> StoreResult<Option<String>> {
+        self.timed(async {
+            let row =
+                sqlx::query("SELECT recording FROM recording_files WHERE vj = ? AND fileid = ?")
+                    .bind(vj)
+                    .bind(fileid)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            Ok(row
+                .map(|r| r.try_get::<String, _>("recording"))
+                .transpose()?)
+        })
+        .await
     }
 
     async fn set_snapshot_url(&self, key: &RoomKey, url: &str) -> StoreResult<()> {

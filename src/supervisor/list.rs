@@ -231,11 +231,12 @@ impl ListIndex {
         self.live_keys.contains_key(vj)
     }
 
-    /// Listed live rooms whose last sign of life is older than `before`.
+    /// Listed live rooms whose media server sent signs of life, the last one before
+    /// `before`. (0: it never sent one; such a broadcast stays until its stop event.)
     pub fn stale_live(&self, before: i64, limit: usize) -> Vec<String> {
         self.live_keys
             .iter()
-            .filter(|(_, (_, seen))| *seen < before)
+            .filter(|(_, (_, seen))| *seen > 0 && *seen < before)
             .map(|(vj, _)| vj.to_string())
             .take(limit)
             .collect()

@@ -482,6 +482,19 @@ impl Supervisor {
     }
 }
 
+/// Takes the hand-overs queued so far into the index now: a room's listing change (online,
+/// offline, a new broadcast) is on the list before its request is answered.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TakeHandovers;
+
+impl Handler<TakeHandovers> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, _: TakeHandovers, _: &mut Context<Self>) {
+        self.take_handovers();
+    }
+}
+
 /// Writes every pending change now; answers true when all is in the database, false when
 /// the deadline passed first.
 #[derive(Message)]

@@ -849,3 +849,37 @@ impl Drop for Proxy {
         self.accept.abort();
     }
 }
+
+/// The real apps' play-URL rules, as their sources apply them before playing.
+pub mod apps {
+    use serde_json::Value;
+
+    fn http(u: &str) -> bool {
+        u.starts_with("http://") || u.starts_with("https://")
+    }
+
+    /// A live room (type 0): every app plays `playurl`, `rtmp://` or http(s) with `.flv`
+    /// (the iOS app first turns `http:` into `https:`).
+    pub fn live_playable(item: &Value) -> bool {
+        let u = item["playurl"].as_str().unwrap_or("");
+        u.starts_with("rtmp://") || (http(u) && u.contains(".flv"))
+    }
+
+    /// A recording (type 1), by all three apps' rules: the Android 3.7 and iOS apps play
+    /// `hls_play_url` if it is http(s) with `.flv`, `.m3u8` or `.mp4`; the 2017 Android app
+    /// plays `playurl`, `rtmp://` or http(s) with `.flv`. Returns the apps that refuse it.
+    pub fn recording_refused_by(item: &Value) -> Vec<&'static str> {
+        let hls = item["hls_play_url"].as_str().unwrap_or("");
+        let play = item["playurl"].as_str().unwrap_or("");
+        let vod = http(hls) && [".flv", ".m3u8", ".mp4"].iter().any(|e| hls.contains(e));
+        let old = play.starts_with("rtmp://") || (http(play) && play.contains(".flv"));
+        let mut refused = Vec::new();
+        if !vod {
+            refused.extend(["android 3.7", "ios"]);
+        }
+        if !old {
+            refused.push("android 2017");
+        }
+        refused
+    }
+}
