@@ -77,6 +77,7 @@ impl Application {
         // One SQL store serves both traits: rooms and accounts share the database.
         let sql = Arc::new(crate::store::SqlStore::connect(&config.database).await?);
         let store: Arc<dyn Store> = sql.clone();
+        let content: Arc<dyn crate::store::ContentStore> = sql.clone();
         let accounts = Arc::new(crate::accounts::Accounts::new(&config, sql)?);
         if config.database.migrate_on_start {
             store.migrate().await?;
@@ -187,6 +188,7 @@ impl Application {
                 crate::protocol::request::Action::all().map(|a| a.name()),
             )),
             accounts,
+            content,
             clients,
             media_hooks,
         });

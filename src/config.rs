@@ -59,6 +59,32 @@ pub struct Config {
     pub ws: WsConfig,
     pub admin: AdminConfig,
     pub cluster: ClusterConfig,
+    pub vod: VodConfig,
+}
+
+/// Tencent VOD client uploads (GetVodSignatureV2): the app uploads a short video straight
+/// to VOD with a signature this server makes from the cloud API key pair.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VodConfig {
+    pub secret_id: String,
+    pub secret_key: Secret,
+    /// The VOD task flow run on each upload (the original's `XIAOZHIBO-DEFAULT`); empty
+    /// names none.
+    pub procedure: String,
+    /// Seconds a signature stays valid (at most 90 days, as VOD allows).
+    pub validity_secs: u64,
+}
+
+impl Default for VodConfig {
+    fn default() -> Self {
+        VodConfig {
+            secret_id: String::new(),
+            secret_key: Secret::default(),
+            procedure: String::new(),
+            validity_secs: 86_400,
+        }
+    }
 }
 
 /// Several nodes on one Redis and one MySQL/MariaDB database (`redis_url` or `sentinels`
@@ -227,8 +253,19 @@ pub struct LiveConfig {
     pub bizid: String,
     /// Push hotlink-protection key (txSecret).
     pub push_key: Secret,
-    /// Callback signature key.
+    /// Callback signature key; also signs calls to Tencent's live API (`api_url`).
     pub api_key: Secret,
+    /// Playback hotlink-protection key: signs co-hosts' play URLs
+    /// (RequestPlayUrlWithSignForLinkMic). Never the push key: a play signature made with
+    /// it would be a valid push signature for that stream.
+    pub play_key: Secret,
+    /// The Tencent live APPID (not the IM sdkappid), for stream mixing and channel status.
+    pub appid: String,
+    /// Tencent's live API (`common_access`): stream mixing (MergeVideoStream) and cutting
+    /// a banned VJ's stream. Calls need `appid` and `api_key`.
+    pub api_url: String,
+    /// Bound on one call to `api_url`, in milliseconds.
+    pub api_timeout_ms: u64,
     /// `{bizid}` is replaced by the bizid.
     pub push_host: String,
     pub play_host: String,
@@ -370,6 +407,10 @@ pub struct LimitsConfig {
     /// Addresses (or CIDRs) bounded only by `max_connections`, not per address: by default
     /// the loopback addresses a local reverse proxy connects from.
     pub per_addr_exempt: Vec<String>,
+    /// Short videos one user may keep (UploadUGCVideo beyond it answers 602).
+    pub max_videos_per_user: u64,
+    /// VJs one user may report (ReportUser of another VJ beyond it answers 602).
+    pub max_reports_per_user: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -473,6 +514,9 @@ pub struct MediaConfig {
     /// Client addresses (or CIDRs) allowed to call the nginx-rtmp and SRS hooks (they cannot
     /// sign).
     pub trusted_addrs: Vec<String>,
+    /// nginx-rtmp's control module (`rtmp_control`), e.g. `http://127.0.0.1:8081/control`:
+    /// a banned or stopped VJ's stream is cut there. Empty: streams end on their own.
+    pub nginx_control_url: String,
 }
 
 impl Default for ServerConfig {
@@ -509,6 +553,10 @@ impl Default for LiveConfig {
             bizid: String::new(),
             push_key: Secret::default(),
             api_key: Secret::default(),
+            play_key: Secret::default(),
+            appid: String::new(),
+            api_url: "http://fcgi.video.qcloud.com/common_access".into(),
+            api_timeout_ms: 5000,
             push_host: "{bizid}.livepush.myqcloud.com".into(),
             play_host: "{bizid}.liveplay.myqcloud.com".into(),
             http_play_base: "http://{bizid}.liveplay.myqcloud.com".into(),
@@ -568,6 +616,8 @@ impl Default for LimitsConfig {
             max_connections: 60_000,
             max_connections_per_addr: 512,
             per_addr_exempt: vec!["127.0.0.1".into(), "::1".into()],
+            max_videos_per_user: 1000,
+            max_reports_per_user: 200,
         }
     }
 }
@@ -597,6 +647,7 @@ impl Default for MediaConfig {
         MediaConfig {
             recordings_base_url: "http://127.0.0.1:8081/recordings".into(),
             trusted_addrs: vec!["127.0.0.1".into(), "::1".into()],
+            nginx_control_url: String::new(),
         }
     }
 }
@@ -725,6 +776,23 @@ impl Config {
             return bad("database.max_connections must be positive");
         }
         check_push_params(&self.live.push_params).map_err(ConfigError::Invalid)?;
+        if !(1..=7_776_000).contains(&self.vod.validity_secs) {
+            return bad("vod.validity_secs must be between 1 and 7776000 (90 days)");
+        }
+        if !(100..=60_000).contains(&self.live.api_timeout_ms) {
+            return bad("live.api_timeout_ms must be between 100 and 60000");
+        }
+        for (name, url) in [
+            ("live.api_url", &self.live.api_url),
+            ("media.nginx_control_url", &self.media.nginx_control_url),
+        ] {
+            // No TLS client is built in: Tencent's API and nginx's control are plain HTTP.
+            if !(url.is_empty() || url.starts_with("http://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be an http:// URL"
+                )));
+            }
+        }
         let a = &self.auth;
         if a.token_ttl_secs == 0 || a.refresh_ttl_secs == 0 {
             return bad("auth.token_ttl_secs and auth.refresh_ttl_secs must be positive");

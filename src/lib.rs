@@ -38,6 +38,7 @@ pub mod sign;
 pub mod state;
 pub mod store;
 pub mod supervisor;
+pub mod upstream;
 pub mod urls;
 
 pub use app::Application;

@@ -41,6 +41,10 @@ pub async fn stream_status(
     let Some(vj) = owner(state, stream).await? else {
         return Ok(Outcome::UnknownStream);
     };
+    if online && state.content.is_banned(&vj).await? {
+        tracing::warn!(vj, stream, "a banned VJ's stream started: not listed");
+        return Ok(Outcome::Ignored);
+    }
     let Some(applied) = known(state.rooms.media_status(&vj, online, event_time).await)? else {
         return Ok(Outcome::UnknownStream);
     };
@@ -154,15 +158,26 @@ pub async fn verify_push(
     if key.is_empty() {
         return Err("push signing is not configured".into());
     }
-    match state.rooms.owner_of_stream(stream).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return Err(format!("unknown stream '{stream}'")),
-        Err(e) => {
-            // Refused here, so logged and counted here.
-            state.metrics.db_error();
-            tracing::warn!(stream, error = %e, "push check: storage failed");
-            return Err("storage unavailable: storage operation failed, please retry".into());
-        }
+    let storage = |e: &dyn std::fmt::Display| {
+        // Refused here, so logged and counted here.
+        state.metrics.db_error();
+        tracing::warn!(stream, error = %e, "push check: storage failed");
+        "storage unavailable: storage operation failed, please retry".to_string()
+    };
+    // A broadcast's stream, or a co-host's (RequestLVBAddrForLinkMic).
+    let vj = match state.rooms.owner_of_stream(stream).await {
+        Ok(Some(vj)) => vj,
+        Ok(None) => match state.content.linkmic_owner(stream).await {
+            Ok(Some((userid, _))) => userid,
+            Ok(None) => return Err(format!("unknown stream '{stream}'")),
+            Err(e) => return Err(storage(&e)),
+        },
+        Err(e) => return Err(storage(&e)),
+    };
+    match state.content.is_banned(&vj).await {
+        Ok(false) => {}
+        Ok(true) => return Err(format!("userid '{vj}' is banned from broadcasting")),
+        Err(e) => return Err(storage(&e)),
     }
     let now = now_unix().max(0) as u64;
     sign::push::verify(key.expose(), stream, tx_secret, tx_time, now).map_err(|e| match e {

@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::metrics::{Health, Metrics};
 use crate::net::{Cidrs, ClientAddr};
 use crate::room::Rooms;
-use crate::store::Store;
+use crate::store::{ContentStore, Store};
 use crate::supervisor::SharedList;
 use std::sync::Arc;
 
@@ -21,6 +21,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Register, Login, Refresh and token checks, over the account tables of the same database.
     pub accounts: Arc<Accounts>,
+    /// Short videos, reports and bans, over the same database.
+    pub content: Arc<dyn ContentStore>,
     /// Who a request comes from (trusted reverse proxies name the client).
     pub clients: ClientAddr,
     /// Who may call the nginx-rtmp and SRS hooks (`media.trusted_addrs`).

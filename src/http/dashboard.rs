@@ -1,10 +1,14 @@
-//! `GET /dashboard`: a read-only page for operators showing live rooms and recent
+//! `GET /dashboard`: a page for operators showing live rooms and recent
 //! recordings, and `GET /ws/dashboard`, its feed: a JSON snapshot of the first rooms of both
 //! lists, sent when it changed (looked at every `admin.dashboard_interval_ms`).
 //!
 //! With `auth.mode = "required"` both need `admin.token` (`?token=` or `Authorization:
 //! Bearer`); an unset token then disables the dashboard. With `auth.mode = "off"` they are
 //! open: the lists are public through FetchList anyway.
+//!
+//! Its operator actions (`GET /dashboard/moderation`, `POST /dashboard/stop` and
+//! `/dashboard/ban`: end a broadcast, ban or unban a VJ, see reports) need the admin token
+//! in every mode, as StopLVB and ForbidLive do.
 
 use crate::config::AuthMode;
 use crate::protocol::request::ListFlag;
@@ -29,8 +33,6 @@ const PAGE: &str = include_str!("dashboard.html");
 const MAX_ROOMS: usize = 100;
 /// Shortest interval between looks at the lists.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
-/// Longest token looked at; longer ones are refused without comparing.
-const MAX_TOKEN_LEN: usize = 512;
 
 /// Dashboard feeds open, per app (keyed by its `Health`, which each feed keeps alive), so
 /// that several apps in one process (the tests) do not share the bound.
@@ -107,13 +109,7 @@ fn check_access(state: &AppState, req: &HttpRequest) -> Result<(), Refusal> {
             "the dashboard needs the admin token: /dashboard?token=... or Authorization: Bearer",
         ));
     };
-    // Hashing first makes the comparison independent of both lengths too.
-    let ok = given.len() <= MAX_TOKEN_LEN
-        && crate::sign::ct_eq(
-            &Sha256::digest(given.as_bytes()),
-            &Sha256::digest(expected.expose().as_bytes()),
-        );
-    if ok {
+    if crate::sign::token_eq(&given, expected.expose()) {
         Ok(())
     } else {
         Err(Refusal(
@@ -364,5 +360,111 @@ fn reason(code: CloseCode, description: &str) -> CloseReason {
     CloseReason {
         code,
         description: Some(description.to_string()),
+    }
+}
+
+/// An operator action or read: the admin token in every auth mode (with `auth.mode =
+/// "off"` the page itself is open, its buttons are not).
+fn check_operator(state: &AppState, req: &HttpRequest) -> Result<(), Refusal> {
+    let expected = &state.config.admin.token;
+    if expected.is_empty() {
+        return Err(Refusal(
+            StatusCode::FORBIDDEN,
+            "operator actions are disabled: set admin.token (MINILVB_ADMIN__TOKEN)",
+        ));
+    }
+    match bearer(req) {
+        None => Err(Refusal(
+            StatusCode::UNAUTHORIZED,
+            "operator actions need the admin token (Authorization: Bearer)",
+        )),
+        Some(t) if crate::sign::token_eq(&t, expected.expose()) => Ok(()),
+        Some(_) => Err(Refusal(
+            StatusCode::FORBIDDEN,
+            "the admin token is not valid",
+        )),
+    }
+}
+
+/// Reports and bans shown at most.
+const MODERATION_ROWS: usize = 100;
+
+/// `GET /dashboard/moderation`: the most reported VJs and the banned ones.
+pub async fn moderation(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    if let Err(r) = check_operator(&state, &req) {
+        return refuse_json(r.0, Code::Verification, r.1);
+    }
+    let read = async {
+        let reports = state.content.reported(MODERATION_ROWS).await?;
+        let bans = state.content.bans(MODERATION_ROWS).await?;
+        Ok::<_, crate::store::StoreError>((reports, bans))
+    };
+    match read.await {
+        Ok((reports, bans)) => {
+            let reports: Vec<Value> = reports
+                .iter()
+                .map(|r| {
+                    json!({"userid": r.vj, "reporters": r.reporters, "reports": r.times,
+                        "last": r.last_at})
+                })
+                .collect();
+            let bans: Vec<Value> = bans
+                .iter()
+                .map(|(u, at)| json!({"userid": u, "since": at}))
+                .collect();
+            envelope::ok_raw(&json!({"reports": reports, "bans": bans}).to_string())
+        }
+        Err(e) => {
+            let e = ApiError::from(e);
+            crate::http::report(&state, "dashboard moderation", &e);
+            envelope::error(&e)
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct OperatorAction {
+    userid: String,
+    /// For `ban`: true bans, false lifts the ban.
+    #[serde(default)]
+    forbid: Option<bool>,
+}
+
+/// `POST /dashboard/{stop|ban}` with `{"userid": .., "forbid": bool}`: the operator's end
+/// of a broadcast and ban, the same as StopLVB and ForbidLive.
+pub async fn act(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    if let Err(r) = check_operator(&state, &req) {
+        return refuse_json(r.0, Code::Verification, r.1);
+    }
+    let bad = |m: &str| envelope::error_response(StatusCode::BAD_REQUEST, &ApiError::param(m));
+    let Ok(a) = serde_json::from_slice::<OperatorAction>(&body) else {
+        return bad("body must be a JSON object with a string 'userid'");
+    };
+    if a.userid.is_empty() || a.userid.len() > state.config.limits.max_userid_len {
+        return bad("field 'userid' must be 1 to limits.max_userid_len bytes");
+    }
+    use crate::actions::moderation;
+    let (name, result) = match (path.as_str(), a.forbid) {
+        ("stop", _) => ("StopLVB", moderation::stop_vj(&state, &a.userid).await),
+        ("ban", Some(forbid)) => (
+            "ForbidLive",
+            moderation::set_ban(&state, &a.userid, forbid).await,
+        ),
+        ("ban", None) => return bad("missing required field 'forbid' (true or false)"),
+        _ => return bad("unknown operator action: use stop or ban"),
+    };
+    match result.and_then(|o| {
+        serde_json::to_string(&o).map_err(|e| ApiError::internal("encoding failed", &e))
+    }) {
+        Ok(data) => envelope::ok_raw(&data),
+        Err(e) => {
+            crate::http::report(&state, name, &e);
+            envelope::error(&e)
+        }
     }
 }

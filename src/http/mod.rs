@@ -67,6 +67,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws/room/{liveuserid}", web::get().to(ws::room_ws));
     cfg.route("/dashboard", web::get().to(dashboard::page));
     cfg.route("/ws/dashboard", web::get().to(dashboard::feed));
+    cfg.route(
+        "/dashboard/moderation",
+        web::get().to(dashboard::moderation),
+    );
+    cfg.service(
+        web::resource("/dashboard/{action}")
+            .app_data(web::PayloadConfig::new(1024))
+            .route(web::post().to(dashboard::act)),
+    );
     cfg.route("/metrics", web::get().to(metrics::metrics));
     cfg.route(
         crate::cluster::peer::PATH,

@@ -94,6 +94,24 @@ impl fmt::Display for ApiError {
     }
 }
 
+/// A media service this server calls failed: the client may retry; nothing secret is in
+/// the message.
+impl From<crate::upstream::UpstreamError> for ApiError {
+    fn from(e: crate::upstream::UpstreamError) -> Self {
+        use crate::upstream::UpstreamError as U;
+        match e {
+            U::NotConfigured(_) => ApiError::not_configured(e.to_string()),
+            _ => ApiError {
+                internal: Some(Internal {
+                    storage: false,
+                    detail: e.to_string(),
+                }),
+                ..ApiError::new(Code::Storage, format!("{e}; retry"))
+            },
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         ApiError {

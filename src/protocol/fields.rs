@@ -119,6 +119,21 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A required JSON object, as its JSON text: given as an object, or as a string that
+    /// holds one (clients send either).
+    pub fn object_text(&self, name: &str) -> Result<String, ApiError> {
+        let bad = || ApiError::param(format!("field '{name}' must be a JSON object"));
+        let text = match self.get(name) {
+            None => return Err(ApiError::param(format!("missing required field '{name}'"))),
+            Some(v) if v.starts_with('{') => v.to_string(),
+            Some(v) => decode_str(v).ok_or_else(bad)?.into_owned(),
+        };
+        match serde_json::from_str::<&RawValue>(&text) {
+            Ok(raw) if raw.get().starts_with('{') => Ok(raw.get().to_string()),
+            _ => Err(bad()),
+        }
+    }
+
     pub fn opt_object(&self, name: &str) -> Result<Option<Fields<'a>>, ApiError> {
         match self.get(name) {
             None => Ok(None),

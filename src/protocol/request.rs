@@ -15,6 +15,22 @@ pub enum Target {
     Recording { fileid: String },
 }
 
+/// What FetchList pages: one of the room lists, or the short videos (flag 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    Rooms(ListFlag),
+    Videos,
+}
+
+/// Whose description GetUserInfo returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InfoOf {
+    Live,
+    Recording(String),
+    /// A short video by file id, or the user's newest.
+    Video(Option<String>),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
     pub pageno: usize,
@@ -55,7 +71,7 @@ pub enum Request {
         recording: Option<String>,
     },
     FetchList {
-        flag: ListFlag,
+        list: Listing,
         page: Page,
     },
     #[strum_discriminants(strum(serialize = "GetCOSSign"))]
@@ -79,7 +95,7 @@ pub enum Request {
     },
     GetUserInfo {
         userid: String,
-        recording: Option<String>,
+        of: InfoOf,
     },
     Register {
         userid: String,
@@ -92,6 +108,46 @@ pub enum Request {
     Refresh {
         userid: String,
         refresh_token: Secret,
+    },
+    /// A co-host's (link-mic) own stream: a push URL and its RTMP play URL.
+    #[strum_discriminants(strum(serialize = "RequestLVBAddrForLinkMic"))]
+    RequestLvbAddrForLinkMic {
+        userid: String,
+        title: String,
+        userinfo: UserInfo,
+    },
+    /// A signed play URL of a live stream, for a co-host to pull at low latency.
+    RequestPlayUrlWithSignForLinkMic {
+        userid: String,
+        origin_stream_url: String,
+    },
+    GetVodSignatureV2,
+    #[strum_discriminants(strum(serialize = "UploadUGCVideo"))]
+    UploadUgcVideo {
+        userid: String,
+        file_id: String,
+        title: String,
+        play_url: String,
+        userinfo: UserInfo,
+    },
+    ReportUser {
+        userid: String,
+        hostuserid: String,
+    },
+    /// Stream mixing for link-mic: `mergeparams` (JSON text) goes to Tencent's mix API.
+    MergeVideoStream {
+        userid: String,
+        mergeparams: String,
+    },
+    /// Moderation (the admin token): end a VJ's broadcast.
+    #[strum_discriminants(strum(serialize = "StopLVB"))]
+    StopLvb {
+        userid: String,
+    },
+    /// Moderation (the admin token): ban (and cut) or unban a VJ.
+    ForbidLive {
+        userid: String,
+        forbid: bool,
     },
 }
 
@@ -124,8 +180,16 @@ impl Request {
             Request::RequestLvbAddr { userid, .. }
             | Request::ChangeStatus { userid, .. }
             | Request::EnterGroup { userid, .. }
-            | Request::QuitGroup { userid, .. } => Guard::Owner(userid),
-            Request::ChangeCount { .. } | Request::GetCosSign => Guard::AnyUser,
+            | Request::QuitGroup { userid, .. }
+            | Request::RequestLvbAddrForLinkMic { userid, .. }
+            | Request::RequestPlayUrlWithSignForLinkMic { userid, .. }
+            | Request::UploadUgcVideo { userid, .. }
+            | Request::ReportUser { userid, .. }
+            | Request::MergeVideoStream { userid, .. } => Guard::Owner(userid),
+            Request::ChangeCount { .. } | Request::GetCosSign | Request::GetVodSignatureV2 => {
+                Guard::AnyUser
+            }
+            Request::StopLvb { .. } | Request::ForbidLive { .. } => Guard::Admin,
             Request::FetchList { .. }
             | Request::FetchGroupMemberList { .. }
             | Request::GetUserInfo { .. }
@@ -205,13 +269,14 @@ impl Request {
                 }
             }
             Action::FetchList => {
-                let flag = match f.choice("flag", &[1, 2, 3])? {
-                    1 => ListFlag::Live,
-                    2 => ListFlag::Recordings,
-                    _ => ListFlag::Both,
+                let list = match f.choice("flag", &[1, 2, 3, 5])? {
+                    1 => Listing::Rooms(ListFlag::Live),
+                    2 => Listing::Rooms(ListFlag::Recordings),
+                    3 => Listing::Rooms(ListFlag::Both),
+                    _ => Listing::Videos,
                 };
                 Request::FetchList {
-                    flag,
+                    list,
                     page: parse_page(f)?,
                 }
             }
@@ -237,13 +302,12 @@ impl Request {
             },
             Action::GetUserInfo => {
                 let userid = f.string("userid", uid)?;
-                let kind = f.opt_choice("type", &[0, 1])?.unwrap_or(0);
-                let recording = if kind == 1 {
-                    Some(f.string("fileid", uid)?)
-                } else {
-                    None
+                let of = match f.opt_choice("type", &[0, 1, 2])?.unwrap_or(0) {
+                    0 => InfoOf::Live,
+                    1 => InfoOf::Recording(f.string("fileid", uid)?),
+                    _ => InfoOf::Video(f.opt_string("fileid", uid)?.filter(|s| !s.is_empty())),
                 };
-                Request::GetUserInfo { userid, recording }
+                Request::GetUserInfo { userid, of }
             }
             Action::Register => Request::Register {
                 userid: f.string("userid", uid)?,
@@ -256,6 +320,38 @@ impl Request {
             Action::Refresh => Request::Refresh {
                 userid: f.string("userid", uid)?,
                 refresh_token: secret("refresh_token")?,
+            },
+            Action::RequestLvbAddrForLinkMic => Request::RequestLvbAddrForLinkMic {
+                userid: f.string("userid", uid)?,
+                title: f.opt_string("title", l.max_title_len)?.unwrap_or_default(),
+                userinfo: parse_userinfo(f, l)?,
+            },
+            Action::RequestPlayUrlWithSignForLinkMic => Request::RequestPlayUrlWithSignForLinkMic {
+                userid: f.string("userid", uid)?,
+                origin_stream_url: f.string("originStreamUrl", l.max_url_len)?,
+            },
+            Action::GetVodSignatureV2 => Request::GetVodSignatureV2,
+            Action::UploadUgcVideo => Request::UploadUgcVideo {
+                userid: f.string("userid", uid)?,
+                file_id: f.string("file_id", uid)?,
+                title: f.opt_string("title", l.max_title_len)?.unwrap_or_default(),
+                play_url: parse_play_url(f, l)?,
+                userinfo: parse_userinfo(f, l)?,
+            },
+            Action::ReportUser => Request::ReportUser {
+                userid: f.string("userid", uid)?,
+                hostuserid: f.string("hostuserid", uid)?,
+            },
+            Action::MergeVideoStream => Request::MergeVideoStream {
+                userid: f.string("userid", uid)?,
+                mergeparams: f.object_text("mergeparams")?,
+            },
+            Action::StopLvb => Request::StopLvb {
+                userid: f.string("userid", uid)?,
+            },
+            Action::ForbidLive => Request::ForbidLive {
+                userid: f.string("userid", uid)?,
+                forbid: f.choice("forbidflag", &[0, 1])? == 1,
             },
         })
     }
@@ -276,6 +372,17 @@ fn parse_userinfo(f: &Fields, l: &LimitsConfig) -> Result<UserInfo, ApiError> {
         frontcover: field("frontcover", l.max_url_len)?,
         location: field("location", l.max_name_len)?,
     })
+}
+
+/// A short video's URL: http(s), as the apps play it.
+fn parse_play_url(f: &Fields, l: &LimitsConfig) -> Result<String, ApiError> {
+    let url = f.string("play_url", l.max_url_len)?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ApiError::param(
+            "field 'play_url' must be an http:// or https:// URL",
+        ));
+    }
+    Ok(url)
 }
 
 fn parse_target(f: &Fields, flag_name: &str, max: usize) -> Result<Target, ApiError> {
@@ -308,7 +415,7 @@ mod tests {
         assert_eq!(
             r,
             Request::FetchList {
-                flag: ListFlag::Live,
+                list: Listing::Rooms(ListFlag::Live),
                 page: Page {
                     pageno: 1,
                     pagesize: 100
@@ -347,7 +454,7 @@ mod tests {
     #[test]
     fn action_names_round_trip() {
         let names: Vec<&str> = Action::all().map(Action::name).collect();
-        assert_eq!(names.len(), 12);
+        assert_eq!(names.len(), 20);
         assert!(names.contains(&"RequestLVBAddr") && names.contains(&"GetCOSSign"));
         for name in names {
             assert_eq!(name.parse::<Action>().unwrap().name(), name);

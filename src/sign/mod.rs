@@ -8,6 +8,7 @@ pub mod callback;
 pub mod cos;
 pub mod push;
 pub mod usersig;
+pub mod vod;
 
 use subtle::ConstantTimeEq;
 
@@ -15,6 +16,19 @@ use subtle::ConstantTimeEq;
 /// fixed length), so a length difference returns `false` straight away.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Whether a presented bearer token is the configured one. Both are hashed first, so
+/// the comparison takes the same time whatever either length; an empty `expected` (not
+/// configured) or an oversized `given` never matches.
+pub fn token_eq(given: &str, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    !expected.is_empty()
+        && given.len() <= 512
+        && ct_eq(
+            &Sha256::digest(given.as_bytes()),
+            &Sha256::digest(expected.as_bytes()),
+        )
 }
 
 /// Why a signature was rejected. Messages never include secret material.

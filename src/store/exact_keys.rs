@@ -10,7 +10,8 @@ use sqlx::{AnyPool, Row};
 /// The NO PAD binary utf8mb4 collations: MariaDB 10.2+ and MySQL 8.0.17+ respectively.
 const NOPAD_COLLATIONS: &str = "'utf8mb4_nopad_bin', 'utf8mb4_0900_bin'";
 
-const TABLES: &str = "'rooms', 'recordings', 'room_state', 'members', 'users', 'tokens'";
+const TABLES: &str = "'rooms', 'recordings', 'room_state', 'members', 'users', 'tokens', \
+     'recording_files', 'ugc_videos', 'reports', 'bans', 'linkmic_streams'";
 
 fn unsupported(why: String) -> StoreError {
     StoreError::InexactKeys(why)

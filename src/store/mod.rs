@@ -1,12 +1,14 @@
 //! Storage behind one trait: SQLite (the zero-setup default) and MySQL/MariaDB, both via sqlx.
 
 mod accounts;
+mod content;
 mod exact_keys;
 mod sql;
 
 use crate::model::{RoomInfo, RoomKey, RoomRecord, SnapshotItem};
 pub use accounts::{AccountStore, NewToken, TokenKind, TokenRecord, TokenState};
 use async_trait::async_trait;
+pub use content::{ContentStore, Reported, Video};
 pub use sql::SqlStore;
 
 #[derive(Debug, thiserror::Error)]

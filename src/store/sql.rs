@@ -46,6 +46,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "app parity",
         include_str!("../../migrations/sqlite/0005_app_parity.sql"),
     ),
+    (
+        6,
+        "app actions",
+        include_str!("../../migrations/sqlite/0006_app_actions.sql"),
+    ),
 ];
 const MYSQL_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -72,6 +77,11 @@ const MYSQL_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "app parity",
         include_str!("../../migrations/mysql/0005_app_parity.sql"),
+    ),
+    (
+        6,
+        "app actions",
+        include_str!("../../migrations/mysql/0006_app_actions.sql"),
     ),
 ];
 
@@ -477,7 +487,7 @@ impl SqlStore {
         Ok(target)
     }
 
-    fn upsert(
+    pub(super) fn upsert(
         &self,
         table: &str,
         cols: &[&str],
@@ -500,14 +510,14 @@ impl SqlStore {
     }
 
     /// `new` is the incoming row's column, `old` the stored one, in this dialect.
-    fn new_col(&self, c: &str) -> String {
+    pub(super) fn new_col(&self, c: &str) -> String {
         match self.dialect {
             Dialect::Sqlite => format!("excluded.{c}"),
             Dialect::Mysql => format!("VALUES({c})"),
         }
     }
 
-    fn insert_ignore(&self) -> (&'static str, &'static str) {
+    pub(super) fn insert_ignore(&self) -> (&'static str, &'static str) {
         match self.dialect {
             Dialect::Sqlite => ("INSERT", " ON CONFLICT DO NOTHING"),
             Dialect::Mysql => ("INSERT IGNORE", ""),

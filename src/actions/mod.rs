@@ -1,10 +1,16 @@
 //! What each Action does, independent of HTTP: a typed request in, `returnData` JSON out.
 //! Rooms are reached through `Rooms`, accounts through `Accounts`; their failures become
-//! protocol codes by `?` (see `protocol::error`).
+//! protocol codes by `?` (see `protocol::error`). The apps' co-host, short-video and
+//! moderation Actions live in the modules below.
 
+mod linkmic;
+pub mod moderation;
+mod videos;
+
+use crate::accounts::Guard;
 use crate::config::Secret;
 use crate::model::{now_unix, RoomInfo, RoomKey};
-use crate::protocol::request::{Request, Target};
+use crate::protocol::request::{InfoOf, Listing, Request, Target};
 use crate::protocol::types::{CosSign, MemberList, PushAddr, UserInfo};
 use crate::protocol::ApiError;
 use crate::room::{RoomError, Viewer};
@@ -22,6 +28,9 @@ pub const EMPTY: &str = "{}";
 
 /// Runs one request. Returns the `returnData` object as JSON text.
 pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<String, ApiError> {
+    if req.guard() == Guard::Admin {
+        moderation::check_admin(state, req.action(), caller)?;
+    }
     state
         .accounts
         .authorize(
@@ -39,6 +48,9 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
             userinfo,
         } => request_lvb_addr(state, userid, groupid, title, userinfo).await,
         Request::ChangeStatus { userid, online } => {
+            if online {
+                moderation::refuse_banned(state, &userid).await?;
+            }
             rooms.set_status(&userid, online).await?;
             Ok(EMPTY.into())
         }
@@ -61,7 +73,14 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
             }
             Ok(EMPTY.into())
         }
-        Request::FetchList { flag, page } => {
+        Request::FetchList {
+            list: Listing::Videos,
+            page,
+        } => videos::page(state, page).await,
+        Request::FetchList {
+            list: Listing::Rooms(flag),
+            page,
+        } => {
             // A read of the shared index: no mailbox round trip on the hottest read. Items
             // were encoded once when their room changed: they are copied out under the lock.
             let list = state.list.read().unwrap_or_else(|e| e.into_inner());
@@ -144,13 +163,17 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
                 memberlist: members,
             })
         }
-        Request::GetUserInfo { userid, recording } => {
-            let key = match recording {
-                Some(fileid) => RoomKey::Recording {
+        Request::GetUserInfo {
+            userid,
+            of: InfoOf::Video(file_id),
+        } => videos::info(state, &userid, file_id.as_deref()).await,
+        Request::GetUserInfo { userid, of } => {
+            let key = match of {
+                InfoOf::Recording(fileid) => RoomKey::Recording {
                     vj: userid.clone(),
                     fileid,
                 },
-                None => RoomKey::Live(userid.clone()),
+                _ => RoomKey::Live(userid.clone()),
             };
             match rooms.info(&key).await {
                 Ok(info) => json(&info),
@@ -180,6 +203,32 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
                 .refresh(userid, refresh_token.expose())
                 .await?,
         ),
+        Request::RequestLvbAddrForLinkMic {
+            userid,
+            title: _,
+            userinfo: _,
+        } => linkmic::push_addr(state, &userid).await,
+        Request::RequestPlayUrlWithSignForLinkMic {
+            userid: _,
+            origin_stream_url,
+        } => linkmic::signed_play_url(state, &origin_stream_url).await,
+        Request::GetVodSignatureV2 => videos::upload_signature(state),
+        Request::UploadUgcVideo {
+            userid,
+            file_id,
+            title,
+            play_url,
+            userinfo,
+        } => videos::upload(state, userid, file_id, title, play_url, userinfo).await,
+        Request::ReportUser { userid, hostuserid } => {
+            moderation::report(state, &userid, &hostuserid).await
+        }
+        Request::MergeVideoStream {
+            userid,
+            mergeparams,
+        } => linkmic::merge(state, &userid, mergeparams).await,
+        Request::StopLvb { userid } => moderation::stop(state, &userid).await,
+        Request::ForbidLive { userid, forbid } => moderation::forbid(state, &userid, forbid).await,
     }
 }
 
@@ -207,6 +256,7 @@ async fn request_lvb_addr(
     title: String,
     userinfo: UserInfo,
 ) -> Result<String, ApiError> {
+    moderation::refuse_banned(state, &userid).await?;
     let live = &state.config.live;
     if live.push_key.is_empty() {
         return Err(ApiError::not_configured(

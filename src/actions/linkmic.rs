@@ -1,0 +1,168 @@
+//! Co-hosting (link-mic): a co-host's own stream, signed play URLs between the VJ and
+//! co-hosts, and mixing their streams into the VJ's (Tencent's mix API).
+
+use super::{json, moderation};
+use crate::model::now_unix;
+use crate::protocol::ApiError;
+use crate::sign;
+use crate::state::AppState;
+use crate::store::StoreError;
+use crate::urls::Urls;
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct LinkMicAddr {
+    pushurl: String,
+    timestamp: i64,
+    /// The co-host stream for the VJ to pull (`rtmp://`, as the apps expect).
+    playurl: String,
+}
+
+#[derive(Serialize)]
+struct SignedPlayUrl {
+    #[serde(rename = "streamUrlWithSignature")]
+    stream_url_with_signature: String,
+    timestamp: i64,
+}
+
+#[derive(Serialize)]
+struct MixAnswer {
+    /// The mix service's answer as JSON text: the apps parse this string for its `code`.
+    msg: String,
+}
+
+/// RequestLVBAddrForLinkMic: `{bizid}_{userid}_{txTime}`, pushed with a signed URL like a
+/// broadcast's, and remembered so that its publish is admitted and its play URL signed.
+pub async fn push_addr(state: &AppState, userid: &str) -> Result<String, ApiError> {
+    moderation::refuse_banned(state, userid).await?;
+    let live = &state.config.live;
+    if live.push_key.is_empty() {
+        return Err(ApiError::not_configured(
+            "push signing is not configured on this server (live.push_key)",
+        ));
+    }
+    let now = now_unix();
+    let expiry = now.max(0) as u64 + live.url_validity_secs;
+    let stream = format!(
+        "{}_{}",
+        sign::push::stream_name(&live.bizid, userid),
+        sign::push::tx_time(expiry)
+    );
+    match state
+        .content
+        .put_linkmic(userid, &stream, expiry as i64)
+        .await
+    {
+        Err(StoreError::StreamTaken) => {
+            return Err(ApiError::param(format!(
+                "userid '{userid}' maps to co-host stream '{stream}', which another user holds"
+            )))
+        }
+        r => r?,
+    }
+    let urls = Urls::new(live);
+    json(&LinkMicAddr {
+        pushurl: urls.push(&stream, expiry, live.push_key.expose()),
+        timestamp: now,
+        playurl: urls.rtmp(&stream),
+    })
+}
+
+/// The stream a play URL names: its last path segment, without an extension or query.
+fn stream_of(url: &str) -> Option<&str> {
+    let path = url.split(['?', '#']).next()?;
+    let (scheme, rest) = path.split_once("://")?;
+    if !["rtmp", "http", "https"].contains(&scheme) {
+        return None;
+    }
+    let last = rest.rsplit('/').next()?;
+    let stream = last.split('.').next()?;
+    (!stream.is_empty() && rest.contains('/')).then_some(stream)
+}
+
+/// RequestPlayUrlWithSignForLinkMic: `originStreamUrl` with `txSecret`, `txTime` and
+/// `bizid` appended, signed with the playback key (never the push key, which would make
+/// the answer a push signature for someone else's stream), and only for a stream this
+/// server issued that is live: a broadcast online now, or a co-host stream whose push URL
+/// is still valid.
+pub async fn signed_play_url(state: &AppState, origin: &str) -> Result<String, ApiError> {
+    let live = &state.config.live;
+    if live.play_key.is_empty() {
+        return Err(ApiError::not_configured(
+            "play URL signing is not configured on this server (live.play_key)",
+        ));
+    }
+    let stream = stream_of(origin).ok_or_else(|| {
+        ApiError::param(
+            "field 'originStreamUrl' must be an rtmp:// or http(s):// URL ending in a stream name",
+        )
+    })?;
+    let now = now_unix();
+    let live_now = match state.rooms.owner_of_stream(stream).await? {
+        Some(vj) => {
+            let key = crate::model::RoomKey::Live(vj);
+            match state.rooms.state(&key).await {
+                Ok((info, counters)) => counters.online && info.stream == stream,
+                Err(_) => false,
+            }
+        }
+        None => matches!(
+            state.content.linkmic_owner(stream).await?,
+            Some((_, expires)) if expires >= now
+        ),
+    };
+    if !live_now {
+        return Err(ApiError::new(
+            crate::protocol::Code::UpdateFailed,
+            format!("stream '{stream}' is not live on this server"),
+        ));
+    }
+    let expiry = now.max(0) as u64 + live.url_validity_secs;
+    let tx_time = sign::push::tx_time(expiry);
+    let secret = sign::push::tx_secret(live.play_key.expose(), stream, &tx_time);
+    let base = origin.split(['?', '#']).next().unwrap_or(origin);
+    json(&SignedPlayUrl {
+        stream_url_with_signature: format!(
+            "{base}?txSecret={secret}&txTime={tx_time}&bizid={}",
+            live.bizid
+        ),
+        timestamp: now,
+    })
+}
+
+/// MergeVideoStream: the app's mix parameters go to Tencent's mix API, into the caller's
+/// own stream only; the answer is wrapped as the apps read it (`msg`, a JSON string).
+pub async fn merge(state: &AppState, userid: &str, params: String) -> Result<String, ApiError> {
+    let live = &state.config.live;
+    let own = sign::push::stream_name(&live.bizid, userid);
+    let v: serde_json::Value = serde_json::from_str(&params)
+        .map_err(|_| ApiError::param("field 'mergeparams' must be a JSON object"))?;
+    let para = &v["interface"]["para"];
+    for field in ["output_stream_id", "mix_stream_session_id"] {
+        if let Some(id) = para.get(field).and_then(serde_json::Value::as_str) {
+            if id != own {
+                return Err(ApiError::param(format!(
+                    "mergeparams.interface.para.{field} must be the caller's own stream '{own}'"
+                )));
+            }
+        }
+    }
+    let answer = crate::upstream::mix(live, params).await?;
+    json(&MixAnswer { msg: answer })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stream_of;
+
+    #[test]
+    fn stream_names_of_urls() {
+        assert_eq!(stream_of("rtmp://h/live/2519_a?x=1"), Some("2519_a"));
+        assert_eq!(stream_of("http://h/live/2519_a.flv"), Some("2519_a"));
+        assert_eq!(stream_of("https://h:1/live/2519_a.m3u8#t"), Some("2519_a"));
+        assert_eq!(stream_of("rtmp://h/live/"), None);
+        assert_eq!(stream_of("ftp://h/live/x"), None);
+        assert_eq!(stream_of("rtmp://host"), None);
+        assert_eq!(stream_of("2519_a"), None);
+    }
+}
