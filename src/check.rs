@@ -127,6 +127,53 @@ pub async fn run(cfg: &Config) -> bool {
         r.ok(&format!("im.sdkappid = {}", im.sdkappid));
     }
 
+    println!("co-hosting, short videos and moderation:");
+    if live.play_key.is_empty() {
+        r.warn(
+            "live.play_key is not set",
+            "co-hosts get no signed play URLs (RequestPlayUrlWithSignForLinkMic answers 500)",
+        );
+    } else if live.play_key.expose() == live.push_key.expose() {
+        r.error(
+            "live.play_key is the push key",
+            "every signed play URL is a valid push URL for that stream: anyone can hijack it",
+        );
+    } else {
+        r.ok("live.play_key is set");
+    }
+    if live.appid.is_empty() {
+        r.warn(
+            "live.appid is not set",
+            "stream mixing (MergeVideoStream) is refused and banned VJs' Tencent streams are not cut",
+        );
+    } else {
+        r.ok(&format!("live.appid = {}", live.appid));
+    }
+    if cfg.vod.secret_id.is_empty() || cfg.vod.secret_key.is_empty() {
+        r.warn(
+            "vod.secret_id or vod.secret_key is not set",
+            "the apps cannot upload short videos (GetVodSignatureV2 answers 500)",
+        );
+    } else {
+        r.ok("vod.secret_id and vod.secret_key are set");
+    }
+    if cfg.admin.token.is_empty() {
+        r.warn(
+            "admin.token is not set",
+            "StopLVB, ForbidLive and the dashboard's operator actions are off",
+        );
+    } else {
+        r.ok("admin.token is set");
+    }
+    if cfg.media.nginx_control_url.is_empty() {
+        r.ok("media.nginx_control_url is not set: streams on nginx-rtmp end on their own");
+    } else {
+        r.ok(&format!(
+            "media.nginx_control_url = {}",
+            cfg.media.nginx_control_url
+        ));
+    }
+
     println!("access:");
     // Either way the operator reads what it means for the unmodified apps.
     if cfg.auth.mode == AuthMode::Off {

@@ -10,6 +10,11 @@ use std::time::Duration;
 
 /// Answers larger than this are not read.
 const MAX_ANSWER: usize = 64 * 1024;
+/// Calls in flight at once, process-wide: clients cannot make this server flood a media
+/// service (with its key) or park unbounded waits on it.
+const MAX_IN_FLIGHT: usize = 32;
+
+static IN_FLIGHT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_IN_FLIGHT);
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -23,6 +28,8 @@ pub enum UpstreamError {
     Status { service: &'static str, status: u16 },
     #[error("{service} refused: {why}")]
     Refused { service: &'static str, why: String },
+    #[error("too many calls to media services are in flight ({MAX_IN_FLIGHT})")]
+    Busy,
 }
 
 thread_local! {
@@ -45,6 +52,7 @@ async fn send(
     req: reqwest::RequestBuilder,
     limit: Duration,
 ) -> Result<String, UpstreamError> {
+    let _slot = IN_FLIGHT.try_acquire().map_err(|_| UpstreamError::Busy)?;
     let call = async {
         let mut resp = req.send().await.map_err(|e| {
             if e.is_timeout() {

@@ -431,7 +431,9 @@ suite_test!(reports_are_kept_bounded_and_shown_to_operators, |db| {
     assert_eq!(moderation(Some("wrong")).await.0, 403);
     let (status, v) = moderation(Some(ADMIN)).await;
     assert_eq!(status, 200, "{v}");
-    let reports = v["returnData"]["reports"].as_array().unwrap();
+    let reports = v["returnData"]["reports"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"));
     assert_eq!(reports.len(), 2, "{v}");
     assert_eq!(reports[0]["userid"], "badvj");
     assert_eq!(reports[0]["reporters"], 2);

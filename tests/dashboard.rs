@@ -415,6 +415,37 @@ impl Cdp {
         r["result"]["value"].clone()
     }
 
+    /// Clicks the centre of the first element matching `selector` with the mouse, as a
+    /// person would: it must be visible and not covered.
+    async fn click(&mut self, selector: &str) {
+        let sel = serde_json::to_string(selector).unwrap();
+        let rect = self
+            .eval(&format!(
+                "(() => {{ const e = document.querySelector({sel}); if (!e) return null; \
+                 e.scrollIntoView({{block: 'center'}}); const r = e.getBoundingClientRect(); \
+                 return [r.x + r.width / 2, r.y + r.height / 2, r.width * r.height]; }})()"
+            ))
+            .await;
+        assert!(
+            rect.is_array() && rect[2].as_f64().unwrap() > 0.0,
+            "nothing visible to click at {selector}"
+        );
+        let (x, y) = (rect[0].as_f64().unwrap(), rect[1].as_f64().unwrap());
+        let hit = self
+            .eval(&format!(
+                "document.elementFromPoint({x}, {y}) === document.querySelector({sel})"
+            ))
+            .await;
+        assert_eq!(hit, true, "{selector} is covered at ({x}, {y})");
+        for kind in ["mouseMoved", "mousePressed", "mouseReleased"] {
+            self.call(
+                "Input.dispatchMouseEvent",
+                json!({"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}),
+            )
+            .await;
+        }
+    }
+
     async fn screenshot(&mut self, path: &Path) {
         use base64::Engine;
         let r = self
@@ -645,6 +676,186 @@ async fn the_page_follows_a_live_room_in_headless_chromium() {
         std::panic::resume_unwind(p);
     }
     eprintln!("browser test took {:?}", started.elapsed());
+}
+
+/// What the operator parts of the page show.
+const READ_OPERATOR: &str = r#"(() => {
+  const rows = sel => [...document.querySelectorAll(sel)].map(r => ({
+    userid: r.dataset.userid,
+    buttons: [...r.querySelectorAll('button')].map(b => b.textContent) }));
+  return {
+    operator: document.body.classList.contains('operator'),
+    moderation_hidden: document.getElementById('moderation').hidden,
+    live: rows('#live tbody tr[data-userid]'),
+    reports: rows('#reports tbody tr[data-userid]').map((r, i) => Object.assign(r, {
+      reporters: document.querySelectorAll('#reports tbody tr[data-userid] td.reporters')[i].textContent })),
+    bans: rows('#bans tbody tr[data-userid]'),
+    note: document.getElementById('op-note').textContent,
+  };
+})()"#;
+
+async fn wait_operator(
+    cdp: &mut Cdp,
+    browser: &Browser,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = cdp.eval(READ_OPERATOR).await;
+        if pred(&page) {
+            return page;
+        }
+        if Instant::now() > deadline {
+            cdp.screenshot(&artifacts().join("dashboard-operator-failure.png"))
+                .await;
+            panic!(
+                "the page never showed {what}; it shows {page:#}\nchromium stderr:\n{}",
+                browser.stderr_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn has(rows: &Value, userid: &str) -> bool {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["userid"] == userid)
+}
+
+async fn login(app: &TestApp, userid: &str) -> String {
+    app.ok(json!({"Action":"Register","userid":userid,"password":PW}))
+        .await;
+    app.ok(json!({"Action":"Login","userid":userid,"password":PW}))
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn operator_in_chromium(db: &TestDb) {
+    let app = spawn_app(config(db, AuthMode::Required, ADMIN)).await;
+    let mut tokens = std::collections::HashMap::new();
+    for vj in ["dave1", "erin2"] {
+        let t = login(&app, vj).await;
+        app.ok(
+            json!({"Action":"RequestLVBAddr","userid":vj,"groupid":format!("g{vj}"),
+            "title":format!("Show of {vj}"),"userinfo":{"nickname":vj},"token":t}),
+        )
+        .await;
+        app.ok(json!({"Action":"ChangeStatus","userid":vj,"status":0,"token":t}))
+            .await;
+        tokens.insert(vj, t);
+    }
+    for viewer in ["viewer1", "viewer2"] {
+        let t = login(&app, viewer).await;
+        app.ok(json!({"Action":"ReportUser","userid":viewer,"hostuserid":"erin2","token":t}))
+            .await;
+    }
+
+    let mut browser = Browser::launch();
+    let mut cdp = Cdp::connect(&browser).await;
+    cdp.navigate(&format!("{}/dashboard?token={ADMIN}", app.base))
+        .await;
+    let page = wait_operator(&mut cdp, &browser, "both rooms and the report", |p| {
+        p["operator"] == true
+            && has(&p["live"], "dave1")
+            && has(&p["live"], "erin2")
+            && has(&p["reports"], "erin2")
+    })
+    .await;
+    assert_eq!(page["moderation_hidden"], false, "{page:#}");
+    assert_eq!(page["reports"][0]["reporters"], "2", "{page:#}");
+    assert_eq!(
+        page["live"][0]["buttons"],
+        json!(["End", "Ban"]),
+        "{page:#}"
+    );
+
+    // End dave1's broadcast: the first click asks, the second acts.
+    let end = "#live tr[data-userid=\"dave1\"] button[data-op=\"stop\"]";
+    cdp.click(end).await;
+    let page = cdp.eval(READ_OPERATOR).await;
+    let dave = page["live"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["userid"] == "dave1")
+        .unwrap();
+    assert_eq!(dave["buttons"][0], "Confirm end?", "{page:#}");
+    assert_eq!(
+        app.info("dave1").await["status"],
+        "1",
+        "one click does nothing"
+    );
+    cdp.click(end).await;
+    let page = wait_operator(&mut cdp, &browser, "dave1's room ended", |p| {
+        !has(&p["live"], "dave1") && p["note"].as_str().unwrap().starts_with("Done")
+    })
+    .await;
+    assert_eq!(
+        page["note"], "Done: ended the broadcast of dave1.",
+        "{page:#}"
+    );
+    assert_eq!(app.info("dave1").await["status"], "0");
+
+    // Ban the reported VJ from the reports table.
+    let ban = "#reports tr[data-userid=\"erin2\"] button[data-op=\"ban\"]";
+    cdp.click(ban).await;
+    cdp.click(ban).await;
+    wait_operator(&mut cdp, &browser, "erin2 banned and off the air", |p| {
+        has(&p["bans"], "erin2") && !has(&p["live"], "erin2")
+    })
+    .await;
+    let v = app
+        .call(
+            json!({"Action":"RequestLVBAddr","userid":"erin2","groupid":"g","title":"t",
+            "token":tokens["erin2"]}),
+        )
+        .await;
+    assert_eq!(v["returnValue"], 498, "{v}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cdp.screenshot(&artifacts().join("dashboard-moderation.png"))
+        .await;
+
+    // And lift it from the bans table.
+    let unban = "#bans tr[data-userid=\"erin2\"] button[data-op=\"unban\"]";
+    cdp.click(unban).await;
+    cdp.click(unban).await;
+    wait_operator(&mut cdp, &browser, "erin2's ban lifted", |p| {
+        !has(&p["bans"], "erin2")
+            && p["note"]
+                .as_str()
+                .unwrap()
+                .contains("lifted the ban of erin2")
+    })
+    .await;
+    app.ok(
+        json!({"Action":"RequestLVBAddr","userid":"erin2","groupid":"g","title":"t",
+        "token":tokens["erin2"]}),
+    )
+    .await;
+
+    cdp.close().await;
+    browser.wait_exit(Duration::from_secs(3));
+    drop(browser);
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn an_operator_ends_bans_and_unbans_by_clicking_in_headless_chromium() {
+    if !Path::new(CHROMIUM).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{CHROMIUM} is missing (CI is set): install Debian's chromium"
+        );
+        eprintln!("skipped: {CHROMIUM} is not installed");
+        return;
+    }
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    with_db(&db, operator_in_chromium(&db)).await;
 }
 
 /// In a cluster the page on any node shows every node and which node owns each room.

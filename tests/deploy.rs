@@ -1228,6 +1228,21 @@ fn callbacks_point_at_minilvb_and_only_nginx_may_call_them() {
         );
     }
     assert_ne!(nginx_ip, minilvb_ip);
+
+    // nginx's control module answers minilvb, at nginx's fixed address, and no one else.
+    let (host, port, path) = split_url(&cfg.media.nginx_control_url);
+    assert_eq!(host, nginx_ip.to_string());
+    let http_port = listen_port(nginx_one(d.http_server(), "listen"));
+    assert_eq!(port, http_port);
+    let control: Vec<&Directive> = nginx_all(d.http_server(), "location")
+        .into_iter()
+        .filter(|l| l.args.last().map(String::as_str) == Some(path))
+        .collect();
+    assert_eq!(control.len(), 1, "one location serves {path}");
+    let rules = inner(control[0]);
+    assert_eq!(arg(rules, "rtmp_control"), "all");
+    assert_eq!(arg(rules, "allow"), minilvb_ip.to_string());
+    assert_eq!(arg(rules, "deny"), "all");
     for s in d.compose.at(&["services"]).map() {
         let nets = s.1.at(&["networks"]);
         let names: Vec<&str> = match nets {

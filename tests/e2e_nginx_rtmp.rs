@@ -69,6 +69,7 @@ http {{
     server {{
         listen 127.0.0.1:{http};
         location /recordings/ {{ alias {d}/rec/; }}
+        location /control {{ rtmp_control all; }}
     }}
 }}
 "#
@@ -269,6 +270,95 @@ async fn a_real_stream_goes_live_is_recorded_and_plays_back() {
     assert!(!status.success(), "nginx must refuse a tampered push");
     assert_eq!(app.info("e2evj").await["status"], "0");
     assert!(!listed_live(&app, "e2evj").await);
+
+    app.stop().await;
+    drop(_nginx);
+    let _ = std::fs::remove_dir_all(&dir);
+    db.drop_db().await;
+}
+
+/// An operator bans a VJ who is live on nginx-rtmp: the stream is cut through nginx's
+/// control module at once, the room leaves the list, and the same push URL is refused
+/// until the ban is lifted.
+#[actix_rt::test]
+async fn a_banned_vjs_stream_is_cut_and_refused() {
+    if !tools_present() {
+        eprintln!(
+            "skipped: nginx with the RTMP module and ffmpeg are not installed (CI installs them)"
+        );
+        return;
+    }
+    const ADMIN: &str = "operator-token-for-e2e";
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("minilvb_e2e_ban_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (rtmp, http) = (free_port(), free_port());
+    let mut cfg = test_config(&db);
+    cfg.live.push_host = format!("127.0.0.1:{rtmp}");
+    cfg.live.play_host = format!("127.0.0.1:{rtmp}");
+    cfg.live.http_play_base = format!("http://127.0.0.1:{http}");
+    cfg.media.recordings_base_url = format!("http://127.0.0.1:{http}/recordings");
+    cfg.media.nginx_control_url = format!("http://127.0.0.1:{http}/control");
+    cfg.admin.token = minilvb::config::Secret::new(ADMIN);
+    let app = spawn_app(cfg).await;
+    let conf = write_nginx_conf(&dir, rtmp, http, app.port);
+    let _nginx = Reaped(
+        Command::new(NGINX)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts"),
+    );
+    eventually("nginx listens", Duration::from_secs(10), || async {
+        std::net::TcpStream::connect(("127.0.0.1", rtmp)).is_ok()
+            && std::net::TcpStream::connect(("127.0.0.1", http)).is_ok()
+    })
+    .await;
+
+    let push = app.broadcast("banvj").await;
+    // Far longer than the test: only the cut can end it in time.
+    let mut ff = ffmpeg_push(&push, 120);
+    eventually(
+        "room online while the stream runs",
+        Duration::from_secs(10),
+        || listed_live(&app, "banvj"),
+    )
+    .await;
+    let d = app
+        .ok(json!({"Action":"ForbidLive","userid":"banvj","forbidflag":1,"token":ADMIN}))
+        .await;
+    assert_eq!(d, json!({"result":0,"ended":true,"cut":["nginx-rtmp"]}));
+    // ffmpeg loses its connection: it exits (with an error) long before its 120 s.
+    let status = wait_exit(&mut ff, Duration::from_secs(20)).await;
+    assert!(!status.success(), "the push should have been cut: {status}");
+    assert!(!listed_live(&app, "banvj").await);
+    assert_eq!(app.info("banvj").await["status"], "0");
+    // The same, still unexpired, push URL is refused by the publish hook.
+    let mut again = ffmpeg_push(&push, 3);
+    let status = wait_exit(&mut again, Duration::from_secs(20)).await;
+    assert!(!status.success(), "nginx must refuse a banned VJ's push");
+    assert!(!listed_live(&app, "banvj").await);
+
+    // Lifted: a new push URL streams again.
+    app.ok(json!({"Action":"ForbidLive","userid":"banvj","forbidflag":0,"token":ADMIN}))
+        .await;
+    let push = app.broadcast("banvj").await;
+    let mut ff = ffmpeg_push(&push, 4);
+    eventually(
+        "room online again after the ban is lifted",
+        Duration::from_secs(10),
+        || listed_live(&app, "banvj"),
+    )
+    .await;
+    let status = wait_exit(&mut ff, Duration::from_secs(30)).await;
+    assert!(status.success(), "ffmpeg push failed: {status}");
 
     app.stop().await;
     drop(_nginx);

@@ -101,6 +101,7 @@ impl From<crate::upstream::UpstreamError> for ApiError {
         use crate::upstream::UpstreamError as U;
         match e {
             U::NotConfigured(_) => ApiError::not_configured(e.to_string()),
+            U::Busy => ApiError::new(Code::TooManyRequests, format!("{e}; retry")),
             _ => ApiError {
                 internal: Some(Internal {
                     storage: false,

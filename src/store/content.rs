@@ -2,7 +2,7 @@
 //! (ReportUser) and bans (ForbidLive). A trait of its own, like accounts, over the same
 //! database.
 
-use super::sql::SqlStore;
+use super::sql::{Dialect, SqlStore};
 use super::{StoreError, StoreResult};
 use crate::model::{now_unix, UserInfo};
 use async_trait::async_trait;
@@ -232,10 +232,16 @@ impl ContentStore for SqlStore {
 
     async fn reported(&self, limit: usize) -> StoreResult<Vec<Reported>> {
         self.timed(async {
-            let rows = sqlx::query(
-                "SELECT vj, COUNT(*) AS reporters, SUM(times) AS times, MAX(last_at) AS last_at \
-                 FROM reports GROUP BY vj ORDER BY reporters DESC, last_at DESC, vj LIMIT ?",
-            )
+            // SUM is DECIMAL on MySQL, which the driver does not read as an integer.
+            let int = match self.dialect() {
+                Dialect::Sqlite => "INTEGER",
+                Dialect::Mysql => "SIGNED",
+            };
+            let rows = sqlx::query(&format!(
+                "SELECT vj, COUNT(*) AS reporters, CAST(SUM(times) AS {int}) AS times, \
+                 MAX(last_at) AS last_at FROM reports GROUP BY vj \
+                 ORDER BY reporters DESC, last_at DESC, vj LIMIT ?"
+            ))
             .bind(limit as i64)
             .fetch_all(&self.pool)
             .await?;
@@ -244,8 +250,7 @@ impl ContentStore for SqlStore {
                     Ok(Reported {
                         vj: r.try_get("vj")?,
                         reporters: count(r.try_get("reporters")?),
-                        // SUM is DECIMAL on MySQL: read through a cast-free path.
-                        times: count(sum_of(r, "times")?),
+                        times: count(r.try_get("times")?),
                         last_at: r.try_get("last_at")?,
                     })
                 })
@@ -351,19 +356,5 @@ impl ContentStore for SqlStore {
                 .map_err(|e: sqlx::Error| e.into())
         })
         .await
-    }
-}
-
-/// A SUM column: an integer on SQLite, a DECIMAL (sent as text) on MySQL.
-fn sum_of(r: &AnyRow, col: &str) -> Result<i64, sqlx::Error> {
-    match r.try_get::<i64, _>(col) {
-        Ok(v) => Ok(v),
-        Err(_) => {
-            let s: String = r.try_get(col)?;
-            Ok(s.split('.')
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0))
-        }
     }
 }
