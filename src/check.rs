@@ -29,23 +29,51 @@ fn digits(s: &str) -> bool {
 }
 
 /// Runs every check and prints the report; true when there are no errors.
-pub async fn run(cfg: &Config) -> bool {
+pub async fn run(cfg: &Config, filled: Option<&crate::secrets::Filled>) -> bool {
+    // Keys the first start will generate are not missing.
+    let pending = crate::secrets::would_generate(cfg);
+    let unset = |key: &str, empty: bool| empty && !pending.contains(&key);
     let mut r = Report {
         errors: 0,
         warnings: 0,
     };
     println!("minilvb check");
+    if filled.is_some() || !pending.is_empty() {
+        println!("generated secrets (the embedded default; values are never printed):");
+        let file = crate::secrets::path_for(cfg)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        for key in filled.map(|f| f.keys.as_slice()).unwrap_or_default() {
+            r.ok(&format!("{key} is generated, kept in {file}"));
+        }
+        for key in &pending {
+            r.ok(&format!(
+                "{key} is not set: the first start generates it and keeps it in {file}"
+            ));
+        }
+    } else if !crate::secrets::may_generate(cfg) {
+        println!("generated secrets: none (production: every secret must be set)");
+    }
     println!("live streaming (push and callbacks):");
     let live = &cfg.live;
     let pushes_refused =
         "pushes are refused (wrong bizid or push key: the media server rejects the txSecret)";
-    if digits(&live.bizid) {
+    if live.bizid.is_empty() {
+        r.ok(&format!(
+            "live.bizid is not set: push URLs go to a media server on this machine \
+             (rtmp://{}/{}/...)",
+            live.push_host(),
+            live.app_name
+        ));
+    } else if digits(&live.bizid) {
         r.ok(&format!("live.bizid = {}", live.bizid));
     } else {
-        r.error("live.bizid is missing or not a number", pushes_refused);
+        r.error("live.bizid is not a number", pushes_refused);
     }
-    if live.push_key.is_empty() {
+    if unset("live.push_key", live.push_key.is_empty()) {
         r.error("live.push_key is not set", pushes_refused);
+    } else if live.push_key.is_empty() {
+        // Generated on the first start (listed above).
     } else if live.push_key.expose().len() < 16 {
         r.warn(
             "live.push_key is shorter than 16 characters",
@@ -54,9 +82,9 @@ pub async fn run(cfg: &Config) -> bool {
     } else {
         r.ok("live.push_key is set");
     }
-    if live.api_key.is_empty() {
+    if unset("live.api_key", live.api_key.is_empty()) {
         r.error("live.api_key is not set", "no recordings appear and rooms never go live from callbacks (every Tencent callback is refused)");
-    } else {
+    } else if !live.api_key.is_empty() {
         r.ok("live.api_key is set");
     }
     for (name, host) in [
@@ -128,7 +156,7 @@ pub async fn run(cfg: &Config) -> bool {
     }
 
     println!("co-hosting, short videos and moderation:");
-    if live.play_key.is_empty() {
+    if unset("live.play_key", live.play_key.is_empty()) {
         r.warn(
             "live.play_key is not set",
             "co-hosts get no signed play URLs (RequestPlayUrlWithSignForLinkMic answers 500)",
@@ -138,7 +166,7 @@ pub async fn run(cfg: &Config) -> bool {
             "live.play_key is the push key",
             "every signed play URL is a valid push URL for that stream: anyone can hijack it",
         );
-    } else {
+    } else if !live.play_key.is_empty() {
         r.ok("live.play_key is set");
     }
     if live.appid.is_empty() {
@@ -157,12 +185,12 @@ pub async fn run(cfg: &Config) -> bool {
     } else {
         r.ok("vod.secret_id and vod.secret_key are set");
     }
-    if cfg.admin.token.is_empty() {
+    if unset("admin.token", cfg.admin.token.is_empty()) {
         r.warn(
             "admin.token is not set",
             "StopLVB, ForbidLive and the dashboard's operator actions are off",
         );
-    } else {
+    } else if !cfg.admin.token.is_empty() {
         r.ok("admin.token is set");
     }
     if cfg.media.nginx_control_url.is_empty() {

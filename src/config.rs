@@ -208,6 +208,9 @@ impl Default for WsConfig {
 pub struct ServerConfig {
     /// Address to listen on.
     pub bind: String,
+    /// Production: never generate a missing secret (see `secrets`); a MySQL/MariaDB
+    /// database implies it.
+    pub production: bool,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
     /// Dedicated threads for the room actors; 0 (the default) runs rooms on the HTTP
@@ -297,15 +300,47 @@ pub enum LivePlayUrl {
     Rtmp,
 }
 
+/// The media server on this machine that a configuration without a `live.bizid` points
+/// at: nginx-rtmp started with `deploy/nginx-rtmp.local.conf` (RTMP, and HTTP for HLS and
+/// recordings).
+pub const LOCAL_RTMP_HOST: &str = "127.0.0.1:1935";
+pub const LOCAL_HTTP_BASE: &str = "http://127.0.0.1:8081";
+
 impl LiveConfig {
     /// Whether live rooms play over HTTP-FLV (else RTMP), `auto` resolved.
     pub fn plays_flv(&self) -> bool {
         match self.live_playurl {
             LivePlayUrl::Flv => true,
             LivePlayUrl::Rtmp => false,
-            LivePlayUrl::Auto => url_host(&self.http_play_base)
-                .is_some_and(|h| h.ends_with(".myqcloud.com") || h.contains("{bizid}")),
+            LivePlayUrl::Auto => {
+                url_host(&self.http_play_base()).is_some_and(|h| h.ends_with(".myqcloud.com"))
+            }
         }
+    }
+
+    /// A host template with `{bizid}` filled in; with no bizid, a template naming
+    /// Tencent's per-bizid hosts means the local media server instead.
+    fn resolve(&self, template: &str, local: &str) -> String {
+        if self.bizid.is_empty() && template.contains("{bizid}") {
+            local.to_string()
+        } else {
+            template.replace("{bizid}", &self.bizid)
+        }
+    }
+
+    /// `push_host` as push URLs use it.
+    pub fn push_host(&self) -> String {
+        self.resolve(&self.push_host, LOCAL_RTMP_HOST)
+    }
+
+    /// `play_host` as RTMP play URLs use it.
+    pub fn play_host(&self) -> String {
+        self.resolve(&self.play_host, LOCAL_RTMP_HOST)
+    }
+
+    /// `http_play_base` as FLV and HLS play URLs use it.
+    pub fn http_play_base(&self) -> String {
+        self.resolve(&self.http_play_base, LOCAL_HTTP_BASE)
     }
 }
 
@@ -523,6 +558,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             bind: "127.0.0.1:8080".into(),
+            production: false,
             workers: 0,
             room_threads: 0,
             shutdown_timeout_secs: 10,
@@ -848,12 +884,6 @@ impl Config {
     /// Problems worth a loud warning at start: signing keys that are not set.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
-        if self.live.bizid.is_empty() {
-            w.push(
-                "live.bizid is not set: push and play URLs will not reach a real media server"
-                    .into(),
-            );
-        }
         if self.live.push_key.is_empty() {
             w.push(
                 "live.push_key is not set: RequestLVBAddr is refused and pushes cannot be verified"
@@ -1064,7 +1094,13 @@ mod tests {
             assert!(e.is_err(), "{bad:?} accepted");
         }
         let mut live = LiveConfig::default();
+        // No bizid: the local media server, which plays RTMP.
+        assert!(!live.plays_flv());
+        assert_eq!(live.push_host(), LOCAL_RTMP_HOST);
+        assert_eq!(live.http_play_base(), LOCAL_HTTP_BASE);
+        live.bizid = "8888".into();
         assert!(live.plays_flv(), "Tencent's default host plays HTTP-FLV");
+        assert_eq!(live.push_host(), "8888.livepush.myqcloud.com");
         live.http_play_base = "http://8888.liveplay.myqcloud.com".into();
         assert!(live.plays_flv());
         for own in [

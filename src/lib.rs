@@ -34,6 +34,7 @@ pub mod model;
 pub mod net;
 pub mod protocol;
 pub mod room;
+pub mod secrets;
 pub mod sign;
 pub mod state;
 pub mod store;

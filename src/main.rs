@@ -24,6 +24,9 @@ struct Cli {
     /// Address to listen on (overrides server.bind).
     #[arg(long, global = true)]
     bind: Option<String>,
+    /// Production: never generate a missing secret (sets server.production).
+    #[arg(long, global = true)]
+    production: bool,
     /// Log format.
     #[arg(long, global = true, env = "MINILVB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -92,13 +95,34 @@ fn main() -> ExitCode {
     if let Some(bind) = cli.bind {
         config.server.bind = bind;
     }
+    if cli.production {
+        config.server.production = true;
+    }
+    let command = cli.command.unwrap_or(Command::Serve);
+    // Only a server start writes generated secrets; check reports what it would do.
+    let filled = match minilvb::secrets::fill(&mut config, matches!(command, Command::Serve)) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("minilvb: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(f) = &filled {
+        // The names and the file only: the values never reach a log.
+        tracing::info!(
+            keys = ?f.keys,
+            file = %f.path.display(),
+            written = f.wrote,
+            "using generated secrets (set them in minilvb.toml or the environment to choose your own)"
+        );
+    }
     let sys = actix::System::new();
     let result = sys.block_on(async move {
-        match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => serve(config).await,
+        match command {
+            Command::Serve => serve(config, filled).await,
             Command::Migrate => migrate(config).await,
             Command::Check => {
-                return if minilvb::check::run(&config).await {
+                return if minilvb::check::run(&config, filled.as_ref()).await {
                     Ok(())
                 } else {
                     Err("check found problems".into())
@@ -116,11 +140,27 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> Result<(), String> {
+async fn serve(config: Config, filled: Option<minilvb::secrets::Filled>) -> Result<(), String> {
+    let token = config.admin.token.clone();
+    // The address a local browser reaches: the bound host, or loopback for a wildcard.
+    let host = match config.server.bind.rsplit_once(':').map(|(h, _)| h) {
+        Some("0.0.0.0" | "[::]" | "") | None => "127.0.0.1".to_string(),
+        Some(h) => h.to_string(),
+    };
     let app = Application::build(config)
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(port = app.port(), "minilvb listening");
+    // As notebook servers do: a person at a terminal gets the way in, once, on stdout
+    // (never in the log), when the token is one this start made up or read back.
+    let generated = filled.is_some_and(|f| f.keys.contains(&"admin.token"));
+    if generated && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        println!(
+            "\n  minilvb is serving. The dashboard:\n    http://{host}:{}/dashboard?token={}\n",
+            app.port(),
+            token.expose()
+        );
+    }
     let handle = app.handle();
     actix::spawn(async move {
         wait_for_signal().await;

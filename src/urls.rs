@@ -12,17 +12,13 @@ impl<'a> Urls<'a> {
         Urls { cfg }
     }
 
-    fn host(&self, template: &str) -> String {
-        template.replace("{bizid}", &self.cfg.bizid)
-    }
-
     /// `rtmp://{push_host}/{app}/{stream}?bizid=..&txSecret=..&txTime=..[&{push_params}]`
     pub fn push(&self, stream: &str, expiry: u64, key: &str) -> String {
         let tx_time = sign::push::tx_time(expiry);
         let secret = sign::push::tx_secret(key, stream, &tx_time);
         let mut url = format!(
             "rtmp://{}/{}/{}?bizid={}&txSecret={}&txTime={}",
-            self.host(&self.cfg.push_host),
+            self.cfg.push_host(),
             self.cfg.app_name,
             stream,
             self.cfg.bizid,
@@ -48,7 +44,7 @@ impl<'a> Urls<'a> {
     pub fn rtmp(&self, stream: &str) -> String {
         format!(
             "rtmp://{}/{}/{}",
-            self.host(&self.cfg.play_host),
+            self.cfg.play_host(),
             self.cfg.app_name,
             stream
         )
@@ -57,7 +53,7 @@ impl<'a> Urls<'a> {
     pub fn flv(&self, stream: &str) -> String {
         format!(
             "{}/{}/{}.flv",
-            self.host(&self.cfg.http_play_base),
+            self.cfg.http_play_base(),
             self.cfg.app_name,
             stream
         )
@@ -66,7 +62,7 @@ impl<'a> Urls<'a> {
     pub fn hls(&self, stream: &str) -> String {
         format!(
             "{}/{}/{}.m3u8",
-            self.host(&self.cfg.http_play_base),
+            self.cfg.http_play_base(),
             self.cfg.app_name,
             stream
         )

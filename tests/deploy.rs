@@ -1771,3 +1771,55 @@ async fn nginx_on_update_keeps_a_broadcast_online() {
     app.stop().await;
     db.drop_db().await;
 }
+
+/// `deploy/nginx-rtmp.local.conf` is the media server the embedded default (no bizid)
+/// hands out: its ports, callbacks, recordings and HLS directories are minilvb's defaults.
+/// (tests/e2e_nginx_rtmp.rs runs the file itself.)
+#[test]
+fn the_local_nginx_config_is_what_the_defaults_point_at() {
+    let nginx = parse_nginx(&read("deploy/nginx-rtmp.local.conf"));
+    let cfg = load_config(&[]);
+    assert!(cfg.live.bizid.is_empty());
+    let rtmp = inner(nginx_one(inner(nginx_one(&nginx, "rtmp")), "server"));
+    let app = nginx_one(rtmp, "application");
+    assert_eq!(app.args, [cfg.live.app_name.clone()]);
+    let app = inner(app);
+    let listen = &nginx_one(rtmp, "listen").args[0];
+    assert_eq!(listen, &cfg.live.push_host());
+    assert_eq!(listen, &cfg.live.play_host());
+    for cb in CALLBACKS {
+        assert_eq!(
+            arg(app, cb),
+            format!("http://{}/callback/nginx-rtmp", cfg.server.bind),
+            "{cb}"
+        );
+    }
+    let http = inner(nginx_one(inner(nginx_one(&nginx, "http")), "server"));
+    let base = cfg.live.http_play_base();
+    assert_eq!(
+        format!("http://{}", nginx_one(http, "listen").args[0]),
+        base
+    );
+    let alias_of = |path: &str| {
+        let loc = nginx_all(http, "location")
+            .into_iter()
+            .find(|l| l.args.last().map(String::as_str) == Some(path))
+            .unwrap_or_else(|| panic!("a location {path}"));
+        arg(inner(loc), "alias").to_string()
+    };
+    assert_eq!(
+        cfg.media.recordings_base_url,
+        format!("{base}/recordings"),
+        "recordings play from the local server"
+    );
+    assert_eq!(
+        alias_of("/recordings/"),
+        format!("{}/", arg(app, "record_path"))
+    );
+    assert_eq!(
+        alias_of(&format!("/{}/", cfg.live.app_name)),
+        format!("{}/", arg(app, "hls_path"))
+    );
+    // A self-hosted live room plays over RTMP.
+    assert!(!cfg.live.plays_flv());
+}

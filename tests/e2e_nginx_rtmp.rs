@@ -24,58 +24,27 @@ fn tools_present() -> bool {
     present
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
+/// The shipped `deploy/nginx-rtmp.local.conf`, run as it is but for its ports and its
+/// directory: this test's own free ports and a fresh directory.
 fn write_nginx_conf(dir: &Path, rtmp: u16, http: u16, app_port: u16) -> PathBuf {
-    let d = dir.display();
-    let cb = format!("http://127.0.0.1:{app_port}/callback/nginx-rtmp");
-    let user = if is_root() { "user root;" } else { "" };
-    let conf = format!(
-        r#"load_module {RTMP_MODULE};
-{user}
-daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 64; }}
-rtmp {{
-    server {{
-        listen 127.0.0.1:{rtmp};
-        application live {{
-            live on;
-            record all;
-            record_path {d}/rec;
-            record_unique on;
-            on_publish {cb};
-            on_publish_done {cb};
-            on_record_done {cb};
-        }}
-    }}
-}}
-http {{
-    access_log off;
-    client_body_temp_path {d}/tmp/body;
-    proxy_temp_path {d}/tmp/proxy;
-    fastcgi_temp_path {d}/tmp/fastcgi;
-    uwsgi_temp_path {d}/tmp/uwsgi;
-    scgi_temp_path {d}/tmp/scgi;
-    server {{
-        listen 127.0.0.1:{http};
-        location /recordings/ {{ alias {d}/rec/; }}
-        location /control {{ rtmp_control all; }}
-    }}
-}}
-"#
-    );
-    std::fs::create_dir_all(dir.join("rec")).unwrap();
-    std::fs::create_dir_all(dir.join("tmp")).unwrap();
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx-rtmp.local.conf"),
+    )
+    .unwrap();
+    let d = dir.display().to_string();
+    let mut conf = shipped.clone();
+    for (from, to) in [
+        ("listen 127.0.0.1:1935;", format!("listen 127.0.0.1:{rtmp};")),
+        ("listen 127.0.0.1:8081;", format!("listen 127.0.0.1:{http};")),
+        ("http://127.0.0.1:8080/", format!("http://127.0.0.1:{app_port}/")),
+        ("/tmp/minilvb-media", d.clone()),
+        ("error_log stderr warn;", format!("error_log {d}/error.log info;")),
+    ] {
+        assert!(conf.contains(from), "deploy/nginx-rtmp.local.conf has {from:?}");
+        conf = conf.replace(from, &to);
+    }
+    assert!(conf.contains(&format!("load_module {RTMP_MODULE};")));
+    std::fs::create_dir_all(dir.join("recordings")).unwrap();
     let path = dir.join("nginx.conf");
     std::fs::write(&path, conf).unwrap();
     path

@@ -5,11 +5,16 @@ use md5::{Digest, Md5};
 
 use super::{ct_eq, SignError};
 
-/// `{bizid}_{userid}` with every char outside `[A-Za-z0-9_]` turned into one
-/// `_`, so the result is always safe in a URL path and an RTMP stream key.
+/// `{bizid}_{userid}` (the userid alone without a bizid: a self-hosted media server) with
+/// every char outside `[A-Za-z0-9_]` turned into one `_`, so the result is always safe in a
+/// URL path and an RTMP stream key.
 pub fn stream_name(bizid: &str, userid: &str) -> String {
-    format!("{bizid}_{userid}")
-        .chars()
+    let name = if bizid.is_empty() {
+        userid.to_string()
+    } else {
+        format!("{bizid}_{userid}")
+    };
+    name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' {
                 c
@@ -97,7 +102,8 @@ mod tests {
         assert_eq!(stream_name("8888", "user_1"), "8888_user_1");
         assert_eq!(stream_name("8888", "a b/c-d"), "8888_a_b_c_d");
         assert_eq!(stream_name("88 88", "小明x"), "88_88___x");
-        assert_eq!(stream_name("", ""), "_");
+        assert_eq!(stream_name("", "alice1"), "alice1");
+        assert_eq!(stream_name("", "a.b"), "a_b");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod content;
+mod progress;
 mod exact_keys;
 mod sql;
 

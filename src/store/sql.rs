@@ -1,7 +1,9 @@
 //! The sqlx implementation for SQLite and MySQL/MariaDB. Both speak `?` placeholders; the
 //! few statements whose syntax differs (upserts) are chosen by `Dialect`.
 
+use super::progress::Progress;
 use super::{NewRecording, Store, StoreError, StoreResult};
+use futures_util::TryStreamExt;
 use crate::config::DatabaseConfig;
 use crate::model::UserInfo;
 use crate::model::{Counters, Member, RoomInfo, RoomKey, RoomRecord, SnapshotItem};
@@ -860,20 +862,59 @@ impl Store for SqlStore {
                 )
             })
             .collect();
-        let mut migrator = Migrator {
-            migrations: Cow::Owned(migrations),
+        let (applied, _) = self.migration_status().await?;
+        let pending: Vec<usize> = (0..migrations.len())
+            .filter(|&i| !applied.contains(&migrations[i].version))
+            .collect();
+        if !pending.is_empty() {
+            tracing::info!(
+                pending = pending.len(),
+                applied = applied.len(),
+                "migrating the database"
+            );
+        }
+        // One migration at a time (the list up to it), so that the log shows each one and
+        // how long it took; the last run, over the whole list, checks what is applied.
+        let mut steps: Vec<Migrator> = pending
+            .iter()
+            .map(|&i| Migrator {
+                migrations: Cow::Owned(migrations[..=i].to_vec()),
+                ignore_missing: true,
+                locking: true,
+                no_tx: false,
+            })
+            .collect();
+        steps.push(Migrator {
+            migrations: Cow::Owned(migrations.clone()),
             ignore_missing: false,
             locking: true,
             no_tx: false,
+        });
+        let describe = |m: &Migrator| {
+            m.migrations
+                .last()
+                .map(|l| (l.version, l.description.to_string()))
+                .unwrap_or_default()
         };
+        let last = steps.len() - 1;
         if self.dialect == Dialect::Sqlite {
-            return Ok(migrator.run(&self.pool).await?);
+            for (n, m) in steps.iter().enumerate() {
+                let started = std::time::Instant::now();
+                m.run(&self.pool).await?;
+                if n < last {
+                    let (version, description) = describe(m);
+                    tracing::info!(version, description, secs = format!("{:.2}", started.elapsed().as_secs_f64()), "migration applied");
+                }
+            }
+            return Ok(());
         }
         // Several servers may start at once on one database. sqlx's own lock asks MySQL to
         // wait forever with a timeout of -1, which MariaDB takes as "do not wait", and it
         // ignores the answer: the servers would apply a migration together, and all but
         // one fail on a half-applied one. This lock waits, and is checked.
-        migrator.locking = false;
+        for m in &mut steps {
+            m.locking = false;
+        }
         let mut conn = self.pool.acquire().await?;
         let got: Option<i64> =
             sqlx::query_scalar("SELECT GET_LOCK(CONCAT('minilvb_migrate:', DATABASE()), 120)")
@@ -882,7 +923,18 @@ impl Store for SqlStore {
         if got != Some(1) {
             return Err(StoreError::MigrationLock);
         }
-        let applied = migrator.run_direct(&mut *conn).await;
+        let mut applied = Ok(());
+        for (n, m) in steps.iter().enumerate() {
+            let started = std::time::Instant::now();
+            applied = m.run_direct(&mut *conn).await;
+            if applied.is_err() {
+                break;
+            }
+            if n < last {
+                let (version, description) = describe(m);
+                tracing::info!(version, description, secs = format!("{:.2}", started.elapsed().as_secs_f64()), "migration applied");
+            }
+        }
         let _ = sqlx::query("SELECT RELEASE_LOCK(CONCAT('minilvb_migrate:', DATABASE()))")
             .execute(&mut *conn)
             .await;
@@ -937,56 +989,57 @@ impl Store for SqlStore {
     }
 
     async fn online_rooms(&self) -> StoreResult<Vec<RoomRecord>> {
-        let rows = sqlx::query(&format!(
+        let text = format!(
             "SELECT r.userid, r.epoch, {INFO_COLS}, {STATE_COLS}, \
                (SELECT COUNT(*) FROM members m WHERE m.vj = r.userid AND m.fileid = '' \
                 AND m.epoch = r.epoch) AS n \
              FROM rooms r JOIN room_state s ON s.vj = r.userid AND s.fileid = '' AND s.epoch = r.epoch \
              WHERE s.online = 1"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let epoch: i64 = r.try_get("epoch")?;
-                Ok(RoomRecord {
-                    key: RoomKey::Live(r.try_get("userid")?),
-                    info: info_from(r)?,
-                    counters: counters_from(r, epoch)?,
-                    members: Vec::new(),
-                    member_count: r.try_get::<i64, _>("n")?.max(0) as u64,
-                    fence: 0,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        );
+        let sql = sqlx::query(&text);
+        // Row by row, with progress in the log: a large database takes a while.
+        let mut rows = sql.fetch(&self.pool);
+        let (mut out, mut progress) = (Vec::new(), Progress::new("online rooms"));
+        while let Some(r) = rows.try_next().await? {
+            let epoch: i64 = r.try_get("epoch")?;
+            out.push(RoomRecord {
+                key: RoomKey::Live(r.try_get("userid")?),
+                info: info_from(&r)?,
+                counters: counters_from(&r, epoch)?,
+                members: Vec::new(),
+                member_count: r.try_get::<i64, _>("n")?.max(0) as u64,
+                fence: 0,
+            });
+            progress.row();
+        }
+        progress.done();
+        Ok(out)
     }
 
     async fn recent_recordings(&self, since: i64) -> StoreResult<Vec<RoomRecord>> {
-        let rows = sqlx::query(&format!(
+        let text = format!(
             "SELECT r.vj, r.fileid, {INFO_COLS}, {STATE_COLS} FROM recordings r \
              LEFT JOIN room_state s ON s.vj = r.vj AND s.fileid = r.fileid \
              WHERE r.timestamp >= ? AND (r.playurl <> '' OR r.hls_play_url <> '')"
-        ))
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RoomRecord {
-                    key: RoomKey::Recording {
-                        vj: r.try_get("vj")?,
-                        fileid: r.try_get("fileid")?,
-                    },
-                    info: info_from(r)?,
-                    counters: counters_from(r, 0)?,
-                    members: Vec::new(),
-                    member_count: 0,
-                    fence: 0,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        );
+        let mut rows = sqlx::query(&text).bind(since).fetch(&self.pool);
+        let (mut out, mut progress) = (Vec::new(), Progress::new("recordings"));
+        while let Some(r) = rows.try_next().await? {
+            out.push(RoomRecord {
+                key: RoomKey::Recording {
+                    vj: r.try_get("vj")?,
+                    fileid: r.try_get("fileid")?,
+                },
+                info: info_from(&r)?,
+                counters: counters_from(&r, 0)?,
+                members: Vec::new(),
+                member_count: 0,
+                fence: 0,
+            });
+            progress.row();
+        }
+        progress.done();
+        Ok(out)
     }
 
     async fn begin_broadcast(

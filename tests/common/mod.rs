@@ -638,8 +638,17 @@ pub struct ChildServer {
 
 impl ChildServer {
     pub async fn start(envs: &[(&str, String)]) -> ChildServer {
+        Self::start_in(None, envs).await
+    }
+
+    /// Started in `dir` (its working directory: the embedded database and its secrets
+    /// file land there by default).
+    pub async fn start_in(dir: Option<&std::path::Path>, envs: &[(&str, String)]) -> ChildServer {
         let log = std::env::temp_dir().join(format!("minilvb_child_{}.log", unique()));
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_minilvb"));
+        if let Some(d) = dir {
+            cmd.current_dir(d);
+        }
         cmd.env_remove("MINILVB_TEST_MYSQL_URL")
             .env("MINILVB_BIND", "127.0.0.1:0")
             .env("MINILVB_LOG_FORMAT", "json")
@@ -690,6 +699,24 @@ impl ChildServer {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGTERM, and waits for the graceful shutdown (which flushes every dirty room).
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let started = std::time::Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "minilvb did not stop on SIGTERM"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// SIGKILL: no shutdown hook runs.

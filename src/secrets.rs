@@ -1,0 +1,233 @@
+//! Secrets generated on a first run, so that the embedded default does its main job with
+//! no configuration: a missing push key, callback key, play key or admin token is made up
+//! once, kept beside the embedded database in an owner-only file, and reused on every
+//! later start. A value the operator set always wins. In production (a MySQL/MariaDB
+//! database, or `server.production`) nothing is generated: the start-up warnings and
+//! `minilvb check` say what is missing.
+//!
+//! Only secrets this server alone checks are made up. Keys a vendor issues (a Tencent
+//! bizid's push key, COS, IM, VOD) would be wrong whatever was generated, so with a
+//! `live.bizid` set the live keys are left to the operator too.
+
+use crate::config::{Config, Secret};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// What was filled in, and from where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filled {
+    pub path: PathBuf,
+    /// Names of the keys now holding a generated value (`live.push_key`, ...).
+    pub keys: Vec<&'static str>,
+    /// Whether the file was written by this call (a key was new).
+    pub wrote: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a secrets file minilvb wrote ({why}); move it away to start afresh")]
+    Malformed { path: String, why: String },
+    #[error("{path} can be read by other users (mode {mode:o}): chmod 600 it")]
+    Exposed { path: String, mode: u32 },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Whether this configuration may have secrets generated for it.
+pub fn may_generate(config: &Config) -> bool {
+    let db = config.database.url.expose();
+    !(config.server.production || db.starts_with("mysql:") || db.starts_with("mariadb:"))
+}
+
+/// The secrets file of an embedded database: `minilvb.db` → `minilvb.secrets.toml` in the
+/// same directory. `None` for an in-memory database or a URL that names no file.
+pub fn path_for(config: &Config) -> Option<PathBuf> {
+    let url = config.database.url.expose();
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.trim_start_matches("//");
+    let file = rest.split('?').next().unwrap_or("");
+    if file.is_empty() || file.starts_with(":memory:") {
+        return None;
+    }
+    let db = Path::new(file);
+    let stem = db.file_stem()?.to_string_lossy().into_owned();
+    Some(db.with_file_name(format!("{stem}.secrets.toml")))
+}
+
+/// The keys a first run fills, with where each lives in the configuration.
+fn slots(config: &mut Config) -> Vec<(&'static str, &mut Secret)> {
+    let local_media = config.live.bizid.is_empty();
+    let mut v: Vec<(&'static str, &mut Secret)> = vec![("admin.token", &mut config.admin.token)];
+    if local_media {
+        v.push(("live.push_key", &mut config.live.push_key));
+        v.push(("live.api_key", &mut config.live.api_key));
+        v.push(("live.play_key", &mut config.live.play_key));
+    }
+    v
+}
+
+/// 256 random bits, hex.
+fn generate() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+fn read_file(path: &Path) -> Result<Option<toml::Table>, SecretsError> {
+    let shown = || path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(SecretsError::Read {
+                path: shown(),
+                source,
+            })
+        }
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|source| SecretsError::Read {
+                path: shown(),
+                source,
+            })?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(SecretsError::Exposed {
+                path: shown(),
+                mode,
+            });
+        }
+    }
+    text.parse::<toml::Table>()
+        .map(Some)
+        .map_err(|e| SecretsError::Malformed {
+            path: shown(),
+            why: e.message().to_string(),
+        })
+}
+
+/// Writes the file whole (a temporary file renamed over it), owner-only from the start.
+fn write_file(path: &Path, table: &toml::Table) -> Result<(), SecretsError> {
+    let err = |source| SecretsError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let tmp = path.with_extension("toml.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp).map_err(err)?;
+    let text = format!(
+        "# Generated by minilvb on its first start: secrets for the embedded default.\n\
+         # Keep this file private. A value set in minilvb.toml or the environment wins.\n{}",
+        toml::to_string(table).unwrap_or_default()
+    );
+    f.write_all(text.as_bytes()).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+fn get<'a>(t: &'a toml::Table, key: &str) -> Option<&'a str> {
+    let (section, name) = key.split_once('.')?;
+    t.get(section)?.get(name)?.as_str()
+}
+
+fn set(t: &mut toml::Table, key: &str, value: String) {
+    let Some((section, name)) = key.split_once('.') else {
+        return;
+    };
+    let entry = t
+        .entry(section.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let Some(s) = entry.as_table_mut() {
+        s.insert(name.to_string(), toml::Value::String(value));
+    }
+}
+
+/// Fills the unset secrets from the file beside the embedded database, generating (and
+/// writing) those the file does not hold yet when `create` is set. `Ok(None)` when this
+/// configuration gets no generated secrets (production, no file to keep them in, or
+/// every one set explicitly).
+pub fn fill(config: &mut Config, create: bool) -> Result<Option<Filled>, SecretsError> {
+    if !may_generate(config) {
+        return Ok(None);
+    }
+    let Some(path) = path_for(config) else {
+        return Ok(None);
+    };
+    let mut table = read_file(&path)?.unwrap_or_default();
+    let (mut keys, mut wrote) = (Vec::new(), false);
+    for (name, slot) in slots(config) {
+        if !slot.is_empty() {
+            continue;
+        }
+        let value = match get(&table, name) {
+            Some(v) if v.len() >= 16 => v.to_string(),
+            _ if create => {
+                let v = generate();
+                set(&mut table, name, v.clone());
+                wrote = true;
+                v
+            }
+            _ => continue,
+        };
+        *slot = Secret::new(value);
+        keys.push(name);
+    }
+    if wrote {
+        write_file(&path, &table)?;
+    }
+    Ok((!keys.is_empty()).then_some(Filled { path, keys, wrote }))
+}
+
+/// The keys a first start would generate for this configuration (for `minilvb check`
+/// before one ran).
+pub fn would_generate(config: &Config) -> Vec<&'static str> {
+    if !may_generate(config) || path_for(config).is_none() {
+        return Vec::new();
+    }
+    let mut c = config.clone();
+    slots(&mut c)
+        .into_iter()
+        .filter(|(_, s)| s.is_empty())
+        .map(|(n, _)| n)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_of_embedded_databases() {
+        let mut c = Config::default();
+        assert_eq!(path_for(&c), Some(PathBuf::from("minilvb.secrets.toml")));
+        c.database.url = Secret::new("sqlite:///var/lib/minilvb/rooms.db?mode=rwc");
+        assert_eq!(
+            path_for(&c),
+            Some(PathBuf::from("/var/lib/minilvb/rooms.secrets.toml"))
+        );
+        c.database.url = Secret::new("sqlite::memory:");
+        assert_eq!(path_for(&c), None);
+        c.database.url = Secret::new("mysql://u:p@h/db");
+        assert_eq!(path_for(&c), None);
+        assert!(!may_generate(&c));
+    }
+}
