@@ -812,6 +812,12 @@ impl Config {
             return bad("database.max_connections must be positive");
         }
         check_push_params(&self.live.push_params).map_err(ConfigError::Invalid)?;
+        // A play URL signed with the push key is a push URL for that stream.
+        if !self.live.play_key.is_empty()
+            && self.live.play_key.expose() == self.live.push_key.expose()
+        {
+            return bad("live.play_key must not be the push key: a play URL signed with it could be used to push");
+        }
         if !(1..=7_776_000).contains(&self.vod.validity_secs) {
             return bad("vod.validity_secs must be between 1 and 7776000 (90 days)");
         }

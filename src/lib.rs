@@ -5,8 +5,11 @@
 //! - `http/`: routes. `interface.rs` reads a body and writes the envelope, `callback.rs`
 //!   the media-server hooks, `ws.rs` the realtime channel, `connections.rs` and `body.rs`
 //!   the bounds on connections and bodies. `app.rs` builds everything and wires the routes.
-//! - `actions.rs`: what each Action does: `Request` in, `returnData` out.
+//! - `actions/`: what each Action does: `Request` in, `returnData` out (`linkmic.rs`,
+//!   `videos.rs` and `moderation.rs` hold the apps' co-host, short-video and moderation
+//!   Actions).
 //! - `media.rs`: what media-server events do to rooms.
+//! - `upstream.rs`: calls to media services (Tencent's live API, nginx-rtmp's control).
 //! - `protocol/`: the wire. `request.rs` parses a body into a typed `Request` (each Action's
 //!   fields, name and guard), `error.rs` is the one place where failures become codes.
 //! - `state.rs`: `AppState`, what handlers reach (no HTTP in it).
@@ -16,9 +19,11 @@
 //! - `supervisor/`: `list.rs` + `index.rs`, the list index behind FetchList; `handover.rs`,
 //!   how rooms hand their changes over; `mod.rs`, the supervisor actor that writes them to
 //!   the database in batches (snapshots) and reads rooms back for activation.
-//! - `store/`: all SQL (SQLite and MySQL/MariaDB through sqlx), behind the `Store` trait.
+//! - `store/`: all SQL (SQLite and MySQL/MariaDB through sqlx), behind the `Store` trait
+//!   (rooms), `AccountStore` and `ContentStore` (short videos, reports, bans).
 //! - `model.rs` (room data), `metrics.rs`, `sign/` (signatures), `net.rs` (addresses):
 //!   leaves. `config.rs` (file, then environment) and `urls.rs` use only those.
+//! - `secrets.rs`: secrets generated on a first run (config only).
 //! - `check.rs`: `minilvb check`; `main.rs`: the command line.
 
 pub mod accounts;

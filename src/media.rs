@@ -41,8 +41,12 @@ pub async fn stream_status(
     let Some(vj) = owner(state, stream).await? else {
         return Ok(Outcome::UnknownStream);
     };
-    if online && state.content.is_banned(&vj).await? {
-        tracing::warn!(vj, stream, "a banned VJ's stream started: not listed");
+    if online && state.content.block(&vj).await?.is_some() {
+        tracing::warn!(
+            vj,
+            stream,
+            "a banned or stopped broadcast's stream started: not listed"
+        );
         return Ok(Outcome::Ignored);
     }
     let Some(applied) = known(state.rooms.media_status(&vj, online, event_time).await)? else {
@@ -165,18 +169,27 @@ pub async fn verify_push(
         "storage unavailable: storage operation failed, please retry".to_string()
     };
     // A broadcast's stream, or a co-host's (RequestLVBAddrForLinkMic).
-    let vj = match state.rooms.owner_of_stream(stream).await {
-        Ok(Some(vj)) => vj,
+    let (vj, is_broadcast) = match state.rooms.owner_of_stream(stream).await {
+        Ok(Some(vj)) => (vj, true),
         Ok(None) => match state.content.linkmic_owner(stream).await {
-            Ok(Some((userid, _))) => userid,
+            Ok(Some((userid, _))) => (userid, false),
             Ok(None) => return Err(format!("unknown stream '{stream}'")),
             Err(e) => return Err(storage(&e)),
         },
         Err(e) => return Err(storage(&e)),
     };
-    match state.content.is_banned(&vj).await {
-        Ok(false) => {}
-        Ok(true) => return Err(format!("userid '{vj}' is banned from broadcasting")),
+    match state.content.block(&vj).await {
+        Ok(None) => {}
+        Ok(Some(crate::store::Block::Banned)) => {
+            return Err(format!("userid '{vj}' is banned from broadcasting"))
+        }
+        // A co-host stream is its own: only a ban refuses it.
+        Ok(Some(crate::store::Block::Stopped)) if !is_broadcast => {}
+        Ok(Some(crate::store::Block::Stopped)) => {
+            return Err(format!(
+                "the broadcast of '{vj}' was ended by an operator: start a new one"
+            ))
+        }
         Err(e) => return Err(storage(&e)),
     }
     let now = now_unix().max(0) as u64;

@@ -10,11 +10,13 @@ use std::time::Duration;
 
 /// Answers larger than this are not read.
 const MAX_ANSWER: usize = 64 * 1024;
-/// Calls in flight at once, process-wide: clients cannot make this server flood a media
-/// service (with its key) or park unbounded waits on it.
-const MAX_IN_FLIGHT: usize = 32;
+/// Calls in flight at once, process-wide, for each kind: clients cannot make this server
+/// flood a media service (with its key) or park unbounded waits on it, and the calls users
+/// cause (mixing) never take the operators' (cutting a stream) slots.
+const MAX_IN_FLIGHT: usize = 16;
 
-static IN_FLIGHT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_IN_FLIGHT);
+static USER_CALLS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_IN_FLIGHT);
+static OPERATOR_CALLS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_IN_FLIGHT);
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -49,10 +51,11 @@ const NGINX: &str = "the nginx-rtmp control module";
 
 async fn send(
     service: &'static str,
+    slots: &'static tokio::sync::Semaphore,
     req: reqwest::RequestBuilder,
     limit: Duration,
 ) -> Result<String, UpstreamError> {
-    let _slot = IN_FLIGHT.try_acquire().map_err(|_| UpstreamError::Busy)?;
+    let _slot = slots.try_acquire().map_err(|_| UpstreamError::Busy)?;
     let call = async {
         let mut resp = req.send().await.map_err(|e| {
             if e.is_timeout() {
@@ -127,7 +130,7 @@ pub async fn mix(cfg: &LiveConfig, params: String) -> Result<String, UpstreamErr
             .header("content-type", "application/json")
             .body(params)
     });
-    let answer = send(TENCENT, req, limit(cfg)).await?;
+    let answer = send(TENCENT, &USER_CALLS, req, limit(cfg)).await?;
     match serde_json::from_str::<serde_json::Value>(&answer) {
         Ok(v) if v.is_object() => Ok(v.to_string()),
         _ => Err(UpstreamError::Refused {
@@ -147,7 +150,7 @@ pub async fn set_channel(cfg: &LiveConfig, stream: &str, status: u8) -> Result<(
         &[("Param.s.channel_id", stream), ("Param.n.status", &status)],
     )?;
     let req = CLIENT.with(|c| c.get(url));
-    let answer = send(TENCENT, req, limit(cfg)).await?;
+    let answer = send(TENCENT, &OPERATOR_CALLS, req, limit(cfg)).await?;
     let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
     match v.get("ret").and_then(serde_json::Value::as_i64) {
         Some(0) => Ok(()),
@@ -165,15 +168,16 @@ pub async fn set_channel(cfg: &LiveConfig, stream: &str, status: u8) -> Result<(
     }
 }
 
-/// Disconnects a stream's publisher at nginx-rtmp (`drop/publisher`). `Ok(false)` when no
-/// control URL is configured.
+/// Disconnects a stream's publisher at nginx-rtmp (`drop/publisher`): how many clients it
+/// dropped (0: the stream was not being published). `Ok(None)` when no control URL is
+/// configured.
 pub async fn nginx_drop(
     media: &MediaConfig,
     app: &str,
     stream: &str,
-) -> Result<bool, UpstreamError> {
+) -> Result<Option<u64>, UpstreamError> {
     if media.nginx_control_url.is_empty() {
-        return Ok(false);
+        return Ok(None);
     }
     let q = serde_urlencoded::to_string([("app", app), ("name", stream)]).unwrap_or_default();
     let url = format!(
@@ -181,6 +185,10 @@ pub async fn nginx_drop(
         media.nginx_control_url.trim_end_matches('/')
     );
     let req = CLIENT.with(|c| c.get(url));
-    send(NGINX, req, Duration::from_secs(5)).await?;
-    Ok(true)
+    match send(NGINX, &OPERATOR_CALLS, req, Duration::from_secs(5)).await {
+        Ok(body) => Ok(Some(body.trim().parse().unwrap_or(0))),
+        // nginx-rtmp answers for a stream nobody publishes with a 4xx: nothing to drop.
+        Err(UpstreamError::Status { status, .. }) if (400..500).contains(&status) => Ok(Some(0)),
+        Err(e) => Err(e),
+    }
 }

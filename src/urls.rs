@@ -12,22 +12,44 @@ impl<'a> Urls<'a> {
         Urls { cfg }
     }
 
-    /// `rtmp://{push_host}/{app}/{stream}?bizid=..&txSecret=..&txTime=..[&{push_params}]`
+    /// `rtmp://{push_host}/{app}/{stream}?[bizid=..&]txSecret=..&txTime=..[&{push_params}]`
+    /// (no `bizid` for a self-hosted media server).
     pub fn push(&self, stream: &str, expiry: u64, key: &str) -> String {
         let tx_time = sign::push::tx_time(expiry);
         let secret = sign::push::tx_secret(key, stream, &tx_time);
         let mut url = format!(
-            "rtmp://{}/{}/{}?bizid={}&txSecret={}&txTime={}",
+            "rtmp://{}/{}/{}?{}txSecret={}&txTime={}",
             self.cfg.push_host(),
             self.cfg.app_name,
             stream,
-            self.cfg.bizid,
+            self.bizid_param(),
             secret,
             tx_time
         );
         if !self.cfg.push_params.is_empty() {
             url.push('&');
             url.push_str(&self.cfg.push_params);
+        }
+        url
+    }
+
+    /// `bizid=..&`, or nothing without a bizid.
+    fn bizid_param(&self) -> String {
+        if self.cfg.bizid.is_empty() {
+            String::new()
+        } else {
+            format!("bizid={}&", self.cfg.bizid)
+        }
+    }
+
+    /// A play URL signed for hotlink protection: `{base}?txSecret=..&txTime=..[&bizid=..]`.
+    pub fn signed_play(&self, base: &str, stream: &str, expiry: u64, key: &str) -> String {
+        let tx_time = sign::push::tx_time(expiry);
+        let secret = sign::push::tx_secret(key, stream, &tx_time);
+        let mut url = format!("{base}?txSecret={secret}&txTime={tx_time}");
+        if !self.cfg.bizid.is_empty() {
+            url.push_str("&bizid=");
+            url.push_str(&self.cfg.bizid);
         }
         url
     }

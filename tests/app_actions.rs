@@ -472,25 +472,64 @@ suite_test!(
         assert!(!msg.contains(ADMIN));
 
         // StopLVB ends the broadcast now and drops the stream at Tencent (status 2).
+        let push_x = app.broadcast("vjx").await;
+        assert_eq!(nginx_publish(&app, &push_x).await, 200);
+        assert_eq!(app.info("vjx").await["status"], "1");
         let mut stop = stop;
         stop["token"] = json!(ADMIN);
         let d = app.ok(stop.clone()).await;
-        assert_eq!(d, json!({"result":0,"ended":true,"cut":["tencent"]}));
+        assert_eq!(
+            d,
+            json!({"result":0,"ended":true,"cut":["tencent"],"failed":[]})
+        );
         assert_eq!(app.info("vjx").await["status"], "0");
         let d = app.ok(json!({"Action":"FetchList","flag":1})).await;
         assert_eq!(d["totalcount"], 0, "{d}");
+        // The SDK reconnects on its own: the stopped broadcast's URL is refused, and the app
+        // cannot say it is online again, until the VJ starts a new broadcast.
+        assert_eq!(nginx_publish(&app, &push_x).await, 403);
+        let msg = app
+            .err(
+                json!({"Action":"ChangeStatus","userid":"vjx","status":0}),
+                498,
+            )
+            .await;
+        assert!(msg.contains("ended by an operator"), "{msg}");
+        assert_eq!(app.info("vjx").await["status"], "0");
         // Again: nothing is live, and that is no error.
         let d = app.ok(stop).await;
         assert_eq!(d["ended"], false);
+        let push_x = app.broadcast("vjx").await;
+        assert_eq!(nginx_publish(&app, &push_x).await, 200);
+        assert_eq!(app.info("vjx").await["status"], "1");
 
         // ForbidLive 1: the VJ gets no push URL, cannot go online, and a push URL issued
         // before is refused by the media-server hook.
         let push = app.broadcast("vjb").await;
         app.ok(json!({"Action":"ChangeStatus","userid":"vjb","status":0}))
             .await;
+        // Its co-host stream goes with it.
+        let cohost = app
+            .ok(json!({"Action":"RequestLVBAddrForLinkMic","userid":"vjb"}))
+            .await["pushurl"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let cohost_stream = cohost
+            .split('?')
+            .next()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_string();
         let ban = |flag: i64| json!({"Action":"ForbidLive","userid":"vjb","forbidflag":flag,"token":ADMIN});
         let d = app.ok(ban(1)).await;
-        assert_eq!(d, json!({"result":0,"ended":true,"cut":["tencent"]}));
+        assert_eq!(
+            d,
+            json!({"result":0,"ended":true,"cut":["tencent","tencent"],"failed":[]})
+        );
+        assert_eq!(nginx_publish(&app, &cohost).await, 403);
         assert_eq!(app.info("vjb").await["status"], "0");
         let msg = app
             .err(
@@ -525,7 +564,10 @@ suite_test!(
 
         // ForbidLive 0 lifts it.
         let d = app.ok(ban(0)).await;
-        assert_eq!(d, json!({"result":0,"ended":false,"cut":["tencent"]}));
+        assert_eq!(
+            d,
+            json!({"result":0,"ended":false,"cut":["tencent"],"failed":[]})
+        );
         let push = app.broadcast("vjb").await;
         assert_eq!(nginx_publish(&app, &push).await, 200);
         assert_eq!(app.info("vjb").await["status"], "1");
@@ -556,6 +598,11 @@ suite_test!(
                 call("vjx", "2"),
                 call("vjx", "2"),
                 call("vjb", "0"),
+                (
+                    "Live_Channel_SetStatus".to_string(),
+                    cohost_stream.clone(),
+                    "0".to_string()
+                ),
                 call("vjb", "1")
             ]
         );
@@ -586,6 +633,16 @@ suite_test!(
         cfg.live.appid = TENCENT_APPID.into();
         cfg.live.api_url = tencent.url.clone();
         let app = spawn_app(cfg).await;
+        // Mixing is into the caller's current broadcast.
+        let v = send(
+            &app,
+            json!({"Action":"MergeVideoStream","userid":"mixvj","mergeparams":{"interface":{
+                "interfaceName":"Mix_StreamV2","para":{"interface":"mix_streamv2.cancel_mix_stream",
+                "mix_stream_session_id":format!("{BIZID}_mixvj"),"output_stream_id":format!("{BIZID}_mixvj")}}}}),
+        )
+        .await;
+        assert_eq!(v["returnValue"], 601, "{v}");
+        app.broadcast("mixvj").await;
         let own = format!("{BIZID}_mixvj");
         // The 3.7 app's request: its own mix parameters, sent as text/plain.
         let mergeparams = json!({"timestamp":now(),"eventId":now(),"interface":{
@@ -614,9 +671,32 @@ suite_test!(
         .await;
         assert_eq!(v["returnValue"], 0, "{v}");
 
-        // Only into the caller's own stream.
+        // Only what the app does, into the caller's own stream: every other shape is refused.
+        let refused: [(&str, Value); 6] = [
+            ("output_stream_id", json!(format!("{BIZID}_victim"))),
+            ("output_stream_id", Value::Null),
+            ("mix_stream_session_id", json!(7)),
+            ("mix_stream_session_id", Value::Null),
+            ("interface", json!("mix_streamv2.something_else")),
+            ("interface", Value::Null),
+        ];
+        for (field, value) in refused {
+            let mut other = mergeparams.clone();
+            let para = other["interface"]["para"].as_object_mut().unwrap();
+            if value.is_null() {
+                para.remove(field);
+            } else {
+                para.insert(field.into(), value);
+            }
+            let v = send(
+                &app,
+                json!({"Action":"MergeVideoStream","userid":"mixvj","mergeparams":other}),
+            )
+            .await;
+            assert_eq!(v["returnValue"], 602, "{field}: {v}");
+        }
         let mut other = mergeparams.clone();
-        other["interface"]["para"]["output_stream_id"] = json!(format!("{BIZID}_victim"));
+        other["interface"]["interfaceName"] = json!("Live_Channel_SetStatus");
         let v = send(
             &app,
             json!({"Action":"MergeVideoStream","userid":"mixvj","mergeparams":other}),
@@ -685,6 +765,98 @@ suite_test!(
             v["returnMsg"].as_str().unwrap().contains("live.appid"),
             "{v}"
         );
+        app.stop().await;
+    }
+);
+
+suite_test!(
+    with_auth_on_the_new_actions_act_only_as_their_caller,
+    |db| {
+        let mut cfg = test_config(db);
+        cfg.auth.mode = minilvb::config::AuthMode::Required;
+        cfg.live.play_key = minilvb::config::Secret::new(PLAY_KEY);
+        cfg.vod.secret_id = "AKIDvod".into();
+        cfg.vod.secret_key = minilvb::config::Secret::new("vod-key");
+        let app = spawn_app(cfg).await;
+        let mut tokens = HashMap::new();
+        for u in ["owner1", "other1"] {
+            let pw = "correct horse 1";
+            app.ok(json!({"Action":"Register","userid":u,"password":pw}))
+                .await;
+            let t = app
+                .ok(json!({"Action":"Login","userid":u,"password":pw}))
+                .await["token"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            tokens.insert(u, t);
+        }
+        let as_owner = |mut body: Value, token: Option<&str>| {
+            if let Some(t) = token {
+                body["token"] = json!(t);
+            }
+            body
+        };
+        let bodies = [
+            json!({"Action":"RequestLVBAddrForLinkMic","userid":"owner1"}),
+            json!({"Action":"RequestPlayUrlWithSignForLinkMic","userid":"owner1","originStreamUrl":"rtmp://h/live/x"}),
+            json!({"Action":"UploadUGCVideo","userid":"owner1","file_id":"f","play_url":"http://v/f.mp4"}),
+            json!({"Action":"ReportUser","userid":"owner1","hostuserid":"vj"}),
+            json!({"Action":"MergeVideoStream","userid":"owner1","mergeparams":{}}),
+        ];
+        for body in &bodies {
+            // No token, and another user's token: refused before anything is done.
+            app.err(as_owner(body.clone(), None), 498).await;
+            let msg = app
+                .err(as_owner(body.clone(), Some(&tokens["other1"])), 498)
+                .await;
+            assert!(msg.contains("owner1"), "{body}: {msg}");
+        }
+        // A logged-in user only for the upload signature.
+        app.err(json!({"Action":"GetVodSignatureV2"}), 498).await;
+        app.ok(json!({"Action":"GetVodSignatureV2","token":tokens["other1"]}))
+            .await;
+        // The owner's own token works.
+        app.ok(as_owner(bodies[0].clone(), Some(&tokens["owner1"])))
+            .await;
+        app.ok(as_owner(bodies[2].clone(), Some(&tokens["owner1"])))
+            .await;
+        app.ok(as_owner(bodies[3].clone(), Some(&tokens["owner1"])))
+            .await;
+        // Moderation needs the admin token, not a user's.
+        app.err(
+            json!({"Action":"StopLVB","userid":"owner1","token":tokens["owner1"]}),
+            498,
+        )
+        .await;
+        app.stop().await;
+    }
+);
+
+suite_test!(
+    an_expired_cohost_stream_is_neither_signed_nor_admitted,
+    |db| {
+        let mut cfg = test_config(db);
+        cfg.live.play_key = minilvb::config::Secret::new(PLAY_KEY);
+        // Push URLs valid for one second: the co-host stream's expires at once.
+        cfg.live.url_validity_secs = 1;
+        let app = spawn_app(cfg).await;
+        let d = app
+            .ok(json!({"Action":"RequestLVBAddrForLinkMic","userid":"brief1"}))
+            .await;
+        let push = d["pushurl"].as_str().unwrap().to_string();
+        let playurl = d["playurl"].as_str().unwrap().to_string();
+        // Wait until the push URL's expiry (txTime) is in the past, as the server's clock says.
+        let expiry = i64::from_str_radix(&query_of(&push)["txTime"], 16).unwrap();
+        while now() <= expiry {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        app.err(
+        json!({"Action":"RequestPlayUrlWithSignForLinkMic","userid":"x","originStreamUrl":playurl}),
+        601,
+    )
+    .await;
+        assert_eq!(nginx_publish(&app, &push).await, 403);
         app.stop().await;
     }
 );

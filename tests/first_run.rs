@@ -56,9 +56,17 @@ async fn call(base: &str, body: Value) -> Value {
 /// Registers and logs in `userid`, then asks for a push URL; returns the answer.
 async fn push_url(base: &str, userid: &str) -> Value {
     let pw = "correct horse 1";
-    let r = call(base, json!({"Action":"Register","userid":userid,"password":pw})).await;
+    let r = call(
+        base,
+        json!({"Action":"Register","userid":userid,"password":pw}),
+    )
+    .await;
     assert!(r["returnValue"] == 0 || r["returnValue"] == 612, "{r}");
-    let t = call(base, json!({"Action":"Login","userid":userid,"password":pw})).await;
+    let t = call(
+        base,
+        json!({"Action":"Login","userid":userid,"password":pw}),
+    )
+    .await;
     let token = t["returnData"]["token"].as_str().unwrap().to_string();
     call(
         base,
@@ -157,7 +165,10 @@ async fn a_first_start_generates_its_secrets_once_and_keeps_them_private() {
     // An explicit value wins, and the file keeps its own.
     let mut server = ChildServer::start_in(
         Some(&dir),
-        &[("MINILVB_LIVE__PUSH_KEY", "an-operator-chosen-push-key".into())],
+        &[(
+            "MINILVB_LIVE__PUSH_KEY",
+            "an-operator-chosen-push-key".into(),
+        )],
     )
     .await;
     let d = push_url(&server.base, "alice1").await;
@@ -172,9 +183,7 @@ async fn a_first_start_generates_its_secrets_once_and_keeps_them_private() {
     // check says which values are generated and where, without printing them.
     let (code, text) = check_in(&dir, &[]);
     assert!(
-        text.contains(&format!(
-            "live.push_key is generated, kept in minilvb.secrets.toml"
-        )),
+        text.contains("live.push_key is generated, kept in minilvb.secrets.toml"),
         "{text}"
     );
     for key in KEYS {
@@ -197,11 +206,8 @@ async fn a_first_start_generates_its_secrets_once_and_keeps_them_private() {
 #[actix_rt::test]
 async fn production_mode_generates_nothing_and_says_what_is_missing() {
     let dir = fresh_dir("production");
-    let server = ChildServer::start_in(
-        Some(&dir),
-        &[("MINILVB_SERVER__PRODUCTION", "true".into())],
-    )
-    .await;
+    let server =
+        ChildServer::start_in(Some(&dir), &[("MINILVB_SERVER__PRODUCTION", "true".into())]).await;
     assert!(!dir.join("minilvb.secrets.toml").exists());
     let d = push_url(&server.base, "bob1").await;
     assert_eq!(d["returnValue"], 500, "{d}");
@@ -215,7 +221,10 @@ async fn production_mode_generates_nothing_and_says_what_is_missing() {
     drop(server);
     let (code, text) = check_in(&dir, &[("MINILVB_SERVER__PRODUCTION", "true")]);
     assert_eq!(code, 1, "{text}");
-    assert!(text.contains("production: every secret must be set"), "{text}");
+    assert!(
+        text.contains("production: every secret must be set"),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -250,7 +259,11 @@ async fn migrating_and_restoring_report_progress() {
         )
         .await;
         assert_eq!(d["returnValue"], 0, "{d}");
-        let d = call(&server.base, json!({"Action":"ChangeStatus","userid":vj,"status":0})).await;
+        let d = call(
+            &server.base,
+            json!({"Action":"ChangeStatus","userid":vj,"status":0}),
+        )
+        .await;
         assert_eq!(d["returnValue"], 0, "{d}");
     }
     assert!(server.terminate().await.success());
@@ -270,7 +283,10 @@ async fn migrating_and_restoring_report_progress() {
         .collect();
     assert_eq!(
         restored,
-        [("online rooms".to_string(), 3), ("recordings".to_string(), 0)]
+        [
+            ("online rooms".to_string(), 3),
+            ("recordings".to_string(), 0)
+        ]
     );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);

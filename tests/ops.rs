@@ -96,6 +96,9 @@ db_test!(check_passes_a_good_configuration_and_prints_samples, |db| {
 db_test!(check_names_the_likely_cause_of_each_problem, |db| {
     let mut env = good_env(db);
     env.retain(|(k, _)| *k != "MINILVB_LIVE__API_KEY" && *k != "MINILVB_LIVE__BIZID");
+    // Production: a missing key is missing, not generated.
+    env.push(("MINILVB_SERVER__PRODUCTION", "true".into()));
+    env.push(("MINILVB_LIVE__BIZID", "12a".into()));
     env.push(("MINILVB_COS__BUCKET", "Bad_Bucket".into()));
     env.push(("MINILVB_DATABASE__MIGRATE_ON_START", "false".into()));
     let out = bin()

@@ -31,6 +31,13 @@ CREATE TABLE IF NOT EXISTS bans (
     banned_at  BIGINT       NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
+-- StopLVB (and a ban): the VJ's current broadcast was ended by an operator. Its push URLs
+-- are refused and it cannot go online again until the VJ asks for a new broadcast.
+CREATE TABLE IF NOT EXISTS stops (
+    userid     VARCHAR(128) NOT NULL PRIMARY KEY,
+    stopped_at BIGINT       NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
 -- Co-host (link-mic) streams: each user's latest, so a publish to it can be admitted and
 -- a play URL of it signed while its push URL is valid.
 CREATE TABLE IF NOT EXISTS linkmic_streams (
@@ -60,6 +67,10 @@ PREPARE minilvb_stmt FROM @minilvb_sql;
 EXECUTE minilvb_stmt;
 DEALLOCATE PREPARE minilvb_stmt;
 SET @minilvb_sql = CONCAT('ALTER TABLE linkmic_streams CONVERT TO CHARACTER SET utf8mb4 COLLATE ', @minilvb_nopad);
+PREPARE minilvb_stmt FROM @minilvb_sql;
+EXECUTE minilvb_stmt;
+DEALLOCATE PREPARE minilvb_stmt;
+SET @minilvb_sql = CONCAT('ALTER TABLE stops CONVERT TO CHARACTER SET utf8mb4 COLLATE ', @minilvb_nopad);
 PREPARE minilvb_stmt FROM @minilvb_sql;
 EXECUTE minilvb_stmt;
 DEALLOCATE PREPARE minilvb_stmt;

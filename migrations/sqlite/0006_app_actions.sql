@@ -31,6 +31,13 @@ CREATE TABLE IF NOT EXISTS bans (
     banned_at  BIGINT NOT NULL
 );
 
+-- StopLVB (and a ban): the VJ's current broadcast was ended by an operator. Its push URLs
+-- are refused and it cannot go online again until the VJ asks for a new broadcast.
+CREATE TABLE IF NOT EXISTS stops (
+    userid     TEXT   NOT NULL PRIMARY KEY,
+    stopped_at BIGINT NOT NULL
+);
+
 -- Co-host (link-mic) streams: each user's latest, so a publish to it can be admitted and
 -- a play URL of it signed while its push URL is valid.
 CREATE TABLE IF NOT EXISTS linkmic_streams (

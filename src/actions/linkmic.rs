@@ -4,6 +4,7 @@
 use super::{json, moderation};
 use crate::model::now_unix;
 use crate::protocol::ApiError;
+use crate::room::RoomError;
 use crate::sign;
 use crate::state::AppState;
 use crate::store::StoreError;
@@ -48,16 +49,26 @@ pub async fn push_addr(state: &AppState, userid: &str) -> Result<String, ApiErro
         sign::push::stream_name(&live.bizid, userid),
         sign::push::tx_time(expiry)
     );
+    let taken = || {
+        ApiError::param(format!(
+            "userid '{userid}' maps to co-host stream '{stream}', which another user holds"
+        ))
+    };
+    // The name could spell another user's broadcast stream (`{user}_{hex}`).
+    if state
+        .rooms
+        .owner_of_stream(&stream)
+        .await?
+        .is_some_and(|vj| vj != userid)
+    {
+        return Err(taken());
+    }
     match state
         .content
         .put_linkmic(userid, &stream, expiry as i64)
         .await
     {
-        Err(StoreError::StreamTaken) => {
-            return Err(ApiError::param(format!(
-                "userid '{userid}' maps to co-host stream '{stream}', which another user holds"
-            )))
-        }
+        Err(StoreError::StreamTaken) => return Err(taken()),
         r => r?,
     }
     let urls = Urls::new(live);
@@ -98,19 +109,25 @@ pub async fn signed_play_url(state: &AppState, origin: &str) -> Result<String, A
         )
     })?;
     let now = now_unix();
-    let live_now = match state.rooms.owner_of_stream(stream).await? {
+    let (owner, live_now) = match state.rooms.owner_of_stream(stream).await? {
         Some(vj) => {
-            let key = crate::model::RoomKey::Live(vj);
-            match state.rooms.state(&key).await {
+            let key = crate::model::RoomKey::Live(vj.clone());
+            let live = match state.rooms.state(&key).await {
                 Ok((info, counters)) => counters.online && info.stream == stream,
-                Err(_) => false,
-            }
+                Err(RoomError::NoRoom(_) | RoomError::NoBroadcast(_)) => false,
+                Err(e) => return Err(e.into()),
+            };
+            (Some(vj), live)
         }
-        None => matches!(
-            state.content.linkmic_owner(stream).await?,
-            Some((_, expires)) if expires >= now
-        ),
+        None => match state.content.linkmic_owner(stream).await? {
+            Some((userid, expires)) => (Some(userid), expires >= now),
+            None => (None, false),
+        },
     };
+    // No signed way in to a banned user's stream.
+    if let Some(owner) = &owner {
+        moderation::refuse_banned(state, owner).await?;
+    }
     if !live_now {
         return Err(ApiError::new(
             crate::protocol::Code::UpdateFailed,
@@ -118,33 +135,48 @@ pub async fn signed_play_url(state: &AppState, origin: &str) -> Result<String, A
         ));
     }
     let expiry = now.max(0) as u64 + live.url_validity_secs;
-    let tx_time = sign::push::tx_time(expiry);
-    let secret = sign::push::tx_secret(live.play_key.expose(), stream, &tx_time);
     let base = origin.split(['?', '#']).next().unwrap_or(origin);
     json(&SignedPlayUrl {
-        stream_url_with_signature: format!(
-            "{base}?txSecret={secret}&txTime={tx_time}&bizid={}",
-            live.bizid
+        stream_url_with_signature: Urls::new(live).signed_play(
+            base,
+            stream,
+            expiry,
+            live.play_key.expose(),
         ),
         timestamp: now,
     })
 }
 
-/// MergeVideoStream: the app's mix parameters go to Tencent's mix API, into the caller's
-/// own stream only; the answer is wrapped as the apps read it (`msg`, a JSON string).
+/// What a mix request may ask Tencent to do: start (or change) a mix, or cancel it.
+const MIX_CALLS: [&str; 2] = [
+    "mix_streamv2.start_mix_stream_advanced",
+    "mix_streamv2.cancel_mix_stream",
+];
+
+/// MergeVideoStream: the app's mix parameters go to Tencent's mix API — only a mix into
+/// the caller's own broadcast stream, named as its session and output — and the answer is
+/// wrapped as the apps read it (`msg`, a JSON string).
 pub async fn merge(state: &AppState, userid: &str, params: String) -> Result<String, ApiError> {
     let live = &state.config.live;
-    let own = sign::push::stream_name(&live.bizid, userid);
     let v: serde_json::Value = serde_json::from_str(&params)
         .map_err(|_| ApiError::param("field 'mergeparams' must be a JSON object"))?;
+    let bad = |what: &str| ApiError::param(format!("mergeparams.interface.{what}"));
+    if v["interface"]["interfaceName"] != "Mix_StreamV2" {
+        return Err(bad("interfaceName must be \"Mix_StreamV2\""));
+    }
     let para = &v["interface"]["para"];
-    for field in ["output_stream_id", "mix_stream_session_id"] {
-        if let Some(id) = para.get(field).and_then(serde_json::Value::as_str) {
-            if id != own {
-                return Err(ApiError::param(format!(
-                    "mergeparams.interface.para.{field} must be the caller's own stream '{own}'"
-                )));
-            }
+    let call = para["interface"].as_str().unwrap_or("");
+    if !MIX_CALLS.contains(&call) {
+        return Err(bad(&format!("para.interface must be one of {MIX_CALLS:?}")));
+    }
+    // The caller's own stream: the one its current broadcast holds.
+    let key = crate::model::RoomKey::Live(userid.to_string());
+    let own = state.rooms.state(&key).await?.0.stream;
+    for field in ["mix_stream_session_id", "output_stream_id"] {
+        if para[field].as_str() != Some(own.as_str()) {
+            return Err(bad(&format!(
+                "para.{field} must be the caller's own stream '{own}'"
+            )));
         }
     }
     let answer = crate::upstream::mix(live, params).await?;

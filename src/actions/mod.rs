@@ -49,7 +49,7 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
         } => request_lvb_addr(state, userid, groupid, title, userinfo).await,
         Request::ChangeStatus { userid, online } => {
             if online {
-                moderation::refuse_banned(state, &userid).await?;
+                moderation::refuse_blocked(state, &userid).await?;
             }
             rooms.set_status(&userid, online).await?;
             Ok(EMPTY.into())
@@ -256,7 +256,7 @@ async fn request_lvb_addr(
     title: String,
     userinfo: UserInfo,
 ) -> Result<String, ApiError> {
-    moderation::refuse_banned(state, &userid).await?;
+    moderation::admit_new_broadcast(state, &userid).await?;
     let live = &state.config.live;
     if live.push_key.is_empty() {
         return Err(ApiError::not_configured(
@@ -266,6 +266,14 @@ async fn request_lvb_addr(
     let urls = crate::urls::Urls::new(live);
     let stream = sign::push::stream_name(&live.bizid, &userid);
     let now = now_unix();
+    // A co-host stream (`{bizid}_{user}_{hex}`) can spell another user's broadcast stream.
+    if let Some((holder, expires)) = state.content.linkmic_owner(&stream).await? {
+        if holder != userid && expires >= now {
+            return Err(ApiError::param(format!(
+                "userid '{userid}' maps to stream name '{stream}', which another user's co-host stream uses"
+            )));
+        }
+    }
     let info = RoomInfo {
         groupid,
         title,

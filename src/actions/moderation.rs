@@ -6,10 +6,11 @@
 
 use super::{json, Caller, EMPTY};
 use crate::model::{now_unix, RoomKey};
-use crate::protocol::{ApiError, Code};
+use crate::protocol::ApiError;
 use crate::room::RoomError;
 use crate::sign;
 use crate::state::AppState;
+use crate::store::Block;
 use serde::Serialize;
 
 /// What ending or banning a broadcast did.
@@ -18,9 +19,21 @@ pub struct Outcome {
     pub result: i32,
     /// Whether the room was online and is now offline.
     pub ended: bool,
-    /// The media-server controls that applied the change ("nginx-rtmp", "tencent"); empty
-    /// when none is configured or a call failed (logged).
+    /// The media-server controls that applied the change ("nginx-rtmp", "tencent").
     pub cut: Vec<&'static str>,
+    /// Those that were asked and failed (logged); the change holds here regardless.
+    pub failed: Vec<&'static str>,
+}
+
+impl Outcome {
+    fn new(ended: bool) -> Outcome {
+        Outcome {
+            result: 0,
+            ended,
+            cut: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
 }
 
 /// The admin token, in every auth mode.
@@ -43,14 +56,41 @@ pub fn check_admin(state: &AppState, action: &str, caller: &Caller) -> Result<()
     }
 }
 
-/// 498 for a banned VJ.
+fn banned(userid: &str) -> ApiError {
+    ApiError::auth(format!("userid '{userid}' is banned from broadcasting"))
+}
+
+/// 498 for a banned user (a co-host stream; a play URL of a banned VJ's stream).
 pub async fn refuse_banned(state: &AppState, userid: &str) -> Result<(), ApiError> {
-    if state.content.is_banned(userid).await? {
-        return Err(ApiError::auth(format!(
-            "userid '{userid}' is banned from broadcasting"
-        )));
+    match state.content.block(userid).await? {
+        Some(Block::Banned) => Err(banned(userid)),
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+/// Before a new broadcast (RequestLVBAddr): 498 for a banned VJ. A broadcast an operator
+/// stopped is over: the new one clears the mark.
+pub async fn admit_new_broadcast(state: &AppState, userid: &str) -> Result<(), ApiError> {
+    match state.content.block(userid).await? {
+        Some(Block::Banned) => Err(banned(userid)),
+        Some(Block::Stopped) => {
+            state.content.set_stopped(userid, false, now_unix()).await?;
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+/// Before the current broadcast goes online (ChangeStatus online): 498 for a banned VJ or
+/// a broadcast an operator stopped.
+pub async fn refuse_blocked(state: &AppState, userid: &str) -> Result<(), ApiError> {
+    match state.content.block(userid).await? {
+        Some(Block::Banned) => Err(banned(userid)),
+        Some(Block::Stopped) => Err(ApiError::auth(format!(
+            "the broadcast of '{userid}' was ended by an operator: start a new one (RequestLVBAddr)"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// ReportUser: a viewer reports a VJ; kept (repeats counted), bounded per reporter.
@@ -72,49 +112,62 @@ pub async fn report(state: &AppState, reporter: &str, vj: &str) -> Result<String
     Ok(EMPTY.into())
 }
 
-/// Takes a VJ's room offline (if online) and cuts the stream: at Tencent, `tencent_status`
-/// 2 drops it, 0 also disables it until enabled again.
-async fn end(state: &AppState, userid: &str, tencent_status: u8) -> Result<Outcome, ApiError> {
-    let key = RoomKey::Live(userid.to_string());
-    let ended = match state.rooms.state(&key).await {
-        Ok((_, counters)) if counters.online => {
-            state.rooms.set_status(userid, false).await?;
-            true
-        }
-        Ok(_) | Err(RoomError::NoRoom(_) | RoomError::NoBroadcast(_)) => false,
-        Err(e) => return Err(e.into()),
-    };
-    let live = &state.config.live;
-    let stream = sign::push::stream_name(&live.bizid, userid);
-    let mut cut = Vec::new();
-    match crate::upstream::nginx_drop(&state.config.media, &live.app_name, &stream).await {
-        Ok(true) => cut.push("nginx-rtmp"),
-        Ok(false) => {}
-        Err(e) => tracing::warn!(userid, stream, error = %e, "cutting the stream failed"),
-    }
-    if tencent(state) {
-        match crate::upstream::set_channel(live, &stream, tencent_status).await {
-            Ok(()) => cut.push("tencent"),
-            Err(e) => tracing::warn!(userid, stream, error = %e, "cutting the stream failed"),
-        }
-    }
-    Ok(Outcome {
-        result: 0,
-        ended,
-        cut,
-    })
-}
-
 /// Whether Tencent's live API is configured (an appid and an API key).
 fn tencent(state: &AppState) -> bool {
     let l = &state.config.live;
     !l.appid.is_empty() && !l.api_key.is_empty() && !l.api_url.is_empty()
 }
 
+/// Cuts one stream where the media servers allow; at Tencent `tencent_status` 2 drops it,
+/// 0 also disables it until enabled again (1).
+async fn cut(state: &AppState, userid: &str, stream: &str, tencent_status: u8, o: &mut Outcome) {
+    let live = &state.config.live;
+    match crate::upstream::nginx_drop(&state.config.media, &live.app_name, stream).await {
+        Ok(Some(n)) if n > 0 => o.cut.push("nginx-rtmp"),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(userid, stream, error = %e, "cutting the stream failed");
+            o.failed.push("nginx-rtmp");
+        }
+    }
+    if tencent(state) {
+        match crate::upstream::set_channel(live, stream, tencent_status).await {
+            Ok(()) => o.cut.push("tencent"),
+            Err(e) => {
+                tracing::warn!(userid, stream, error = %e, "setting the stream's status failed");
+                o.failed.push("tencent");
+            }
+        }
+    }
+}
+
+/// Ends a VJ's current broadcast: marked stopped (its push URLs are refused and it cannot
+/// go online again until a new RequestLVBAddr), taken offline, and its stream — the one
+/// the room holds, not one derived from the userid — cut.
+async fn end(state: &AppState, userid: &str, tencent_status: u8) -> Result<Outcome, ApiError> {
+    state.content.set_stopped(userid, true, now_unix()).await?;
+    let key = RoomKey::Live(userid.to_string());
+    let (ended, stream) = match state.rooms.state(&key).await {
+        Ok((info, counters)) => {
+            if counters.online {
+                state.rooms.set_status(userid, false).await?;
+            }
+            (counters.online, Some(info.stream))
+        }
+        Err(RoomError::NoRoom(_) | RoomError::NoBroadcast(_)) => (false, None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut o = Outcome::new(ended);
+    if let Some(stream) = stream.filter(|s| !s.is_empty()) {
+        cut(state, userid, &stream, tencent_status, &mut o).await;
+    }
+    Ok(o)
+}
+
 /// StopLVB: ends a VJ's broadcast now.
 pub async fn stop_vj(state: &AppState, userid: &str) -> Result<Outcome, ApiError> {
     let o = end(state, userid, 2).await?;
-    tracing::info!(userid, ended = o.ended, cut = ?o.cut, "broadcast stopped by an operator");
+    tracing::info!(userid, ended = o.ended, cut = ?o.cut, failed = ?o.failed, "broadcast stopped by an operator");
     Ok(o)
 }
 
@@ -122,32 +175,36 @@ pub async fn stop(state: &AppState, userid: &str) -> Result<String, ApiError> {
     json(&stop_vj(state, userid).await?)
 }
 
-/// ForbidLive: bans (and cuts) or unbans a VJ.
+/// ForbidLive: bans (and cuts, co-host stream too) or unbans a VJ. A lifted ban leaves the
+/// stopped broadcast stopped: the VJ starts a new one.
 pub async fn set_ban(state: &AppState, userid: &str, forbid: bool) -> Result<Outcome, ApiError> {
     state.content.set_banned(userid, forbid, now_unix()).await?;
     let o = if forbid {
-        end(state, userid, 0).await?
+        let mut o = end(state, userid, 0).await?;
+        if let Some(stream) = state.content.remove_linkmic(userid).await? {
+            cut(state, userid, &stream, 0, &mut o).await;
+        }
+        o
     } else {
-        let mut cut = Vec::new();
+        let mut o = Outcome::new(false);
         if tencent(state) {
-            let live = &state.config.live;
-            let stream = sign::push::stream_name(&live.bizid, userid);
-            if let Err(e) = crate::upstream::set_channel(live, &stream, 1).await {
-                // The ban is lifted here; Tencent still refuses the stream until this works.
-                return Err(ApiError::new(
-                    Code::Storage,
-                    format!("the ban is lifted, but re-enabling the stream failed: {e}; retry"),
-                ));
+            let key = RoomKey::Live(userid.to_string());
+            if let Ok((info, _)) = state.rooms.state(&key).await {
+                if !info.stream.is_empty() {
+                    match crate::upstream::set_channel(&state.config.live, &info.stream, 1).await {
+                        Ok(()) => o.cut.push("tencent"),
+                        Err(e) => {
+                            // The ban is lifted here; Tencent refuses the stream until this works.
+                            tracing::warn!(userid, error = %e, "re-enabling the stream failed");
+                            o.failed.push("tencent");
+                        }
+                    }
+                }
             }
-            cut.push("tencent");
         }
-        Outcome {
-            result: 0,
-            ended: false,
-            cut,
-        }
+        o
     };
-    tracing::info!(userid, forbid, "broadcast ban changed by an operator");
+    tracing::info!(userid, forbid, cut = ?o.cut, failed = ?o.failed, "broadcast ban changed by an operator");
     Ok(o)
 }
 

@@ -18,13 +18,13 @@ pub fn ok_raw(data_json: &str) -> HttpResponse {
     json_response(StatusCode::OK, body)
 }
 
+/// An error body, its fields in the same order as a success's.
 pub fn error_body(err: &ApiError) -> String {
-    serde_json::json!({
-        "returnValue": err.code.value(),
-        "returnMsg": err.msg,
-        "returnData": {},
-    })
-    .to_string()
+    let msg = serde_json::to_string(&err.msg).unwrap_or_else(|_| "\"\"".into());
+    format!(
+        "{{\"returnValue\":{},\"returnMsg\":{msg},\"returnData\":{{}}}}",
+        err.code.value()
+    )
 }
 
 pub fn error_response(status: StatusCode, err: &ApiError) -> HttpResponse {

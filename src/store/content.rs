@@ -53,13 +53,27 @@ pub trait ContentStore: Send + Sync + 'static {
     /// The most reported VJs, most reporters first.
     async fn reported(&self, limit: usize) -> StoreResult<Vec<Reported>>;
     async fn set_banned(&self, userid: &str, banned: bool, now: i64) -> StoreResult<()>;
-    async fn is_banned(&self, userid: &str) -> StoreResult<bool>;
+    /// Marks a VJ's current broadcast as ended by an operator (`stopped`), or clears the
+    /// mark (a new broadcast).
+    async fn set_stopped(&self, userid: &str, stopped: bool, now: i64) -> StoreResult<()>;
+    /// Why a VJ may not be live now, if at all: a ban outranks a stopped broadcast.
+    async fn block(&self, userid: &str) -> StoreResult<Option<Block>>;
     /// Banned VJs and since when, newest first.
     async fn bans(&self, limit: usize) -> StoreResult<Vec<(String, i64)>>;
     /// Records a user's co-host stream (replacing the user's previous one).
     async fn put_linkmic(&self, userid: &str, stream: &str, expires_at: i64) -> StoreResult<()>;
     /// Whose co-host stream this is, and until when its push URL is valid.
     async fn linkmic_owner(&self, stream: &str) -> StoreResult<Option<(String, i64)>>;
+    /// Forgets a user's co-host stream; returns its name.
+    async fn remove_linkmic(&self, userid: &str) -> StoreResult<Option<String>>;
+}
+
+/// Why a VJ may not be live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Block {
+    Banned,
+    /// An operator ended the current broadcast (StopLVB): a new RequestLVBAddr clears it.
+    Stopped,
 }
 
 const VIDEO_COLS: &str =
@@ -155,7 +169,7 @@ impl ContentStore for SqlStore {
                 .try_get("n")?;
             let rows = sqlx::query(&format!(
                 "SELECT {VIDEO_COLS} FROM ugc_videos \
-                 ORDER BY seq DESC LIMIT ? OFFSET ?"
+                 ORDER BY seq DESC, userid, file_id LIMIT ? OFFSET ?"
             ))
             .bind(limit as i64)
             .bind(offset as i64)
@@ -175,7 +189,7 @@ impl ContentStore for SqlStore {
                 }
                 None => format!(
                     "SELECT {VIDEO_COLS} FROM ugc_videos WHERE userid = ? \
-                     ORDER BY seq DESC LIMIT 1"
+                     ORDER BY seq DESC, file_id LIMIT 1"
                 ),
             };
             let mut q = sqlx::query(&sql).bind(userid);
@@ -215,14 +229,16 @@ impl ContentStore for SqlStore {
                 if count(n) >= max_per_reporter {
                     return Ok(false);
                 }
-                sqlx::query(
-                    "INSERT INTO reports (reporter, vj, times, last_at) VALUES (?, ?, 1, ?)",
-                )
-                .bind(reporter)
-                .bind(vj)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                // An upsert: a concurrent first report of the same pair counts, not fails.
+                let cols = ["reporter", "vj", "times", "last_at"];
+                let update = format!("times=times+1, last_at={}", self.new_col("last_at"));
+                sqlx::query(&self.upsert("reports", &cols, &["reporter", "vj"], 1, &update))
+                    .bind(reporter)
+                    .bind(vj)
+                    .bind(1i64)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
             Ok(true)
@@ -282,13 +298,45 @@ impl ContentStore for SqlStore {
         .await
     }
 
-    async fn is_banned(&self, userid: &str) -> StoreResult<bool> {
+    async fn set_stopped(&self, userid: &str, stopped: bool, now: i64) -> StoreResult<()> {
         self.timed(async {
-            Ok(sqlx::query("SELECT 1 AS one FROM bans WHERE userid = ?")
-                .bind(userid)
-                .fetch_optional(&self.pool)
-                .await?
-                .is_some())
+            if stopped {
+                let cols = ["userid", "stopped_at"];
+                let update = format!("stopped_at={}", self.new_col("stopped_at"));
+                sqlx::query(&self.upsert("stops", &cols, &["userid"], 1, &update))
+                    .bind(userid)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+            } else {
+                sqlx::query("DELETE FROM stops WHERE userid = ?")
+                    .bind(userid)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn block(&self, userid: &str) -> StoreResult<Option<Block>> {
+        self.timed(async {
+            let row = sqlx::query(
+                "SELECT (SELECT COUNT(*) FROM bans WHERE userid = ?) AS banned, \
+                 (SELECT COUNT(*) FROM stops WHERE userid = ?) AS stopped",
+            )
+            .bind(userid)
+            .bind(userid)
+            .fetch_one(&self.pool)
+            .await?;
+            let (banned, stopped): (i64, i64) = (row.try_get("banned")?, row.try_get("stopped")?);
+            Ok(if banned > 0 {
+                Some(Block::Banned)
+            } else if stopped > 0 {
+                Some(Block::Stopped)
+            } else {
+                None
+            })
         })
         .await
     }
@@ -340,6 +388,26 @@ impl ContentStore for SqlStore {
             };
             tx.commit().await?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn remove_linkmic(&self, userid: &str) -> StoreResult<Option<String>> {
+        self.timed(async {
+            let mut tx = self.begin_write().await?;
+            let stream: Option<String> =
+                sqlx::query("SELECT stream FROM linkmic_streams WHERE userid = ?")
+                    .bind(userid)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| r.try_get("stream"))
+                    .transpose()?;
+            sqlx::query("DELETE FROM linkmic_streams WHERE userid = ?")
+                .bind(userid)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(stream)
         })
         .await
     }

@@ -11,7 +11,7 @@ use sqlx::{AnyPool, Row};
 const NOPAD_COLLATIONS: &str = "'utf8mb4_nopad_bin', 'utf8mb4_0900_bin'";
 
 const TABLES: &str = "'rooms', 'recordings', 'room_state', 'members', 'users', 'tokens', \
-     'recording_files', 'ugc_videos', 'reports', 'bans', 'linkmic_streams'";
+     'recording_files', 'ugc_videos', 'reports', 'bans', 'linkmic_streams', 'stops'";
 
 fn unsupported(why: String) -> StoreError {
     StoreError::InexactKeys(why)

@@ -2,14 +2,14 @@
 
 mod accounts;
 mod content;
-mod progress;
 mod exact_keys;
+mod progress;
 mod sql;
 
 use crate::model::{RoomInfo, RoomKey, RoomRecord, SnapshotItem};
 pub use accounts::{AccountStore, NewToken, TokenKind, TokenRecord, TokenState};
 use async_trait::async_trait;
-pub use content::{ContentStore, Reported, Video};
+pub use content::{Block, ContentStore, Reported, Video};
 pub use sql::SqlStore;
 
 #[derive(Debug, thiserror::Error)]

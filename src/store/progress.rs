@@ -36,7 +36,7 @@ impl Progress {
     /// One more row; logs when a report is due.
     pub fn row(&mut self) {
         self.rows += 1;
-        if self.rows % 1024 == 0 && self.last.elapsed() >= EVERY {
+        if self.rows.is_multiple_of(1024) && self.last.elapsed() >= EVERY {
             self.last = Instant::now();
             tracing::info!(
                 what = self.what,

@@ -3,11 +3,11 @@
 
 use super::progress::Progress;
 use super::{NewRecording, Store, StoreError, StoreResult};
-use futures_util::TryStreamExt;
 use crate::config::DatabaseConfig;
 use crate::model::UserInfo;
 use crate::model::{Counters, Member, RoomInfo, RoomKey, RoomRecord, SnapshotItem};
 use async_trait::async_trait;
+use futures_util::TryStreamExt;
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::query::Query;
@@ -903,7 +903,12 @@ impl Store for SqlStore {
                 m.run(&self.pool).await?;
                 if n < last {
                     let (version, description) = describe(m);
-                    tracing::info!(version, description, secs = format!("{:.2}", started.elapsed().as_secs_f64()), "migration applied");
+                    tracing::info!(
+                        version,
+                        description,
+                        secs = format!("{:.2}", started.elapsed().as_secs_f64()),
+                        "migration applied"
+                    );
                 }
             }
             return Ok(());
@@ -932,7 +937,12 @@ impl Store for SqlStore {
             }
             if n < last {
                 let (version, description) = describe(m);
-                tracing::info!(version, description, secs = format!("{:.2}", started.elapsed().as_secs_f64()), "migration applied");
+                tracing::info!(
+                    version,
+                    description,
+                    secs = format!("{:.2}", started.elapsed().as_secs_f64()),
+                    "migration applied"
+                );
             }
         }
         let _ = sqlx::query("SELECT RELEASE_LOCK(CONCAT('minilvb_migrate:', DATABASE()))")
