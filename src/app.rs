@@ -191,6 +191,7 @@ impl Application {
             content,
             clients,
             media_hooks,
+            openapi: std::sync::OnceLock::new(),
         });
         let data = state.clone();
         let conns = web::Data::from(connections.clone());

@@ -100,7 +100,7 @@ pub struct SnapshotItem {
     pub deletes: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserInfo {
     pub nickname: String,
     pub headpic: String,
@@ -109,7 +109,7 @@ pub struct UserInfo {
 }
 
 /// One item of every room list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PusherInfo {
     pub userid: String,
     pub groupid: String,
@@ -164,7 +164,7 @@ impl PusherInfoRef<'_> {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberInfo {
     pub userid: String,
     pub nickname: String,

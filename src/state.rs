@@ -27,4 +27,6 @@ pub struct AppState {
     pub clients: ClientAddr,
     /// Who may call the nginx-rtmp and SRS hooks (`media.trusted_addrs`).
     pub media_hooks: Cidrs,
+    /// `GET /openapi.json`, built on its first request.
+    pub openapi: std::sync::OnceLock<String>,
 }

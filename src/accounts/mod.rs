@@ -94,7 +94,7 @@ const VERIFIED_TTL: i64 = 30;
 const VERIFIED_CAPACITY: usize = 100_000;
 
 /// The answer of Login and Refresh.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenSet {
     pub token: String,
     pub refresh_token: String,
@@ -104,7 +104,7 @@ pub struct TokenSet {
 }
 
 /// The IM identity of the user (an empty `usersig` when IM is not configured).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Im {
     pub sdkappid: u64,
     pub userid: String,

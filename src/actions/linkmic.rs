@@ -3,34 +3,13 @@
 
 use super::{json, moderation};
 use crate::model::now_unix;
+use crate::protocol::types::{LinkMicAddr, MixAnswer, SignedPlayUrl};
 use crate::protocol::ApiError;
 use crate::room::RoomError;
 use crate::sign;
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::urls::Urls;
-use serde::Serialize;
-
-#[derive(Serialize)]
-struct LinkMicAddr {
-    pushurl: String,
-    timestamp: i64,
-    /// The co-host stream for the VJ to pull (`rtmp://`, as the apps expect).
-    playurl: String,
-}
-
-#[derive(Serialize)]
-struct SignedPlayUrl {
-    #[serde(rename = "streamUrlWithSignature")]
-    stream_url_with_signature: String,
-    timestamp: i64,
-}
-
-#[derive(Serialize)]
-struct MixAnswer {
-    /// The mix service's answer as JSON text: the apps parse this string for its `code`.
-    msg: String,
-}
 
 /// RequestLVBAddrForLinkMic: `{bizid}_{userid}_{txTime}`, pushed with a signed URL like a
 /// broadcast's, and remembered so that its publish is admitted and its play URL signed.

@@ -11,19 +11,8 @@ use crate::room::RoomError;
 use crate::sign;
 use crate::state::AppState;
 use crate::store::Block;
-use serde::Serialize;
 
-/// What ending or banning a broadcast did.
-#[derive(Debug, Serialize)]
-pub struct Outcome {
-    pub result: i32,
-    /// Whether the room was online and is now offline.
-    pub ended: bool,
-    /// The media-server controls that applied the change ("nginx-rtmp", "tencent").
-    pub cut: Vec<&'static str>,
-    /// Those that were asked and failed (logged); the change holds here regardless.
-    pub failed: Vec<&'static str>,
-}
+pub use crate::protocol::types::ModerationOutcome as Outcome;
 
 impl Outcome {
     fn new(ended: bool) -> Outcome {

@@ -4,22 +4,11 @@
 use super::{json, EMPTY};
 use crate::model::{now_unix, PusherInfo, UserInfo};
 use crate::protocol::request::Page;
+use crate::protocol::types::{PusherList, VodSignature};
 use crate::protocol::ApiError;
 use crate::sign;
 use crate::state::AppState;
 use crate::store::Video;
-use serde::Serialize;
-
-#[derive(Serialize)]
-struct VodSignature {
-    signature: String,
-}
-
-#[derive(Serialize)]
-struct VideoList {
-    totalcount: u64,
-    pusherlist: Vec<PusherInfo>,
-}
 
 /// GetVodSignatureV2: a VOD client-upload signature from `[vod]`.
 pub fn upload_signature(state: &AppState) -> Result<String, ApiError> {
@@ -91,7 +80,7 @@ fn item(v: Video) -> PusherInfo {
 /// FetchList flag 5: videos newest first.
 pub async fn page(state: &AppState, page: Page) -> Result<String, ApiError> {
     let (total, videos) = state.content.videos(page.offset(), page.pagesize).await?;
-    json(&VideoList {
+    json(&PusherList {
         totalcount: total,
         pusherlist: videos.into_iter().map(item).collect(),
     })

@@ -63,14 +63,3 @@ fn bearer(req: &HttpRequest) -> Option<Secret> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
         .then(|| Secret::new(token.trim()))
 }
-
-pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    let err = ApiError::param(format!(
-        "method {} is not allowed here; use POST",
-        req.method()
-    ));
-    let mut resp = envelope::error_response(StatusCode::METHOD_NOT_ALLOWED, &err);
-    resp.headers_mut()
-        .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
-    resp
-}

@@ -47,40 +47,77 @@ pub fn client_ip(state: &AppState, req: &HttpRequest) -> Option<IpAddr> {
     clients.resolve(peer, values)
 }
 
+/// `GET /openapi.json`: the protocol as OpenAPI 3.1, for this server's limits (built once).
+async fn openapi(state: web::Data<AppState>) -> actix_web::HttpResponse {
+    let doc = state
+        .openapi
+        .get_or_init(|| crate::protocol::openapi::json(&state.config.limits));
+    actix_web::HttpResponse::Ok()
+        .content_type("application/json")
+        .body(doc.clone())
+}
+
+/// 405 with `Allow`, in the envelope, for a method a path does not serve.
+fn not_allowed(req: &HttpRequest, allow: &'static str) -> actix_web::HttpResponse {
+    use actix_web::http::{header, StatusCode};
+    let err = ApiError::param(format!(
+        "method {} is not allowed here; use {allow}",
+        req.method()
+    ));
+    let mut resp = crate::protocol::envelope::error_response(StatusCode::METHOD_NOT_ALLOWED, &err);
+    resp.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    resp
+}
+
+/// A path served for one method; every other method gets 405.
+fn only<F, Args>(cfg: &mut web::ServiceConfig, path: &str, method: &'static str, handler: F)
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    let route = match method {
+        "GET" => web::get(),
+        _ => web::post(),
+    };
+    cfg.service(
+        web::resource(path)
+            .route(route.to(handler))
+            .default_service(web::to(move |req: HttpRequest| async move {
+                not_allowed(&req, method)
+            })),
+    );
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     for path in ["/", "/interface.php"] {
-        cfg.service(
-            web::resource(path)
-                .route(web::post().to(interface::interface))
-                .default_service(web::to(interface::method_not_allowed)),
-        );
+        only(cfg, path, "POST", interface::interface);
     }
     for path in [
         "/callback/tape_callback.php",
         "/callback/Live_callback.php",
         "/callback/tencent",
     ] {
-        cfg.route(path, web::post().to(callback::tencent));
+        only(cfg, path, "POST", callback::tencent);
     }
-    cfg.route("/callback/nginx-rtmp", web::post().to(callback::nginx_rtmp))
-        .route("/callback/srs", web::post().to(callback::srs));
-    cfg.route("/ws/room/{liveuserid}", web::get().to(ws::room_ws));
-    cfg.route("/dashboard", web::get().to(dashboard::page));
-    cfg.route("/ws/dashboard", web::get().to(dashboard::feed));
-    cfg.route(
-        "/dashboard/moderation",
-        web::get().to(dashboard::moderation),
-    );
+    only(cfg, "/callback/nginx-rtmp", "POST", callback::nginx_rtmp);
+    only(cfg, "/callback/srs", "POST", callback::srs);
+    only(cfg, "/ws/room/{liveuserid}", "GET", ws::room_ws);
+    only(cfg, "/dashboard", "GET", dashboard::page);
+    only(cfg, "/ws/dashboard", "GET", dashboard::feed);
+    only(cfg, "/dashboard/moderation", "GET", dashboard::moderation);
     cfg.service(
         web::resource("/dashboard/{action}")
             .app_data(web::PayloadConfig::new(1024))
-            .route(web::post().to(dashboard::act)),
+            .route(web::post().to(dashboard::act))
+            .default_service(web::to(|req: HttpRequest| async move {
+                not_allowed(&req, "POST")
+            })),
     );
-    cfg.route("/metrics", web::get().to(metrics::metrics));
-    cfg.route(
-        crate::cluster::peer::PATH,
-        web::post().to(internal::room_call),
-    );
-    cfg.route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz));
+    only(cfg, "/metrics", "GET", metrics::metrics);
+    only(cfg, crate::cluster::peer::PATH, "POST", internal::room_call);
+    only(cfg, "/openapi.json", "GET", openapi);
+    only(cfg, "/healthz", "GET", health::healthz);
+    only(cfg, "/readyz", "GET", health::readyz);
 }

@@ -3,7 +3,9 @@
 pub mod envelope;
 pub mod error;
 pub mod fields;
+pub mod openapi;
 pub mod request;
+pub mod schema;
 pub mod types;
 
 pub use error::{ApiError, Code};
