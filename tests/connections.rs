@@ -333,7 +333,7 @@ db_test!(dripping_requests_are_cut_on_every_route, |db| {
     for (path, status) in [
         ("/interface.php", "HTTP/1.1 408"),
         ("/callback/srs", "HTTP/1.1 408"),
-        ("/healthz", "HTTP/1.1 404"),
+        ("/healthz", "HTTP/1.1 405"),
     ] {
         let (held, line) = drip(app.port, &chunked(path), b"1\r\na\r\n")
             .await

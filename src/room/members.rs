@@ -1,11 +1,18 @@
 //! A room's member set: O(1) membership, newest-first paging in O(log n + page) at any
 //! offset, and a compact layout — one allocation per member (userid, nickname and avatar
-//! packed together), a slot vector in join order, a hash table of slot numbers (so the
-//! userid is stored once), and a rank index of a few bytes per block of 64 slots.
+//! packed together), slots in join order (in segments of 16,384), a hash table of slot
+//! numbers (so the userid is stored once), and a rank index of a few bytes per block of 64
+//! slots.
 //!
 //! FetchGroupMemberList is public and rooms run on the HTTP workers' threads, so a page far
 //! from the newest members must not walk the members before it: one request for page
 //! 10,000,000 of a room of 400,000 would otherwise stall everything else on its worker.
+//!
+//! For the same reason no single enter or quit may cost what the whole room costs: a
+//! celebrity's room grows by hundreds of thousands of members in minutes. Slots never move
+//! when the room grows (a new segment, not a bigger copy), the table is split in 64 shards
+//! once a room is large, so a doubling rehashes a sixty-fourth of it, and a compaction
+//! rewrites one segment, never the room.
 
 use crate::model::Member;
 use crate::model::MemberInfo;
@@ -166,16 +173,131 @@ impl Ranks {
     }
 }
 
+/// Slots per segment of the slot storage: a multiple of `BLOCK`. A segment is allocated
+/// once at full size (but the first, which grows as a small room does), so growing a room
+/// never copies its older members, and one segment is what a compaction rewrites.
+const SEG: usize = 1 << 14;
+
+/// The slots in join order, in segments of `SEG` addresses: slot `i` lives in segment
+/// `i / SEG`, at `i % SEG`. A segment's vector may be shorter than `SEG` (compacted, or the
+/// newest): the addresses past its end are holes.
+#[derive(Default)]
+struct Slots {
+    segs: Vec<Vec<Option<Entry>>>,
+    /// Members in each segment.
+    live: Vec<u32>,
+}
+
+impl Slots {
+    /// Addresses in use: every segment's `SEG`, but the newest's length.
+    fn len(&self) -> usize {
+        match self.segs.last() {
+            None => 0,
+            Some(last) => (self.segs.len() - 1) * SEG + last.len(),
+        }
+    }
+
+    fn get(&self, i: u32) -> Option<&Entry> {
+        let i = i as usize;
+        self.segs.get(i / SEG)?.get(i % SEG)?.as_ref()
+    }
+
+    fn get_mut(&mut self, i: u32) -> Option<&mut Entry> {
+        let i = i as usize;
+        self.segs.get_mut(i / SEG)?.get_mut(i % SEG)?.as_mut()
+    }
+
+    /// Appends; returns the new slot's address.
+    fn push(&mut self, e: Entry) -> u32 {
+        if self.segs.last().is_none_or(|s| s.len() == SEG) {
+            // The first segment grows with the room; later ones start at full size.
+            let cap = if self.segs.is_empty() { 0 } else { SEG };
+            self.segs.push(Vec::with_capacity(cap));
+            self.live.push(0);
+        }
+        let seg = self.segs.len() - 1;
+        let at = seg * SEG + self.segs[seg].len();
+        self.segs[seg].push(Some(e));
+        self.live[seg] += 1;
+        at as u32
+    }
+
+    fn take(&mut self, i: u32) -> Option<Entry> {
+        let i = i as usize;
+        let e = self.segs.get_mut(i / SEG)?.get_mut(i % SEG)?.take();
+        if e.is_some() {
+            self.live[i / SEG] -= 1;
+        }
+        e
+    }
+
+    /// The slots of block `b` (fewer than `BLOCK` at a segment's end; none past it).
+    fn block(&self, b: usize) -> &[Option<Entry>] {
+        let start = b * BLOCK;
+        let Some(seg) = self.segs.get(start / SEG) else {
+            return &[];
+        };
+        let off = (start % SEG).min(seg.len());
+        &seg[off..seg.len().min(off + BLOCK)]
+    }
+}
+
+/// Tables of slot addresses, hashed by the slot's userid. A large room's table is split in
+/// `SHARDS` by the hash, so that it grows a shard at a time: a doubling rehashes a
+/// sixty-fourth of the room, never the whole of it.
+enum Table {
+    One(HashTable<u32>),
+    Sharded(Box<[HashTable<u32>]>),
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Table::One(HashTable::new())
+    }
+}
+
+/// A table this large is split (once; about a millisecond).
+const SHARD_AT: usize = 1 << 14;
+const SHARDS: usize = 64;
+
+/// The shard of a hash: bits that hashbrown uses neither for the bucket (the low bits) nor
+/// for the control byte (the top seven).
+fn shard_of(h: u64) -> usize {
+    ((h >> 32) as usize) % SHARDS
+}
+
+impl Table {
+    fn for_hash(&self, h: u64) -> &HashTable<u32> {
+        match self {
+            Table::One(t) => t,
+            Table::Sharded(s) => &s[shard_of(h)],
+        }
+    }
+
+    fn for_hash_mut(&mut self, h: u64) -> &mut HashTable<u32> {
+        match self {
+            Table::One(t) => t,
+            Table::Sharded(s) => &mut s[shard_of(h)],
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        match self {
+            Table::One(t) => t.len(),
+            Table::Sharded(s) => s.iter().map(HashTable::len).sum(),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Members {
-    /// Join order; `None` where a member left (compacted when half are gone).
-    slots: Vec<Option<Entry>>,
+    slots: Slots,
     live: usize,
-    /// Slot numbers, hashed by the slot's userid.
-    table: HashTable<u32>,
+    table: Table,
     hasher: DefaultHashBuilder,
     next_seq: i64,
-    /// Kept in step with `slots` by `push`, `quit`, `compact`, `from_rows` and `clear`.
+    /// Kept in step with `slots` by `push`, `quit`, the compactions, `from_rows` and `clear`.
     ranks: Ranks,
 }
 
@@ -191,6 +313,11 @@ fn clip(s: &str) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+/// The userid hash of the slot at an address (0 for a hole: never asked).
+fn slot_hash(slots: &Slots, hasher: &DefaultHashBuilder, i: u32) -> u64 {
+    hasher.hash_one(slots.get(i).map(Entry::userid).unwrap_or_default())
 }
 
 impl Members {
@@ -223,9 +350,10 @@ impl Members {
         let h = self.hasher.hash_one(userid);
         let slots = &self.slots;
         self.table
+            .for_hash(h)
             .find(h, |&i| {
-                slots[i as usize]
-                    .as_ref()
+                slots
+                    .get(i)
                     .is_some_and(|e| e.userid_bytes() == userid.as_bytes())
             })
             .copied()
@@ -249,21 +377,36 @@ impl Members {
         self.push_slot(e);
     }
 
-    /// Appends a member to the slots and the table only; the caller rebuilds the ranks.
+    /// Appends a member to the slots and the table only; the caller keeps the ranks.
     fn push_slot(&mut self, e: Entry) {
         let h = self.hasher.hash_one(e.userid());
-        let idx = self.slots.len() as u32;
-        self.slots.push(Some(e));
+        let idx = self.slots.push(e);
         self.live += 1;
+        if let Table::One(t) = &self.table {
+            if t.len() >= SHARD_AT {
+                self.shard();
+            }
+        }
         let (slots, hasher) = (&self.slots, &self.hasher);
-        self.table.insert_unique(h, idx, |&i| {
-            hasher.hash_one(
-                slots[i as usize]
-                    .as_ref()
-                    .map(Entry::userid)
-                    .unwrap_or_default(),
-            )
-        });
+        self.table
+            .for_hash_mut(h)
+            .insert_unique(h, idx, |&i| slot_hash(slots, hasher, i));
+    }
+
+    /// Splits the one table into shards (each reserved for its share, and a little more).
+    fn shard(&mut self) {
+        let Table::One(one) = std::mem::take(&mut self.table) else {
+            return;
+        };
+        let per = one.len() / SHARDS * 2;
+        let mut shards: Vec<HashTable<u32>> =
+            (0..SHARDS).map(|_| HashTable::with_capacity(per)).collect();
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        for i in one {
+            let h = slot_hash(slots, hasher, i);
+            shards[shard_of(h)].insert_unique(h, i, |&j| slot_hash(slots, hasher, j));
+        }
+        self.table = Table::Sharded(shards.into_boxed_slice());
     }
 
     pub fn contains(&self, userid: &str) -> bool {
@@ -275,7 +418,7 @@ impl Members {
     pub fn enter(&mut self, userid: &str, nickname: &str, headpic: &str) -> Option<Member> {
         let (userid, nickname, headpic) = (clip(userid), clip(nickname), clip(headpic));
         if let Some(i) = self.find(userid) {
-            if let Some(e) = self.slots[i as usize].as_mut() {
+            if let Some(e) = self.slots.get_mut(i) {
                 if e.nickname() != nickname || e.headpic() != headpic {
                     *e = Entry::new(userid, nickname, headpic, e.seq);
                 }
@@ -293,22 +436,22 @@ impl Members {
     /// The member as it is now, for persistence after a refresh.
     pub fn get(&self, userid: &str) -> Option<Member> {
         let i = self.find(userid)?;
-        self.slots[i as usize].as_ref().map(Entry::member)
+        self.slots.get(i).map(Entry::member)
     }
 
     /// Removes a member; false when not a member.
     pub fn quit(&mut self, userid: &str) -> bool {
         let h = self.hasher.hash_one(userid);
         let slots = &self.slots;
-        let Ok(found) = self.table.find_entry(h, |&i| {
-            slots[i as usize]
-                .as_ref()
+        let Ok(found) = self.table.for_hash_mut(h).find_entry(h, |&i| {
+            slots
+                .get(i)
                 .is_some_and(|e| e.userid_bytes() == userid.as_bytes())
         }) else {
             return false;
         };
         let (i, _) = found.remove();
-        self.slots[i as usize] = None;
+        self.slots.take(i);
         self.live -= 1;
         let b = i as usize / BLOCK;
         self.ranks.add(b, false);
@@ -318,37 +461,66 @@ impl Members {
             let (next, _) = self.ranks.find(before);
             self.ranks.prev[next] = self.ranks.prev[b];
         }
-        if self.slots.len() > 64 && self.live < self.slots.len() / 2 {
+        let seg = i as usize / SEG;
+        let (len, live) = (self.slots.segs[seg].len(), self.slots.live[seg] as usize);
+        if len > BLOCK && live < len / 2 {
+            self.compact_segment(seg);
+        } else if self.slots.len() > 16 * (self.live + SEG) {
+            // Churn left the addresses sparse (a segment per 16,384 joins, however many
+            // left): renumber, amortized O(1). A room emptying never gets here before it
+            // is down to a sixteenth of its addresses, less one segment.
             self.compact();
         }
         true
     }
 
-    /// Drops the holes left by members who quit and renumbers the table: amortized O(1).
-    fn compact(&mut self) {
-        let old = std::mem::take(&mut self.slots);
-        self.table.clear();
-        self.live = 0;
-        for e in old.into_iter().flatten() {
-            self.push_slot(e);
+    /// Packs one segment's members to its front, in join order, and re-points their table
+    /// entries: O(`SEG`) whatever the room's size (plus the rank index's few bytes a block).
+    fn compact_segment(&mut self, seg: usize) {
+        let base = (seg * SEG) as u32;
+        let old = std::mem::take(&mut self.slots.segs[seg]);
+        let mut packed = Vec::with_capacity(self.slots.live[seg] as usize);
+        let mut moves = Vec::new();
+        for (off, s) in old.into_iter().enumerate() {
+            if let Some(e) = s {
+                let (from, to) = (base + off as u32, base + packed.len() as u32);
+                if from != to {
+                    moves.push((self.hasher.hash_one(e.userid()), from, to));
+                }
+                packed.push(Some(e));
+            }
         }
-        self.slots.shrink_to(self.slots.len() * 2);
+        self.slots.segs[seg] = packed;
+        for (h, from, to) in moves {
+            if let Some(i) = self.table.for_hash_mut(h).find_mut(h, |&i| i == from) {
+                *i = to;
+            }
+        }
         self.rebuild_ranks();
     }
 
-    /// Recomputes the rank index from the slots: O(n), for bulk loads and compaction.
+    /// Renumbers every member from address 0 (rare: only after heavy churn).
+    fn compact(&mut self) {
+        let old = std::mem::take(&mut self.slots);
+        self.table = Table::default();
+        self.live = 0;
+        for e in old.segs.into_iter().flatten().flatten() {
+            self.push_slot(e);
+        }
+        self.rebuild_ranks();
+    }
+
+    /// Recomputes the rank index from the slots: O(blocks), a few bytes a block.
     fn rebuild_ranks(&mut self) {
-        let counts = self
-            .slots
-            .chunks(BLOCK)
-            .map(|c| c.iter().filter(|s| s.is_some()).count() as u32)
+        let counts = (0..self.slots.len().div_ceil(BLOCK))
+            .map(|b| self.slots.block(b).iter().filter(|s| s.is_some()).count() as u32)
             .collect();
         self.ranks = Ranks::build(counts);
     }
 
     pub fn clear(&mut self) {
-        self.slots = Vec::new();
-        self.table = HashTable::new();
+        self.slots = Slots::default();
+        self.table = Table::default();
         self.live = 0;
         self.ranks = Ranks::default();
     }
@@ -363,9 +535,9 @@ impl Members {
         }
         // The page's first member is the one of rank live - 1 - offset, oldest first.
         let (mut block, k) = self.ranks.find((self.live - 1 - offset) as u32);
-        let start = block * BLOCK;
-        let in_block = &self.slots[start..self.slots.len().min(start + BLOCK)];
-        let Some(at) = in_block
+        let Some(at) = self
+            .slots
+            .block(block)
             .iter()
             .enumerate()
             .filter(|(_, s)| s.is_some())
@@ -377,9 +549,10 @@ impl Members {
             debug_assert!(false, "rank index out of step with the slots");
             return out;
         };
-        let mut end = start + at + 1;
+        let mut end = at + 1;
         loop {
-            for e in self.slots[block * BLOCK..end].iter().rev().flatten() {
+            let slots = self.slots.block(block);
+            for e in slots[..end.min(slots.len())].iter().rev().flatten() {
                 out.push(MemberInfo {
                     userid: e.userid().into(),
                     nickname: e.nickname().into(),
@@ -393,7 +566,7 @@ impl Members {
                 NO_BLOCK => return out,
                 p => block = p as usize,
             }
-            end = (block + 1) * BLOCK;
+            end = BLOCK;
         }
     }
 }
@@ -426,9 +599,10 @@ mod tests {
         /// non-empty blocks, the total.
         fn check(&self) {
             assert_eq!(self.ranks.blocks(), self.slots.len().div_ceil(BLOCK));
+            assert_eq!(self.table.len(), self.live);
             let mut last = NO_BLOCK;
-            for (b, c) in self.slots.chunks(BLOCK).enumerate() {
-                let n = c.iter().filter(|s| s.is_some()).count() as u32;
+            for b in 0..self.ranks.blocks() {
+                let n = self.slots.block(b).iter().filter(|s| s.is_some()).count() as u32;
                 assert_eq!(
                     self.ranks.prefix(b + 1) - self.ranks.prefix(b),
                     n,
@@ -491,6 +665,49 @@ mod tests {
             self.0 ^= self.0 >> 7;
             self.0 ^= self.0 << 17;
             self.0
+        }
+    }
+
+    /// A room past several segments and the table's split: joins, a crowd leaving at
+    /// random (segment compactions), joins again after it, and every page the model's.
+    #[test]
+    fn a_room_of_many_segments_matches_the_model() {
+        let n = 3 * SEG + 1000;
+        let mut m = Members::default();
+        let mut model: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+        for id in &model {
+            assert!(m.enter(id, "n", "").is_some());
+        }
+        assert!(matches!(m.table, Table::Sharded(_)));
+        m.check();
+        let mut x = XorShift(11);
+        let mut gone = std::collections::HashSet::new();
+        while gone.len() < n * 3 / 4 {
+            let i = (x.next() % n as u64) as usize;
+            if gone.insert(i) {
+                assert!(m.quit(&model[i]));
+            }
+        }
+        model = model
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !gone.contains(i))
+            .map(|(_, id)| id)
+            .collect();
+        m.check();
+        for i in 0..2000 {
+            let id = format!("late{i}");
+            assert!(m.enter(&id, "n", "").is_some());
+            model.push(id);
+        }
+        m.check();
+        assert_eq!(m.len(), model.len());
+        for id in model.iter().step_by(997) {
+            assert!(m.contains(id), "{id}");
+        }
+        for _ in 0..50 {
+            let r = x.next() as usize;
+            pages_agree(&m, &model, r % (model.len() + 30), 1 + r / 7 % 100);
         }
     }
 
