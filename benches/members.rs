@@ -49,7 +49,7 @@ fn headpic(id: &str, i: usize) -> String {
 fn report(what: &str, times: &mut [(u64, usize)]) {
     let total: u64 = times.iter().map(|t| t.0).sum();
     let mut by_size: Vec<(u64, usize)> = times.to_vec();
-    by_size.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    by_size.sort_unstable_by_key(|t| std::cmp::Reverse(t.0));
     let mut sorted: Vec<u64> = times.iter().map(|t| t.0).collect();
     sorted.sort_unstable();
     let pct = |p: f64| sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)];
