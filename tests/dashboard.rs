@@ -493,23 +493,24 @@ fn artifacts() -> PathBuf {
         .join("test-artifacts")
 }
 
-/// Polls the page until `pred` holds; on timeout saves a screenshot and fails with what
-/// the page showed.
-async fn wait_for(
+/// Polls the page, read by `script`, until `pred` holds; on timeout saves a screenshot
+/// (`failure` in the artefacts) and fails with what the page showed.
+async fn wait_read(
     cdp: &mut Cdp,
     browser: &Browser,
+    script: &str,
+    failure: &str,
     what: &str,
     pred: impl Fn(&Value) -> bool,
 ) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let page = cdp.eval(READ_PAGE).await;
+        let page = cdp.eval(script).await;
         if pred(&page) {
             return page;
         }
         if Instant::now() > deadline {
-            cdp.screenshot(&artifacts().join("dashboard-failure.png"))
-                .await;
+            cdp.screenshot(&artifacts().join(failure)).await;
             panic!(
                 "the page never showed {what}; it shows {page:#}\nchromium stderr:\n{}",
                 browser.stderr_tail()
@@ -517,6 +518,15 @@ async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+async fn wait_for(
+    cdp: &mut Cdp,
+    browser: &Browser,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    wait_read(cdp, browser, READ_PAGE, "dashboard-failure.png", what, pred).await
 }
 
 async fn in_chromium(db: &TestDb) {
@@ -700,22 +710,8 @@ async fn wait_operator(
     what: &str,
     pred: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let page = cdp.eval(READ_OPERATOR).await;
-        if pred(&page) {
-            return page;
-        }
-        if Instant::now() > deadline {
-            cdp.screenshot(&artifacts().join("dashboard-operator-failure.png"))
-                .await;
-            panic!(
-                "the page never showed {what}; it shows {page:#}\nchromium stderr:\n{}",
-                browser.stderr_tail()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let failure = "dashboard-operator-failure.png";
+    wait_read(cdp, browser, READ_OPERATOR, failure, what, pred).await
 }
 
 fn has(rows: &Value, userid: &str) -> bool {

@@ -65,6 +65,39 @@ fn write_nginx_conf(dir: &Path, rtmp: u16, http: u16, app_port: u16) -> PathBuf 
     path
 }
 
+/// URLs for the nginx this test starts on `rtmp` and `http`.
+fn point_at_media(cfg: &mut minilvb::Config, rtmp: u16, http: u16) {
+    cfg.live.push_host = format!("127.0.0.1:{rtmp}");
+    cfg.live.play_host = format!("127.0.0.1:{rtmp}");
+    cfg.live.http_play_base = format!("http://127.0.0.1:{http}");
+    cfg.media.recordings_base_url = format!("http://127.0.0.1:{http}/recordings");
+}
+
+/// Starts nginx with the shipped local config in `dir`, calling back `app_port`, and waits
+/// until both its ports listen.
+async fn start_nginx(dir: &Path, rtmp: u16, http: u16, app_port: u16) -> Reaped {
+    let conf = write_nginx_conf(dir, rtmp, http, app_port);
+    let nginx = Reaped(
+        Command::new(NGINX)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts"),
+    );
+    eventually("nginx listens", Duration::from_secs(10), || async {
+        std::net::TcpStream::connect(("127.0.0.1", rtmp)).is_ok()
+            && std::net::TcpStream::connect(("127.0.0.1", http)).is_ok()
+    })
+    .await;
+    nginx
+}
+
 fn ffmpeg_push(url: &str, seconds: u32) -> Reaped {
     Reaped(
         Command::new(FFMPEG)
@@ -140,29 +173,9 @@ async fn a_real_stream_goes_live_is_recorded_and_plays_back() {
     std::fs::create_dir_all(&dir).unwrap();
     let (rtmp, http) = (free_port(), free_port());
     let mut cfg = test_config(&db);
-    cfg.live.push_host = format!("127.0.0.1:{rtmp}");
-    cfg.live.play_host = format!("127.0.0.1:{rtmp}");
-    cfg.live.http_play_base = format!("http://127.0.0.1:{http}");
-    cfg.media.recordings_base_url = format!("http://127.0.0.1:{http}/recordings");
+    point_at_media(&mut cfg, rtmp, http);
     let app = spawn_app(cfg).await;
-    let conf = write_nginx_conf(&dir, rtmp, http, app.port);
-    let _nginx = Reaped(
-        Command::new(NGINX)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(&dir)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx starts"),
-    );
-    eventually("nginx listens", Duration::from_secs(10), || async {
-        std::net::TcpStream::connect(("127.0.0.1", rtmp)).is_ok()
-    })
-    .await;
+    let _nginx = start_nginx(&dir, rtmp, http, app.port).await;
 
     let push = app.broadcast("e2evj").await;
     assert!(
@@ -279,32 +292,11 @@ async fn a_banned_vjs_stream_is_cut_and_refused() {
     std::fs::create_dir_all(&dir).unwrap();
     let (rtmp, http) = (free_port(), free_port());
     let mut cfg = test_config(&db);
-    cfg.live.push_host = format!("127.0.0.1:{rtmp}");
-    cfg.live.play_host = format!("127.0.0.1:{rtmp}");
-    cfg.live.http_play_base = format!("http://127.0.0.1:{http}");
-    cfg.media.recordings_base_url = format!("http://127.0.0.1:{http}/recordings");
+    point_at_media(&mut cfg, rtmp, http);
     cfg.media.nginx_control_url = format!("http://127.0.0.1:{http}/control");
     cfg.admin.token = minilvb::config::Secret::new(ADMIN);
     let app = spawn_app(cfg).await;
-    let conf = write_nginx_conf(&dir, rtmp, http, app.port);
-    let _nginx = Reaped(
-        Command::new(NGINX)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(&dir)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx starts"),
-    );
-    eventually("nginx listens", Duration::from_secs(10), || async {
-        std::net::TcpStream::connect(("127.0.0.1", rtmp)).is_ok()
-            && std::net::TcpStream::connect(("127.0.0.1", http)).is_ok()
-    })
-    .await;
+    let _nginx = start_nginx(&dir, rtmp, http, app.port).await;
 
     let push = app.broadcast("banvj").await;
     // Far longer than the test: only the cut can end it in time.
