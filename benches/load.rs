@@ -9,11 +9,13 @@
 //!   --rounds N             slices each scenario is cut into, alternating with /healthz
 //!                          slices on the same server (default 4)
 //!   --connections N        keep-alive connections (default 128)
-//!   --only a,b,...         scenarios: healthz,enter,quit,like,hot,list,mixed,persist,memory
+//!   --only a,b,...         scenarios: healthz,enter,quit,like,hot,list,mixed,persist,memory,
+//!                          celebrity (one room joined by --celebrity N viewers, then left)
 //!   --mix enter=30,like=40,quit=20,list=5,members=5   the mixed scenario's weights
 //!   --rooms N              live rooms for enter/quit/like (default 1000)
 //!   --list-rooms N         live rooms behind FetchList (default 100000)
 //!   --members N            members for the memory target (default 1000000)
+//!   --celebrity N          viewers who join the celebrity's room (default 1000000)
 //!   --json FILE  --svg FILE  write the results
 //!   --no-fail              report misses without failing
 //! MariaDB is included in the persistence comparison when MINILVB_TEST_MYSQL_URL is set.
@@ -44,6 +46,7 @@ struct Opts {
     rooms: usize,
     list_rooms: usize,
     members: usize,
+    celebrity: usize,
     json: Option<PathBuf>,
     svg: Option<PathBuf>,
     fail: bool,
@@ -55,7 +58,16 @@ fn opts() -> Opts {
         rounds: 4,
         connections: 128,
         only: [
-            "healthz", "enter", "quit", "like", "hot", "list", "mixed", "persist", "memory",
+            "healthz",
+            "enter",
+            "quit",
+            "like",
+            "hot",
+            "list",
+            "mixed",
+            "persist",
+            "memory",
+            "celebrity",
         ]
         .map(String::from)
         .to_vec(),
@@ -63,6 +75,7 @@ fn opts() -> Opts {
         rooms: 1000,
         list_rooms: 100_000,
         members: 1_000_000,
+        celebrity: 1_000_000,
         json: None,
         svg: None,
         fail: true,
@@ -83,6 +96,7 @@ fn opts() -> Opts {
             "--rooms" => o.rooms = val().parse().expect("count"),
             "--list-rooms" => o.list_rooms = val().parse().expect("count"),
             "--members" => o.members = val().parse().expect("count"),
+            "--celebrity" => o.celebrity = val().parse().expect("count"),
             "--json" => o.json = Some(val().into()),
             "--svg" => o.svg = Some(val().into()),
             "--no-fail" => o.fail = false,
@@ -148,6 +162,11 @@ impl Server {
             ("MINILVB_LIVE__PUSH_KEY".into(), PUSH_KEY.into()),
             ("MINILVB_AUTH__MODE".into(), "off".into()),
             ("MINILVB_LIMITS__MAX_ROOMS".into(), "1000000".into()),
+            // The celebrity scenario fills one room past the default bound of a million.
+            (
+                "MINILVB_LIMITS__MAX_MEMBERS_PER_ROOM".into(),
+                "4000000".into(),
+            ),
         ];
         // Extra server settings for experiments, e.g. MINILVB_BENCH_ENV="SERVER__ROOM_THREADS=1".
         if let Ok(extra) = std::env::var("MINILVB_BENCH_ENV") {
@@ -647,6 +666,125 @@ fn gen_mixed(rooms: usize, mix: &[(String, u32)]) -> Gen {
     })
 }
 
+// ---------------------------------------------------------------- the celebrity's room
+
+/// Viewers `h{k}` of room r0 in the order of a shared counter, so that every request of
+/// every slice is a new viewer (entering) or one who entered (leaving).
+fn gen_celebrity(next: Arc<AtomicU64>, enter: bool) -> Gen {
+    Arc::new(move |_, _| {
+        let k = next.fetch_add(1, Ordering::Relaxed);
+        if enter {
+            post_text(&format!(
+                r#"{{"Action":"EnterGroup","userid":"h{k:011}","liveuserid":"r0","groupid":"g_r0","flag":0,"nickname":"观众昵称测试一二","headpic":"http://img.example.com/avatars/h{k:011}/00000000000000000000000000000000.png"}}"#
+            ))
+        } else {
+            post_text(&format!(
+                r#"{{"Action":"QuitGroup","userid":"h{k:011}","liveuserid":"r0","groupid":"g_r0","flag":0}}"#
+            ))
+        }
+    })
+}
+
+fn slice_max_ms(s: &Slice) -> f64 {
+    s.lat.iter().copied().max().unwrap_or(0) as f64 / 1000.0
+}
+
+/// One phase of the celebrity's room: 1 s slices of joining (or leaving), each after a 1 s
+/// `/healthz` slice, until `until` viewers have been sent. Prints a row per slice (the
+/// room's size at its end, p99 and max against the healthz slice before it) and returns
+/// the pooled row and the per-slice ratios (p99, max).
+async fn celebrity_phase(
+    name: &str,
+    srv: &Server,
+    n: usize,
+    next: &Arc<AtomicU64>,
+    enter: bool,
+    until: u64,
+    size: impl Fn(u64) -> u64,
+) -> (Stats, Vec<(u64, f64, f64, f64, f64)>) {
+    let slice = Duration::from_secs(1);
+    let (mut mine, mut base, mut per) = (Vec::new(), Vec::new(), Vec::new());
+    while next.load(Ordering::Relaxed) < until {
+        let h = drive_slice("healthz", srv, (n, healthz_gen()), None, slice).await;
+        let s = drive_slice(
+            name,
+            srv,
+            (n, gen_celebrity(next.clone(), enter)),
+            None,
+            slice,
+        )
+        .await;
+        let hs = summarize("healthz", &[&h]);
+        let ms = summarize(name, &[&s]);
+        let row = (
+            size(next.load(Ordering::Relaxed)),
+            ms.p99,
+            slice_max_ms(&s),
+            hs.p99,
+            ms.rps / hs.rps.max(1.0),
+        );
+        per.push(row);
+        base.push(h);
+        mine.push(s);
+    }
+    eprintln!();
+    let mut s = summarize(name, &mine.iter().collect::<Vec<_>>());
+    let b = summarize("healthz", &base.iter().collect::<Vec<_>>());
+    s.ratio = s.rps / b.rps.max(1.0);
+    s.p99_ratio = s.p99 / b.p99.max(0.001);
+    println!("\n{name}: room size at the end of each slice, against the healthz slice before it");
+    println!(
+        "{:>10} {:>9} {:>9} {:>11} {:>9} {:>9} {:>7}",
+        "members", "p99 ms", "max ms", "healthz p99", "p99 ×", "max ×", "ratio"
+    );
+    for (members, p99, max, hp99, ratio) in &per {
+        println!(
+            "{members:>10} {p99:>9.2} {max:>9.2} {hp99:>11.2} {:>9.1} {:>9.1} {ratio:>7.2}",
+            p99 / hp99.max(0.001),
+            max / hp99.max(0.001)
+        );
+    }
+    (s, per)
+}
+
+/// The celebrity's room: `o.celebrity` viewers join one room (distinct viewers, one room
+/// growing from 0), then all leave, with healthz slices between.
+async fn celebrity(o: &Opts, rows: &mut Vec<Stats>, targets: &mut Vec<Target>) {
+    let srv = Server::start(Db::Sqlite, async |_: &str| {}).await;
+    live_rooms(srv.port, 1).await;
+    let n = o.connections;
+    let total = o.celebrity as u64;
+    let next = Arc::new(AtomicU64::new(0));
+    let (join, per_join) = celebrity_phase("hot-join", &srv, n, &next, true, total, |k| k).await;
+    let joined = next.load(Ordering::Relaxed);
+    let next = Arc::new(AtomicU64::new(0));
+    let (quit, per_quit) = celebrity_phase("hot-quit", &srv, n, &next, false, joined, |k| {
+        joined.saturating_sub(k)
+    })
+    .await;
+    for (label, s, per) in [
+        ("4. hot-join", join, per_join),
+        ("5. hot-quit", quit, per_quit),
+    ] {
+        ratio_target(targets, label, &s, 0.65, None);
+        let worst_p99 = per.iter().map(|r| r.1 / r.3.max(0.001)).fold(0.0, f64::max);
+        let worst_max = per.iter().map(|r| r.2 / r.3.max(0.001)).fold(0.0, f64::max);
+        targets.push(Target {
+            name: format!("{label} p99, worst slice"),
+            value: worst_p99,
+            goal: "≤ 4.0 × that slice's healthz p99".into(),
+            met: worst_p99 <= 4.0,
+        });
+        targets.push(Target {
+            name: format!("{label} max, worst slice"),
+            value: worst_max,
+            goal: "≤ 20.0 × that slice's healthz p99".into(),
+            met: worst_max <= 20.0,
+        });
+        rows.push(s);
+    }
+}
+
 // ---------------------------------------------------------------- targets and reports
 
 struct Target {
@@ -851,6 +989,9 @@ async fn main() {
     let cross = wrk_crosscheck(main.port, n, o.duration.min(Duration::from_secs(3)));
     drop(main);
 
+    if want("celebrity") {
+        celebrity(&o, &mut rows, &mut targets).await;
+    }
     if want("list") {
         eprintln!("  seeding {} live rooms…", o.list_rooms);
         let srv = Server::start(Db::Sqlite, async |url: &str| {
