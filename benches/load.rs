@@ -689,6 +689,49 @@ fn slice_max_ms(s: &Slice) -> f64 {
     s.lat.iter().copied().max().unwrap_or(0) as f64 / 1000.0
 }
 
+/// Connections of each kind that keep using the rest of the server during the storm:
+/// `/healthz`, and likes on other rooms.
+const NEIGHBOURS: usize = 4;
+
+/// Likes on the rooms beside the celebrity's (r1..r10).
+fn gen_neighbour_likes() -> Gen {
+    Arc::new(|c, s| {
+        let r = 1 + (c * 7 + s as usize) % 10;
+        post_text(&format!(
+            r#"{{"Action":"ChangeCount","userid":"r{r}","type":1,"optype":0,"flag":0}}"#
+        ))
+    })
+}
+
+/// The neighbours' p99s (healthz, likes) over one slice, with `storm` running beside them
+/// on the other connections (none: the idle figure).
+async fn neighbours_beside(
+    srv: &Server,
+    slice: Duration,
+    storm: Option<(usize, Gen)>,
+) -> (f64, f64, Option<Slice>) {
+    let health = drive_slice("neighbours", srv, (NEIGHBOURS, healthz_gen()), None, slice);
+    let likes = drive_slice(
+        "neighbours",
+        srv,
+        (NEIGHBOURS, gen_neighbour_likes()),
+        None,
+        slice,
+    );
+    let (h, l, s) = match storm {
+        Some(st) => {
+            let storm = drive_slice("storm", srv, st, None, slice);
+            let (h, l, s) = tokio::join!(health, likes, storm);
+            (h, l, Some(s))
+        }
+        None => {
+            let (h, l) = tokio::join!(health, likes);
+            (h, l, None)
+        }
+    };
+    (summarize("h", &[&h]).p99, summarize("l", &[&l]).p99, s)
+}
+
 /// One phase of the celebrity's room: 1 s slices of joining (or leaving), each after a 1 s
 /// `/healthz` slice, until `until` viewers have been sent. Prints a row per slice (the
 /// room's size at its end, p99 and max against the healthz slice before it) and returns
@@ -747,11 +790,40 @@ async fn celebrity_phase(
     (s, per)
 }
 
+/// Neighbours during a storm of `until` more joins: their p99s in each slice against
+/// their idle figures. Returns the worst ratios (healthz, likes).
+async fn neighbours_phase(srv: &Server, n: usize, next: &Arc<AtomicU64>, until: u64) -> (f64, f64) {
+    let slice = Duration::from_secs(1);
+    let first = until - next.load(Ordering::Relaxed);
+    let (idle_h, idle_l, _) = neighbours_beside(srv, slice, None).await;
+    let storm_conns = n.saturating_sub(2 * NEIGHBOURS).max(1);
+    let (mut worst_h, mut worst_l) = (0.0f64, 0.0f64);
+    println!(
+        "\nneighbours during the storm (idle p99: healthz {idle_h:.2} ms, likes {idle_l:.2} ms)"
+    );
+    println!(
+        "{:>10} {:>13} {:>11}",
+        "members", "healthz p99 ×", "likes p99 ×"
+    );
+    while next.load(Ordering::Relaxed) < until {
+        let storm = (storm_conns, gen_celebrity(next.clone(), true));
+        let (h, l, _) = neighbours_beside(srv, slice, Some(storm)).await;
+        let (rh, rl) = (h / idle_h.max(0.001), l / idle_l.max(0.001));
+        worst_h = worst_h.max(rh);
+        worst_l = worst_l.max(rl);
+        let members = next.load(Ordering::Relaxed) - (until - first);
+        println!("{members:>10} {rh:>13.1} {rl:>11.1}");
+    }
+    eprintln!();
+    (worst_h, worst_l)
+}
+
 /// The celebrity's room: `o.celebrity` viewers join one room (distinct viewers, one room
-/// growing from 0), then all leave, with healthz slices between.
+/// growing from 0), then all leave, with healthz slices between; then a second room's
+/// storm with the neighbours (healthz, likes on other rooms) measured beside it.
 async fn celebrity(o: &Opts, rows: &mut Vec<Stats>, targets: &mut Vec<Target>) {
     let srv = Server::start(Db::Sqlite, async |_: &str| {}).await;
-    live_rooms(srv.port, 1).await;
+    live_rooms(srv.port, 11).await;
     let n = o.connections;
     let total = o.celebrity as u64;
     let next = Arc::new(AtomicU64::new(0));
@@ -783,7 +855,21 @@ async fn celebrity(o: &Opts, rows: &mut Vec<Stats>, targets: &mut Vec<Target>) {
         });
         rows.push(s);
     }
+    // The same storm again (the room empty, its viewers new), with the neighbours timed.
+    let next = Arc::new(AtomicU64::new(SECOND_STORM));
+    let (wh, wl) = neighbours_phase(&srv, n, &next, SECOND_STORM + total).await;
+    for (label, worst) in [("6. neighbours' healthz", wh), ("6. neighbours' likes", wl)] {
+        targets.push(Target {
+            name: format!("{label} p99, worst slice"),
+            value: worst,
+            goal: "≤ 2.0 × idle p99".into(),
+            met: worst <= 2.0,
+        });
+    }
 }
+
+/// The second storm's first viewer number: past the first storm's, so all are new.
+const SECOND_STORM: u64 = 10_000_000_000;
 
 // ---------------------------------------------------------------- targets and reports
 
