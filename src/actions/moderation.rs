@@ -8,7 +8,7 @@ use super::{json, Caller, EMPTY};
 use crate::model::{now_unix, RoomKey};
 use crate::protocol::ApiError;
 use crate::room::RoomError;
-use crate::sign;
+use crate::sign::{self, TokenRefusal};
 use crate::state::AppState;
 use crate::store::Block;
 
@@ -27,22 +27,16 @@ impl Outcome {
 
 /// The admin token, in every auth mode.
 pub fn check_admin(state: &AppState, action: &str, caller: &Caller) -> Result<(), ApiError> {
-    let expected = &state.config.admin.token;
-    if expected.is_empty() {
-        return Err(ApiError::auth(format!(
+    let given = caller.token.as_ref().map(|t| t.expose());
+    sign::check_token(given, state.config.admin.token.expose()).map_err(|r| match r {
+        TokenRefusal::NotConfigured => ApiError::auth(format!(
             "{action} is disabled on this server: set admin.token (MINILVB_ADMIN__TOKEN)"
-        )));
-    }
-    let Some(given) = &caller.token else {
-        return Err(ApiError::auth(format!(
+        )),
+        TokenRefusal::Missing => ApiError::auth(format!(
             "{action} needs the admin token (Authorization: Bearer, or the 'token' field)"
-        )));
-    };
-    if sign::token_eq(given.expose(), expected.expose()) {
-        Ok(())
-    } else {
-        Err(ApiError::auth("the admin token is not valid"))
-    }
+        )),
+        TokenRefusal::Invalid => ApiError::auth("the admin token is not valid"),
+    })
 }
 
 fn banned(userid: &str) -> ApiError {

@@ -14,6 +14,7 @@ use crate::config::AuthMode;
 use crate::protocol::request::ListFlag;
 use crate::protocol::types::PusherInfo;
 use crate::protocol::{envelope, ApiError, Code};
+use crate::sign::{check_token, TokenRefusal};
 use crate::state::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -90,41 +91,23 @@ fn check_access(state: &AppState, req: &HttpRequest) -> Result<(), Refusal> {
     if state.config.auth.mode == AuthMode::Off {
         return Ok(());
     }
-    let expected = &state.config.admin.token;
-    if expected.is_empty() {
-        return Err(Refusal(
-            StatusCode::FORBIDDEN,
-            "the dashboard is disabled: set admin.token (MINILVB_ADMIN__TOKEN), \
-             or run with auth.mode = \"off\"",
-        ));
-    }
     let given = web::Query::<TokenQuery>::from_query(req.query_string())
         .ok()
         .and_then(|q| q.into_inner().token)
         .filter(|t| !t.is_empty())
-        .or_else(|| bearer(req));
-    let Some(given) = given else {
-        return Err(Refusal(
+        .or_else(|| crate::http::bearer(req));
+    check_token(given.as_deref(), state.config.admin.token.expose()).map_err(|r| match r {
+        TokenRefusal::NotConfigured => Refusal(
+            StatusCode::FORBIDDEN,
+            "the dashboard is disabled: set admin.token (MINILVB_ADMIN__TOKEN), \
+             or run with auth.mode = \"off\"",
+        ),
+        TokenRefusal::Missing => Refusal(
             StatusCode::UNAUTHORIZED,
             "the dashboard needs the admin token: /dashboard?token=... or Authorization: Bearer",
-        ));
-    };
-    if crate::sign::token_eq(&given, expected.expose()) {
-        Ok(())
-    } else {
-        Err(Refusal(
-            StatusCode::FORBIDDEN,
-            "the admin token is not valid",
-        ))
-    }
-}
-
-/// `Authorization: Bearer <token>`, if present.
-fn bearer(req: &HttpRequest) -> Option<String> {
-    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.trim().split_once(' ')?;
-    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
-        .then(|| token.trim().to_string())
+        ),
+        TokenRefusal::Invalid => Refusal(StatusCode::FORBIDDEN, "the admin token is not valid"),
+    })
 }
 
 fn refuse_text(r: Refusal) -> HttpResponse {
@@ -366,24 +349,18 @@ fn reason(code: CloseCode, description: &str) -> CloseReason {
 /// An operator action or read: the admin token in every auth mode (with `auth.mode =
 /// "off"` the page itself is open, its buttons are not).
 fn check_operator(state: &AppState, req: &HttpRequest) -> Result<(), Refusal> {
-    let expected = &state.config.admin.token;
-    if expected.is_empty() {
-        return Err(Refusal(
+    let given = crate::http::bearer(req);
+    check_token(given.as_deref(), state.config.admin.token.expose()).map_err(|r| match r {
+        TokenRefusal::NotConfigured => Refusal(
             StatusCode::FORBIDDEN,
             "operator actions are disabled: set admin.token (MINILVB_ADMIN__TOKEN)",
-        ));
-    }
-    match bearer(req) {
-        None => Err(Refusal(
+        ),
+        TokenRefusal::Missing => Refusal(
             StatusCode::UNAUTHORIZED,
             "operator actions need the admin token (Authorization: Bearer)",
-        )),
-        Some(t) if crate::sign::token_eq(&t, expected.expose()) => Ok(()),
-        Some(_) => Err(Refusal(
-            StatusCode::FORBIDDEN,
-            "the admin token is not valid",
-        )),
-    }
+        ),
+        TokenRefusal::Invalid => Refusal(StatusCode::FORBIDDEN, "the admin token is not valid"),
+    })
 }
 
 /// Reports and bans shown at most.

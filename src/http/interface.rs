@@ -6,7 +6,7 @@ use crate::http::body;
 use crate::metrics::INVALID;
 use crate::protocol::{envelope, ApiError, Code, Request};
 use crate::state::AppState;
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use std::time::Instant;
 
@@ -42,7 +42,7 @@ pub async fn interface(
     };
     let action = request.action();
     let caller = Caller {
-        token: bearer(&req).or(body_token),
+        token: crate::http::bearer(&req).map(Secret::new).or(body_token),
         peer: crate::http::client_ip(&state, &req),
     };
     let (resp, code) = match crate::actions::run(&state, request, &caller).await {
@@ -54,12 +54,4 @@ pub async fn interface(
     };
     state.metrics.request(action, code, started.elapsed());
     resp
-}
-
-/// `Authorization: Bearer <token>`, if present.
-fn bearer(req: &HttpRequest) -> Option<Secret> {
-    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.trim().split_once(' ')?;
-    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
-        .then(|| Secret::new(token.trim()))
 }

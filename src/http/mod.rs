@@ -57,6 +57,18 @@ async fn openapi(state: web::Data<AppState>) -> actix_web::HttpResponse {
         .body(doc.clone())
 }
 
+/// `Authorization: Bearer <token>`, if present.
+pub(crate) fn bearer(req: &HttpRequest) -> Option<String> {
+    let v = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = v.trim().split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
+        .then(|| token.trim().to_string())
+}
+
 /// 405 with `Allow`, in the envelope, for a method a path does not serve.
 fn not_allowed(req: &HttpRequest, allow: &'static str) -> actix_web::HttpResponse {
     use actix_web::http::{header, StatusCode};

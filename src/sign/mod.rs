@@ -31,6 +31,27 @@ pub fn token_eq(given: &str, expected: &str) -> bool {
         )
 }
 
+/// Why a presented operator token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    /// None is configured: whatever needs it is off.
+    NotConfigured,
+    Missing,
+    Invalid,
+}
+
+/// Checks a presented token (if any) against the configured one.
+pub fn check_token(given: Option<&str>, expected: &str) -> Result<(), TokenRefusal> {
+    if expected.is_empty() {
+        return Err(TokenRefusal::NotConfigured);
+    }
+    match given {
+        None => Err(TokenRefusal::Missing),
+        Some(t) if token_eq(t, expected) => Ok(()),
+        Some(_) => Err(TokenRefusal::Invalid),
+    }
+}
+
 /// Why a signature was rejected. Messages never include secret material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignError {
