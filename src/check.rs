@@ -161,12 +161,8 @@ pub async fn run(cfg: &Config, filled: Option<&crate::secrets::Filled>) -> bool 
             "live.play_key is not set",
             "co-hosts get no signed play URLs (RequestPlayUrlWithSignForLinkMic answers 500)",
         );
-    } else if live.play_key.expose() == live.push_key.expose() {
-        r.error(
-            "live.play_key is the push key",
-            "every signed play URL is a valid push URL for that stream: anyone can hijack it",
-        );
     } else if !live.play_key.is_empty() {
+        // (A play key equal to the push key is refused when the configuration loads.)
         r.ok("live.play_key is set");
     }
     if live.appid.is_empty() {

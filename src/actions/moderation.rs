@@ -113,13 +113,26 @@ async fn cut(state: &AppState, userid: &str, stream: &str, tencent_status: u8, o
             o.failed.push("nginx-rtmp");
         }
     }
-    if tencent(state) {
-        match crate::upstream::set_channel(live, stream, tencent_status).await {
-            Ok(()) => o.cut.push("tencent"),
-            Err(e) => {
-                tracing::warn!(userid, stream, error = %e, "setting the stream's status failed");
-                o.failed.push("tencent");
-            }
+    set_tencent_status(state, userid, stream, tencent_status, o).await;
+}
+
+/// Sets a stream's status at Tencent, when its API is configured: 0 disables, 1 enables,
+/// 2 drops. A failure is logged and listed; the change here holds regardless.
+async fn set_tencent_status(
+    state: &AppState,
+    userid: &str,
+    stream: &str,
+    status: u8,
+    o: &mut Outcome,
+) {
+    if !tencent(state) {
+        return;
+    }
+    match crate::upstream::set_channel(&state.config.live, stream, status).await {
+        Ok(()) => o.cut.push("tencent"),
+        Err(e) => {
+            tracing::warn!(userid, stream, status, error = %e, "setting the stream's status failed");
+            o.failed.push("tencent");
         }
     }
 }
@@ -170,18 +183,12 @@ pub async fn set_ban(state: &AppState, userid: &str, forbid: bool) -> Result<Out
         o
     } else {
         let mut o = Outcome::new(false);
+        // Tencent refuses the stream until it is enabled again (only then is the room read).
+        let key = RoomKey::Live(userid.to_string());
         if tencent(state) {
-            let key = RoomKey::Live(userid.to_string());
             if let Ok((info, _)) = state.rooms.state(&key).await {
                 if !info.stream.is_empty() {
-                    match crate::upstream::set_channel(&state.config.live, &info.stream, 1).await {
-                        Ok(()) => o.cut.push("tencent"),
-                        Err(e) => {
-                            // The ban is lifted here; Tencent refuses the stream until this works.
-                            tracing::warn!(userid, error = %e, "re-enabling the stream failed");
-                            o.failed.push("tencent");
-                        }
-                    }
+                    set_tencent_status(state, userid, &info.stream, 1, &mut o).await;
                 }
             }
         }
