@@ -3,6 +3,12 @@
 use crate::config::LiveConfig;
 use crate::sign;
 
+/// Hotlink protection of a stream until `expiry`: `(txSecret, txTime)`.
+fn signature(stream: &str, expiry: u64, key: &str) -> (String, String) {
+    let tx_time = sign::push::tx_time(expiry);
+    (sign::push::tx_secret(key, stream, &tx_time), tx_time)
+}
+
 pub struct Urls<'a> {
     cfg: &'a LiveConfig,
 }
@@ -15,8 +21,7 @@ impl<'a> Urls<'a> {
     /// `rtmp://{push_host}/{app}/{stream}?[bizid=..&]txSecret=..&txTime=..[&{push_params}]`
     /// (no `bizid` for a self-hosted media server).
     pub fn push(&self, stream: &str, expiry: u64, key: &str) -> String {
-        let tx_time = sign::push::tx_time(expiry);
-        let secret = sign::push::tx_secret(key, stream, &tx_time);
+        let (secret, tx_time) = signature(stream, expiry, key);
         let mut url = format!(
             "rtmp://{}/{}/{}?{}txSecret={}&txTime={}",
             self.cfg.push_host(),
@@ -44,8 +49,7 @@ impl<'a> Urls<'a> {
 
     /// A play URL signed for hotlink protection: `{base}?txSecret=..&txTime=..[&bizid=..]`.
     pub fn signed_play(&self, base: &str, stream: &str, expiry: u64, key: &str) -> String {
-        let tx_time = sign::push::tx_time(expiry);
-        let secret = sign::push::tx_secret(key, stream, &tx_time);
+        let (secret, tx_time) = signature(stream, expiry, key);
         let mut url = format!("{base}?txSecret={secret}&txTime={tx_time}");
         if !self.cfg.bizid.is_empty() {
             url.push_str("&bizid=");

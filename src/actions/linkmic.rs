@@ -16,11 +16,7 @@ use crate::urls::Urls;
 pub async fn push_addr(state: &AppState, userid: &str) -> Result<String, ApiError> {
     moderation::refuse_banned(state, userid).await?;
     let live = &state.config.live;
-    if live.push_key.is_empty() {
-        return Err(ApiError::not_configured(
-            "push signing is not configured on this server (live.push_key)",
-        ));
-    }
+    let push_key = super::push_key(state)?;
     let now = now_unix();
     let expiry = now.max(0) as u64 + live.url_validity_secs;
     let stream = format!(
@@ -52,7 +48,7 @@ pub async fn push_addr(state: &AppState, userid: &str) -> Result<String, ApiErro
     }
     let urls = Urls::new(live);
     json(&LinkMicAddr {
-        pushurl: urls.push(&stream, expiry, live.push_key.expose()),
+        pushurl: urls.push(&stream, expiry, push_key),
         timestamp: now,
         playurl: urls.rtmp(&stream),
     })

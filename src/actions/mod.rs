@@ -232,6 +232,17 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
     }
 }
 
+/// The key push URLs are signed with, or 500 "not configured".
+fn push_key(state: &AppState) -> Result<&str, ApiError> {
+    let key = state.config.live.push_key.expose();
+    if key.is_empty() {
+        return Err(ApiError::not_configured(
+            "push signing is not configured on this server (live.push_key)",
+        ));
+    }
+    Ok(key)
+}
+
 fn json<T: serde::Serialize>(v: &T) -> Result<String, ApiError> {
     serde_json::to_string(v).map_err(|e| ApiError::internal("encoding the answer failed", &e))
 }
@@ -258,11 +269,7 @@ async fn request_lvb_addr(
 ) -> Result<String, ApiError> {
     moderation::admit_new_broadcast(state, &userid).await?;
     let live = &state.config.live;
-    if live.push_key.is_empty() {
-        return Err(ApiError::not_configured(
-            "push signing is not configured on this server (live.push_key)",
-        ));
-    }
+    let push_key = push_key(state)?;
     let urls = crate::urls::Urls::new(live);
     let stream = sign::push::stream_name(&live.bizid, &userid);
     let now = now_unix();
@@ -287,7 +294,7 @@ async fn request_lvb_addr(
     state.rooms.new_broadcast(&userid, info).await?;
     let expiry = now.max(0) as u64 + live.url_validity_secs;
     json(&PushAddr {
-        pushurl: urls.push(&stream, expiry, live.push_key.expose()),
+        pushurl: urls.push(&stream, expiry, push_key),
         timestamp: now,
     })
 }
