@@ -99,6 +99,39 @@ fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
+impl SqlStore {
+    /// Marks a user in a table of marks (`userid`, `at`), keeping the time of the first
+    /// mark, or removes the mark.
+    async fn mark(
+        &self,
+        table: &str,
+        at: &str,
+        userid: &str,
+        on: bool,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.timed(async {
+            if on {
+                let (insert, tail) = self.insert_ignore();
+                sqlx::query(&format!(
+                    "{insert} INTO {table} (userid, {at}) VALUES (?, ?){tail}"
+                ))
+                .bind(userid)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+            } else {
+                sqlx::query(&format!("DELETE FROM {table} WHERE userid = ?"))
+                    .bind(userid)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl ContentStore for SqlStore {
     async fn put_video(&self, v: &Video, max_per_user: u64) -> StoreResult<bool> {
@@ -277,46 +310,11 @@ impl ContentStore for SqlStore {
     }
 
     async fn set_banned(&self, userid: &str, banned: bool, now: i64) -> StoreResult<()> {
-        self.timed(async {
-            if banned {
-                let (insert, tail) = self.insert_ignore();
-                sqlx::query(&format!(
-                    "{insert} INTO bans (userid, banned_at) VALUES (?, ?){tail}"
-                ))
-                .bind(userid)
-                .bind(now)
-                .execute(&self.pool)
-                .await?;
-            } else {
-                sqlx::query("DELETE FROM bans WHERE userid = ?")
-                    .bind(userid)
-                    .execute(&self.pool)
-                    .await?;
-            }
-            Ok(())
-        })
-        .await
+        self.mark("bans", "banned_at", userid, banned, now).await
     }
 
     async fn set_stopped(&self, userid: &str, stopped: bool, now: i64) -> StoreResult<()> {
-        self.timed(async {
-            if stopped {
-                let cols = ["userid", "stopped_at"];
-                let update = format!("stopped_at={}", self.new_col("stopped_at"));
-                sqlx::query(&self.upsert("stops", &cols, &["userid"], 1, &update))
-                    .bind(userid)
-                    .bind(now)
-                    .execute(&self.pool)
-                    .await?;
-            } else {
-                sqlx::query("DELETE FROM stops WHERE userid = ?")
-                    .bind(userid)
-                    .execute(&self.pool)
-                    .await?;
-            }
-            Ok(())
-        })
-        .await
+        self.mark("stops", "stopped_at", userid, stopped, now).await
     }
 
     async fn block(&self, userid: &str) -> StoreResult<Option<Block>> {
