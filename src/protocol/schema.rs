@@ -106,36 +106,35 @@ pub fn fields(action: Action, l: &LimitsConfig) -> Vec<Field> {
             f
         }
         Action::GetCosSign | Action::GetVodSignatureV2 => vec![],
-        Action::EnterGroup => vec![
-            req("userid", uid, "the viewer"),
-            req("liveuserid", uid, "the VJ"),
-            req(
-                "groupid",
-                uid,
-                "the broadcast's group, or the recording's file id (flag 1)",
-            ),
-            opt(
-                "flag",
-                Choice(&[0, 1]),
-                "0 live room (default), 1 recording",
-            ),
-            opt("nickname", Str(l.max_name_len), "the viewer's nickname"),
-            opt("headpic", Str(l.max_url_len), "the viewer's picture URL"),
-        ],
-        Action::QuitGroup => vec![
-            req("userid", uid, "the viewer"),
-            req("liveuserid", uid, "the VJ"),
-            req(
-                "groupid",
-                uid,
-                "the broadcast's group, or the recording's file id (flag 1)",
-            ),
-            opt(
-                "flag",
-                Choice(&[0, 1]),
-                "0 live room (default), 1 recording",
-            ),
-        ],
+        Action::EnterGroup | Action::QuitGroup => {
+            let mut f = vec![
+                req("userid", uid, "the viewer"),
+                req("liveuserid", uid, "the VJ"),
+                req(
+                    "groupid",
+                    uid,
+                    "the broadcast's group, or the recording's file id (flag 1)",
+                ),
+                opt(
+                    "flag",
+                    Choice(&[0, 1]),
+                    "0 live room (default), 1 recording",
+                ),
+            ];
+            if action == Action::EnterGroup {
+                f.push(opt(
+                    "nickname",
+                    Str(l.max_name_len),
+                    "the viewer's nickname",
+                ));
+                f.push(opt(
+                    "headpic",
+                    Str(l.max_url_len),
+                    "the viewer's picture URL",
+                ));
+            }
+            f
+        }
         Action::FetchGroupMemberList => {
             let mut f = vec![
                 req("liveuserid", uid, "the VJ"),
