@@ -666,14 +666,22 @@ async fn in_chromium(db: &TestDb) {
     app.stop().await;
 }
 
+/// Whether Chromium is missing here (it says "skipped"); in CI it must be there.
+fn chromium_missing() -> bool {
+    if Path::new(CHROMIUM).exists() {
+        return false;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{CHROMIUM} is missing (CI is set): install Debian's chromium"
+    );
+    eprintln!("skipped: {CHROMIUM} is not installed");
+    true
+}
+
 #[actix_rt::test]
 async fn the_page_follows_a_live_room_in_headless_chromium() {
-    if !Path::new(CHROMIUM).exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{CHROMIUM} is missing (CI is set): install Debian's chromium"
-        );
-        eprintln!("skipped: {CHROMIUM} is not installed");
+    if chromium_missing() {
         return;
     }
     let started = Instant::now();
@@ -842,12 +850,7 @@ async fn operator_in_chromium(db: &TestDb) {
 
 #[actix_rt::test]
 async fn an_operator_ends_bans_and_unbans_by_clicking_in_headless_chromium() {
-    if !Path::new(CHROMIUM).exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{CHROMIUM} is missing (CI is set): install Debian's chromium"
-        );
-        eprintln!("skipped: {CHROMIUM} is not installed");
+    if chromium_missing() {
         return;
     }
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
@@ -927,12 +930,7 @@ async fn cluster_in_chromium(db: &TestDb, redis: &TestRedis) {
 
 #[actix_rt::test]
 async fn in_a_cluster_the_page_shows_every_node_and_each_rooms_owner() {
-    if !Path::new(CHROMIUM).exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{CHROMIUM} is missing (CI is set): install Debian's chromium"
-        );
-        eprintln!("skipped: {CHROMIUM} is not installed");
+    if chromium_missing() {
         return;
     }
     let Some((db, redis)) = cluster_parts().await else {
