@@ -143,3 +143,32 @@ pub async fn closed_loop(
     }
     Some((lat, errors))
 }
+
+/// Like `closed_loop`, but each request waits for its turn on a fixed schedule (one every
+/// `every`), so a storm can be offered at a set rate instead of as fast as answers come.
+/// A connection that falls behind sends at once until it is back on schedule. Returns the
+/// requests sent.
+pub async fn paced_loop(
+    port: u16,
+    next: impl Fn(u64) -> Vec<u8>,
+    stop: &AtomicBool,
+    every: std::time::Duration,
+) -> u64 {
+    let Ok(mut conn) = Conn::open(port).await else {
+        return 0;
+    };
+    let start = tokio::time::Instant::now();
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep_until(start + every.mul_f64(seq as f64)).await;
+        let req = next(seq);
+        seq += 1;
+        if conn.call(&req).await.is_err() {
+            match Conn::open(port).await {
+                Ok(c2) => conn = c2,
+                Err(_) => break,
+            }
+        }
+    }
+    seq
+}

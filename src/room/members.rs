@@ -10,8 +10,8 @@
 //!
 //! For the same reason no single enter or quit may cost what the whole room costs: a
 //! celebrity's room grows by hundreds of thousands of members in minutes. Slots never move
-//! when the room grows (a new segment, not a bigger copy), the table is split in 64 shards
-//! once a room is large, so a doubling rehashes a sixty-fourth of it, and a compaction
+//! when the room grows (a new segment, not a bigger copy), the table is split in 256 shards
+//! once a room is large, so a doubling rehashes a 256th of it, and a compaction
 //! rewrites one segment, never the room.
 
 use crate::model::Member;
@@ -19,17 +19,21 @@ use crate::model::MemberInfo;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
 
-/// One member in one allocation: `[userid len: u16][nickname len: u16][userid][nickname][headpic]`.
-/// 24 bytes in the slot vector plus one heap block (an 8-character CJK nickname, a 12-byte
-/// id and an 80-byte avatar fit a 128-byte size class).
+/// One member in one allocation:
+/// `[seq: i64][userid len: u16][nickname len: u16][userid][nickname][headpic]`.
+/// 16 bytes in the slot vector plus one heap block (an 8-character CJK nickname, a 12-byte
+/// id and an 80-byte avatar make exactly 128 bytes, a size class of the allocator).
 struct Entry {
     data: Box<[u8]>,
-    seq: i64,
 }
+
+/// Bytes before the userid: the join sequence and the two lengths.
+const HEAD: usize = 12;
 
 impl Entry {
     fn new(userid: &str, nickname: &str, headpic: &str, seq: i64) -> Entry {
-        let mut v = Vec::with_capacity(4 + userid.len() + nickname.len() + headpic.len());
+        let mut v = Vec::with_capacity(HEAD + userid.len() + nickname.len() + headpic.len());
+        v.extend_from_slice(&seq.to_le_bytes());
         v.extend_from_slice(&(userid.len() as u16).to_le_bytes());
         v.extend_from_slice(&(nickname.len() as u16).to_le_bytes());
         v.extend_from_slice(userid.as_bytes());
@@ -37,18 +41,23 @@ impl Entry {
         v.extend_from_slice(headpic.as_bytes());
         Entry {
             data: v.into_boxed_slice(),
-            seq,
         }
     }
+    fn seq(&self) -> i64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.data[..8]);
+        i64::from_le_bytes(b)
+    }
     fn lens(&self) -> (usize, usize) {
+        let d = &self.data;
         (
-            u16::from_le_bytes([self.data[0], self.data[1]]) as usize,
-            u16::from_le_bytes([self.data[2], self.data[3]]) as usize,
+            u16::from_le_bytes([d[8], d[9]]) as usize,
+            u16::from_le_bytes([d[10], d[11]]) as usize,
         )
     }
     fn userid_bytes(&self) -> &[u8] {
         let (a, _) = self.lens();
-        &self.data[4..4 + a]
+        &self.data[HEAD..HEAD + a]
     }
     /// The fields were whole `&str`s when stored, so they are valid UTF-8.
     fn text(bytes: &[u8]) -> &str {
@@ -59,18 +68,18 @@ impl Entry {
     }
     fn nickname(&self) -> &str {
         let (a, b) = self.lens();
-        Self::text(&self.data[4 + a..4 + a + b])
+        Self::text(&self.data[HEAD + a..HEAD + a + b])
     }
     fn headpic(&self) -> &str {
         let (a, b) = self.lens();
-        Self::text(&self.data[4 + a + b..])
+        Self::text(&self.data[HEAD + a + b..])
     }
     fn member(&self) -> Member {
         Member {
             userid: self.userid().into(),
             nickname: self.nickname().into(),
             headpic: self.headpic().into(),
-            seq: self.seq,
+            seq: self.seq(),
         }
     }
 }
@@ -155,6 +164,23 @@ impl Ranks {
         }
     }
 
+    /// Sets one block's live count: O(log n).
+    fn set(&mut self, block: usize, count: u32) {
+        let old = self.prefix(block + 1) - self.prefix(block);
+        let mut i = block + 1;
+        while i <= self.tree.len() {
+            self.tree[i - 1] = self.tree[i - 1] - old + count;
+            i += lowbit(i);
+        }
+    }
+
+    /// Drops the blocks from `n` on (they must be empty): a Fenwick tree's first `n` nodes
+    /// cover only the first `n` blocks.
+    fn truncate(&mut self, n: usize) {
+        self.tree.truncate(n);
+        self.prev.truncate(n);
+    }
+
     /// The block holding the member of rank `k` (0-based, oldest first), and that member's
     /// rank within its block. `k` must be below the total.
     fn find(&self, mut k: u32) -> (usize, u32) {
@@ -216,8 +242,14 @@ impl Slots {
             self.live.push(0);
         }
         let seg = self.segs.len() - 1;
-        let at = seg * SEG + self.segs[seg].len();
-        self.segs[seg].push(Some(e));
+        let v = &mut self.segs[seg];
+        if v.len() == v.capacity() {
+            // Only the first segment fills up this way: grow it by a quarter, not double,
+            // so the ten thousand small rooms of a busy evening keep little unused room.
+            v.reserve_exact((v.len() / 4).clamp(8, SEG - v.len()));
+        }
+        let at = seg * SEG + v.len();
+        v.push(Some(e));
         self.live[seg] += 1;
         at as u32
     }
@@ -244,7 +276,7 @@ impl Slots {
 
 /// Tables of slot addresses, hashed by the slot's userid. A large room's table is split in
 /// `SHARDS` by the hash, so that it grows a shard at a time: a doubling rehashes a
-/// sixty-fourth of the room, never the whole of it.
+/// 256th of the room, never the whole of it.
 enum Table {
     One(HashTable<u32>),
     Sharded(Box<[HashTable<u32>]>),
@@ -256,9 +288,12 @@ impl Default for Table {
     }
 }
 
+/// Addresses per member (plus a segment) past which a room is renumbered.
+const SPARSE: usize = 1024;
+
 /// A table this large is split (once; about a millisecond).
 const SHARD_AT: usize = 1 << 14;
-const SHARDS: usize = 64;
+const SHARDS: usize = 256;
 
 /// The shard of a hash: bits that hashbrown uses neither for the bucket (the low bits) nor
 /// for the control byte (the top seven).
@@ -420,7 +455,7 @@ impl Members {
         if let Some(i) = self.find(userid) {
             if let Some(e) = self.slots.get_mut(i) {
                 if e.nickname() != nickname || e.headpic() != headpic {
-                    *e = Entry::new(userid, nickname, headpic, e.seq);
+                    *e = Entry::new(userid, nickname, headpic, e.seq());
                 }
             }
             return None;
@@ -463,12 +498,16 @@ impl Members {
         }
         let seg = i as usize / SEG;
         let (len, live) = (self.slots.segs[seg].len(), self.slots.live[seg] as usize);
-        if len > BLOCK && live < len / 2 {
+        if self.live == 0 {
+            // Everyone left: start again from address 0 (O(segments), no member to move).
+            self.clear();
+        } else if len > BLOCK && live < len / 2 {
             self.compact_segment(seg);
-        } else if self.slots.len() > 16 * (self.live + SEG) {
-            // Churn left the addresses sparse (a segment per 16,384 joins, however many
-            // left): renumber, amortized O(1). A room emptying never gets here before it
-            // is down to a sixteenth of its addresses, less one segment.
+        } else if self.slots.len() > SPARSE * (self.live + SEG) || self.slots.len() >= 1 << 31 {
+            // Churn left the addresses very sparse (a segment per 16,384 joins, however
+            // many left) or near the end of u32: renumber, amortized O(1). Sparse addresses
+            // cost only the rank index's few bytes per 64 of them, so this waits long: a
+            // room emptying gets here only past a thousand times more joins than members.
             self.compact();
         }
         true
@@ -496,7 +535,41 @@ impl Members {
                 *i = to;
             }
         }
-        self.rebuild_ranks();
+        self.reindex_segment(seg);
+    }
+
+    /// Brings the rank index up to date with one rewritten segment: its blocks' counts and
+    /// the chain of non-empty blocks through it, in O(`SEG` + log n) — rebuilding the
+    /// index would scan every slot of the room.
+    fn reindex_segment(&mut self, seg: usize) {
+        let first = seg * SEG / BLOCK;
+        let end = ((seg + 1) * SEG / BLOCK).min(self.ranks.blocks());
+        for b in first..end {
+            let n = self.slots.block(b).iter().filter(|s| s.is_some()).count() as u32;
+            self.ranks.set(b, n);
+        }
+        // The newest segment may have shrunk, and the room's addresses with it.
+        let blocks = self.slots.len().div_ceil(BLOCK);
+        if blocks < self.ranks.blocks() {
+            self.ranks.truncate(blocks);
+        }
+        let end = end.min(blocks);
+        let before = self.ranks.prefix(first);
+        let mut last = match before {
+            0 => NO_BLOCK,
+            n => self.ranks.find(n - 1).0 as u32,
+        };
+        for b in first..end {
+            self.ranks.prev[b] = last;
+            if self.ranks.prefix(b + 1) > self.ranks.prefix(b) {
+                last = b as u32;
+            }
+        }
+        let through = self.ranks.prefix(end);
+        if (through as usize) < self.live {
+            let (next, _) = self.ranks.find(through);
+            self.ranks.prev[next] = last;
+        }
     }
 
     /// Renumbers every member from address 0 (rare: only after heavy churn).
@@ -781,6 +854,11 @@ mod tests {
             for _ in 0..8 {
                 let r = x.next() as usize;
                 pages_agree(&m, &model, r % (model.len() + 50), 1 + r / 13 % 100);
+            }
+            if round % 7 == 3 {
+                // The renumbering that very sparse addresses trigger, at any point.
+                m.compact();
+                pages_agree(&m, &model, 0, 20);
             }
             if round % 20 == 19 {
                 m = Members::from_rows(model.iter().filter_map(|u| m.get(u)).collect());

@@ -288,7 +288,9 @@ impl Room {
             .then(|| ListEntry::new(&self.pusher_info(), self.counters.seen_at));
         let mut upserts = Vec::new();
         let mut deletes = Vec::new();
-        for (id, change) in self.member_changes.drain() {
+        // Taken, not drained: a drained map keeps its capacity, and ten thousand small
+        // rooms would each hold their busiest tick's worth of empty buckets.
+        for (id, change) in std::mem::take(&mut self.member_changes) {
             match change {
                 Some(m) => upserts.push(m),
                 None => deletes.push(id),
