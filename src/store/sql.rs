@@ -90,6 +90,13 @@ const MYSQL_MIGRATIONS: &[(i64, &str, &str)] = &[
 /// Rows per multi-row statement: well under both backends' placeholder limits.
 const ROWS_PER_STATEMENT: usize = 200;
 
+/// A multi-row statement of `rows` rows. Only the full size is kept prepared: each other
+/// size is different text, and the statement cache would keep one large prepared
+/// statement per size and connection (tens of megabytes, seen as memory per member).
+fn chunk_query(sql: &str, rows: usize) -> sqlx::query::Query<'_, sqlx::Any, AnyArguments<'_>> {
+    sqlx::query(sql).persistent(rows == ROWS_PER_STATEMENT)
+}
+
 pub struct SqlStore {
     pub(crate) pool: AnyPool,
     dialect: Dialect,
@@ -712,7 +719,7 @@ impl SqlStore {
             let sql = format!(
                 "SELECT vj, fileid, fence FROM room_state WHERE (vj, fileid) IN ({tuples}) FOR UPDATE"
             );
-            let mut q = sqlx::query(&sql);
+            let mut q = chunk_query(&sql, chunk.len());
             for it in chunk {
                 q = q.bind(it.key.vj()).bind(it.key.fileid());
             }
@@ -1076,7 +1083,7 @@ impl Store for SqlStore {
             let items = kept;
             for chunk in items.chunks(ROWS_PER_STATEMENT) {
                 let sql = self.state_upsert_sql(chunk.len());
-                let mut q = sqlx::query(&sql);
+                let mut q = chunk_query(&sql, chunk.len());
                 for it in chunk {
                     let c = &it.counters;
                     q = q
@@ -1096,7 +1103,7 @@ impl Store for SqlStore {
                 .collect();
             for chunk in upserts.chunks(ROWS_PER_STATEMENT) {
                 let sql = self.member_upsert_sql(chunk.len());
-                let mut q = sqlx::query(&sql);
+                let mut q = chunk_query(&sql, chunk.len());
                 for (it, m) in chunk {
                     q = q
                         .bind(it.key.vj())
@@ -1117,7 +1124,7 @@ impl Store for SqlStore {
                 let tuples = vec!["(?,?,?,?)"; chunk.len()].join(",");
                 let sql =
                     format!("DELETE FROM members WHERE (vj, fileid, userid, epoch) IN ({tuples})");
-                let mut q = sqlx::query(&sql);
+                let mut q = chunk_query(&sql, chunk.len());
                 for (it, u) in chunk {
                     q = q
                         .bind(it.key.vj())
