@@ -882,6 +882,89 @@ async fn celebrity_phase(
     (s, per)
 }
 
+/// p99 of each slice against the room's size (joining, then leaving), with the healthz
+/// slice before it and the 4 × target line: the chart the celebrity's targets read off.
+fn celebrity_svg(join: &[CelebritySlice], quit: &[CelebritySlice]) -> String {
+    let (w, h, left, top, bottom) = (760.0, 420.0, 60.0, 40.0, 50.0);
+    let (pw, ph) = (w - left - 20.0, h - top - bottom);
+    let max_n = join
+        .iter()
+        .chain(quit)
+        .map(|c| c.members)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let max_ms = join
+        .iter()
+        .chain(quit)
+        .map(|c| c.p99.max(4.0 * c.healthz_p99))
+        .fold(1.0, f64::max)
+        .ceil();
+    let x = |n: u64| left + n as f64 / max_n * pw;
+    let y = |ms: f64| top + ph - ms / max_ms * ph;
+    let line = |pts: Vec<(f64, f64)>, color: &str, dash: &str| {
+        let d: Vec<String> = pts.iter().map(|(a, b)| format!("{a:.1},{b:.1}")).collect();
+        format!(
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}" points="{}"/>"#,
+            d.join(" ")
+        )
+    };
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{left}" y="20" font-size="14">One room, a million viewers: p99 of each 1 s slice against the room's size</text>"#
+    );
+    for i in 0..=4 {
+        let ms = max_ms * i as f64 / 4.0;
+        s += &format!(
+            r##"<line x1="{left}" x2="{}" y1="{y0:.1}" y2="{y0:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{ms:.1} ms</text>"##,
+            left + pw,
+            left - 6.0,
+            y(ms) + 4.0,
+            y0 = y(ms)
+        );
+        let n = max_n * i as f64 / 4.0;
+        s += &format!(
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">{:.0}k</text>"#,
+            x(n as u64),
+            h - bottom + 18.0,
+            n / 1000.0
+        );
+    }
+    s += &format!(
+        r#"<text x="{:.1}" y="{}" text-anchor="middle">members in the room</text>"#,
+        left + pw / 2.0,
+        h - 10.0
+    );
+    let pts = |v: &[CelebritySlice], f: &dyn Fn(&CelebritySlice) -> f64| {
+        v.iter()
+            .map(|c| (x(c.members), y(f(c))))
+            .collect::<Vec<_>>()
+    };
+    s += &line(pts(join, &|c| c.p99), "#c0392b", "");
+    s += &line(pts(quit, &|c| c.p99), "#2874a6", "");
+    s += &line(pts(join, &|c| c.healthz_p99), "#999", "4 3");
+    s += &line(pts(join, &|c| 4.0 * c.healthz_p99), "#e67e22", "8 4");
+    for (i, (label, color)) in [
+        ("joining: p99", "#c0392b"),
+        ("leaving: p99", "#2874a6"),
+        ("healthz slice before: p99", "#999"),
+        ("target: 4 × healthz p99", "#e67e22"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let yy = top + 14.0 + 16.0 * i as f64;
+        s += &format!(
+            r#"<rect x="{}" y="{}" width="14" height="4" fill="{color}"/><text x="{}" y="{}">{label}</text>"#,
+            left + pw - 200.0,
+            yy - 4.0,
+            left + pw - 180.0,
+            yy
+        );
+    }
+    s += "</svg>";
+    s
+}
+
 /// Snapshot time per row written in the first and the second half of a phase's commits
 /// (slices in which something committed): a snapshot that cost the room's size, not what
 /// changed, would cost more per row as the room grows.
@@ -979,6 +1062,13 @@ async fn celebrity(o: &Opts, rows: &mut Vec<Stats>, targets: &mut Vec<Target>) {
         joined.saturating_sub(k)
     })
     .await;
+    if let Some(p) = &o.svg {
+        let path = p.with_file_name(format!(
+            "{}-p99-by-size.svg",
+            p.file_stem().and_then(|s| s.to_str()).unwrap_or("load")
+        ));
+        std::fs::write(&path, celebrity_svg(&per_join, &per_quit)).unwrap();
+    }
     let capacity = join.rps;
     for (label, s, per) in [
         ("4. hot-join", join, per_join),

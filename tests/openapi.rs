@@ -84,8 +84,12 @@ async fn fuzz(name: &str, envs: &[(&str, String)]) {
     std::fs::create_dir_all(&dir).unwrap();
     let server = ChildServer::start_in(Some(&dir), envs).await;
     let url = format!("{}/openapi.json", server.base);
+    let cwd = dir.clone();
     let out = tokio::task::spawn_blocking(move || {
         let mut child = std::process::Command::new(st)
+            // schemathesis keeps a cache in its working directory: the test's own, not the
+            // checkout.
+            .current_dir(&cwd)
             .args(["run", &url])
             .args([
                 "--checks",
