@@ -1003,8 +1003,8 @@ async fn neighbours_phase(
     let mut levels: Vec<(String, f64, f64)> = Vec::new();
     let plan = [(0.25, 3), (0.5, 3), (0.75, 3), (1.0, usize::MAX)];
     for (level, slices) in plan {
-        let label = if level < 1.0 {
-            format!("{:.0} % of capacity", level * 100.0)
+        let short = if level < 1.0 {
+            format!("{:.0} %", level * 100.0)
         } else {
             "unpaced".into()
         };
@@ -1023,13 +1023,13 @@ async fn neighbours_phase(
             worst_h = worst_h.max(rh);
             worst_l = worst_l.max(rl);
             let members = next.load(Ordering::Relaxed) - (until - first);
-            let short = if level < 1.0 {
-                format!("{:.0} %", level * 100.0)
-            } else {
-                "unpaced".into()
-            };
             println!("{members:>10} {short:>12} {rate:>12.0} {rh:>13.1} {rl:>11.1}");
         }
+        let label = if level < 1.0 {
+            format!("{short} of capacity")
+        } else {
+            short
+        };
         levels.push((label, worst_h, worst_l));
     }
     eprintln!();

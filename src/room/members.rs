@@ -544,8 +544,10 @@ impl Members {
     fn reindex_segment(&mut self, seg: usize) {
         let first = seg * SEG / BLOCK;
         let end = ((seg + 1) * SEG / BLOCK).min(self.ranks.blocks());
-        for b in first..end {
-            let n = self.slots.block(b).iter().filter(|s| s.is_some()).count() as u32;
+        let counts: Vec<u32> = (first..end)
+            .map(|b| self.slots.block(b).iter().filter(|s| s.is_some()).count() as u32)
+            .collect();
+        for (b, &n) in (first..).zip(&counts) {
             self.ranks.set(b, n);
         }
         // The newest segment may have shrunk, and the room's addresses with it.
@@ -559,9 +561,9 @@ impl Members {
             0 => NO_BLOCK,
             n => self.ranks.find(n - 1).0 as u32,
         };
-        for b in first..end {
+        for (b, &n) in (first..end).zip(&counts) {
             self.ranks.prev[b] = last;
-            if self.ranks.prefix(b + 1) > self.ranks.prefix(b) {
+            if n > 0 {
                 last = b as u32;
             }
         }
