@@ -17,47 +17,91 @@
 use crate::model::Member;
 use crate::model::MemberInfo;
 use hashbrown::{DefaultHashBuilder, HashTable};
+use std::alloc::Layout;
 use std::hash::BuildHasher;
+use std::ptr::NonNull;
 
 /// One member in one allocation:
-/// `[seq: i64][userid len: u16][nickname len: u16][userid][nickname][headpic]`.
-/// 16 bytes in the slot vector plus one heap block (an 8-character CJK nickname, a 12-byte
-/// id and an 80-byte avatar make exactly 128 bytes, a size class of the allocator).
+/// `[seq: 48-bit][userid len: u16][nickname len: u16][headpic len: u16][userid][nickname][headpic]`.
+/// A thin pointer (8 bytes in the slot vector, 8 with `Option`'s niche) plus one heap block
+/// that carries its own lengths: an 8-character CJK nickname, a 12-byte id and an 80-byte
+/// avatar make exactly 128 bytes, a size class of the allocator. (A `Box<[u8]>` would be a
+/// 16-byte slot: 8 MB more for a room of a million.)
 struct Entry {
-    data: Box<[u8]>,
+    ptr: NonNull<u8>,
 }
 
-/// Bytes before the userid: the join sequence and the two lengths.
+// SAFETY: an Entry owns its block alone and never shares it, as a `Box<[u8]>` would.
+unsafe impl Send for Entry {}
+
+/// Bytes before the userid: the join sequence and the three lengths.
 const HEAD: usize = 12;
 
+/// A join sequence fits in 48 bits (a broadcast of 10^14 joins is not a concern); one from
+/// a tampered store is clamped, which can only reorder that member.
+const SEQ_MAX: i64 = (1 << 47) - 1;
+
 impl Entry {
+    fn layout(len: usize) -> Layout {
+        // Fields are clipped to `MAX_FIELD`, so `len` is under 100 kB: always a layout.
+        Layout::from_size_align(len, 1).expect("a member block is a few bytes")
+    }
+
     fn new(userid: &str, nickname: &str, headpic: &str, seq: i64) -> Entry {
-        let mut v = Vec::with_capacity(HEAD + userid.len() + nickname.len() + headpic.len());
-        v.extend_from_slice(&seq.to_le_bytes());
-        v.extend_from_slice(&(userid.len() as u16).to_le_bytes());
-        v.extend_from_slice(&(nickname.len() as u16).to_le_bytes());
-        v.extend_from_slice(userid.as_bytes());
-        v.extend_from_slice(nickname.as_bytes());
-        v.extend_from_slice(headpic.as_bytes());
-        Entry {
-            data: v.into_boxed_slice(),
-        }
+        let len = HEAD + userid.len() + nickname.len() + headpic.len();
+        let layout = Self::layout(len);
+        // SAFETY: the layout's size is at least HEAD, never zero.
+        let raw = unsafe { std::alloc::alloc(layout) };
+        let Some(ptr) = NonNull::new(raw) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        // SAFETY: the block is `len` bytes, fresh and ours; every byte is written below
+        // before anything reads it.
+        let buf = unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), len) };
+        let seq = seq.clamp(-SEQ_MAX - 1, SEQ_MAX);
+        buf[..6].copy_from_slice(&seq.to_le_bytes()[..6]);
+        buf[6..8].copy_from_slice(&(userid.len() as u16).to_le_bytes());
+        buf[8..10].copy_from_slice(&(nickname.len() as u16).to_le_bytes());
+        buf[10..12].copy_from_slice(&(headpic.len() as u16).to_le_bytes());
+        let (u, rest) = buf[HEAD..].split_at_mut(userid.len());
+        let (n, h) = rest.split_at_mut(nickname.len());
+        u.copy_from_slice(userid.as_bytes());
+        n.copy_from_slice(nickname.as_bytes());
+        h.copy_from_slice(headpic.as_bytes());
+        Entry { ptr }
     }
-    fn seq(&self) -> i64 {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&self.data[..8]);
-        i64::from_le_bytes(b)
+
+    fn head(&self) -> &[u8; HEAD] {
+        // SAFETY: every block starts with its HEAD bytes, written by `new`.
+        unsafe { &*(self.ptr.as_ptr() as *const [u8; HEAD]) }
     }
-    fn lens(&self) -> (usize, usize) {
-        let d = &self.data;
+
+    /// The userid, nickname and headpic lengths.
+    fn lens(&self) -> (usize, usize, usize) {
+        let d = self.head();
         (
+            u16::from_le_bytes([d[6], d[7]]) as usize,
             u16::from_le_bytes([d[8], d[9]]) as usize,
             u16::from_le_bytes([d[10], d[11]]) as usize,
         )
     }
+
+    /// The whole block, its length read from its header.
+    fn data(&self) -> &[u8] {
+        let (a, b, c) = self.lens();
+        // SAFETY: the block is exactly HEAD + a + b + c bytes, all written by `new`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), HEAD + a + b + c) }
+    }
+
+    fn seq(&self) -> i64 {
+        let d = self.head();
+        let v = i64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], 0, 0]);
+        (v << 16) >> 16 // sign-extend the 48 bits
+    }
+
     fn userid_bytes(&self) -> &[u8] {
-        let (a, _) = self.lens();
-        &self.data[HEAD..HEAD + a]
+        let (a, _, _) = self.lens();
+        &self.data()[HEAD..HEAD + a]
     }
     /// The fields were whole `&str`s when stored, so they are valid UTF-8.
     fn text(bytes: &[u8]) -> &str {
@@ -67,12 +111,12 @@ impl Entry {
         Self::text(self.userid_bytes())
     }
     fn nickname(&self) -> &str {
-        let (a, b) = self.lens();
-        Self::text(&self.data[HEAD + a..HEAD + a + b])
+        let (a, b, _) = self.lens();
+        Self::text(&self.data()[HEAD + a..HEAD + a + b])
     }
     fn headpic(&self) -> &str {
-        let (a, b) = self.lens();
-        Self::text(&self.data[HEAD + a + b..])
+        let (a, b, _) = self.lens();
+        Self::text(&self.data()[HEAD + a + b..])
     }
     fn member(&self) -> Member {
         Member {
@@ -81,6 +125,14 @@ impl Entry {
             headpic: self.headpic().into(),
             seq: self.seq(),
         }
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        let layout = Self::layout(self.data().len());
+        // SAFETY: allocated by `new` with this very layout (the length is in the block).
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), layout) }
     }
 }
 
@@ -649,6 +701,26 @@ impl Members {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_entry_is_a_thin_pointer_that_keeps_its_fields() {
+        assert_eq!(std::mem::size_of::<Option<Entry>>(), 8);
+        let nick = "观众观众观众观众";
+        let pic = "p".repeat(80);
+        for seq in [0, 1, -1, 123_456_789_012, SEQ_MAX, -SEQ_MAX - 1] {
+            let e = Entry::new("u_0123456789", nick, &pic, seq);
+            assert_eq!(e.data().len(), 128, "the memory scenario's size class");
+            assert_eq!(
+                (e.userid(), e.nickname(), e.headpic(), e.seq()),
+                ("u_0123456789", nick, pic.as_str(), seq)
+            );
+        }
+        // Out of 48 bits (only a tampered store could say so): clamped, not wrapped.
+        assert_eq!(Entry::new("a", "", "", i64::MAX).seq(), SEQ_MAX);
+        assert_eq!(Entry::new("a", "", "", i64::MIN).seq(), -SEQ_MAX - 1);
+        let empty = Entry::new("", "", "", 7);
+        assert_eq!((empty.userid(), empty.headpic(), empty.seq()), ("", "", 7));
+    }
 
     #[test]
     fn set_semantics_and_newest_first() {
