@@ -413,12 +413,14 @@ impl Members {
         rows.sort_by_key(|r| r.seq);
         let mut m = Members::default();
         for r in rows {
-            m.next_seq = m.next_seq.max(r.seq + 1);
+            // Stored sequences are ours, so in range; a tampered one must not overflow.
+            let seq = r.seq.clamp(-SEQ_MAX, SEQ_MAX - 1);
+            m.next_seq = m.next_seq.max(seq + 1);
             m.push_slot(Entry::new(
                 clip(&r.userid),
                 clip(&r.nickname),
                 clip(&r.headpic),
-                r.seq,
+                seq,
             ));
         }
         m.rebuild_ranks();
@@ -718,6 +720,17 @@ mod tests {
         // Out of 48 bits (only a tampered store could say so): clamped, not wrapped.
         assert_eq!(Entry::new("a", "", "", i64::MAX).seq(), SEQ_MAX);
         assert_eq!(Entry::new("a", "", "", i64::MIN).seq(), -SEQ_MAX - 1);
+        let mut m = Members::from_rows(vec![Member {
+            userid: "x".into(),
+            nickname: String::new(),
+            headpic: String::new(),
+            seq: i64::MAX,
+        }]);
+        assert!(
+            m.enter("y", "", "").is_some(),
+            "no overflow after a tampered row"
+        );
+        assert!(m.get("y").unwrap().seq > m.get("x").unwrap().seq);
         let empty = Entry::new("", "", "", 7);
         assert_eq!((empty.userid(), empty.headpic(), empty.seq()), ("", "", 7));
     }
