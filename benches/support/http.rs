@@ -145,17 +145,19 @@ pub async fn closed_loop(
 }
 
 /// Like `closed_loop`, but each request waits for its turn on a fixed schedule (one every
-/// `every`), so a storm can be offered at a set rate instead of as fast as answers come.
+/// `every`), so load can be offered at a set rate instead of as fast as answers come.
 /// A connection that falls behind sends at once until it is back on schedule. Returns the
-/// requests sent.
+/// requests sent and each one's latency (µs) from when it went out. (Not from its turn:
+/// tokio's timer fires up to a millisecond late, which would be counted as the server's.)
 pub async fn paced_loop(
     port: u16,
     next: impl Fn(u64) -> Vec<u8>,
     stop: &AtomicBool,
     every: std::time::Duration,
-) -> u64 {
+) -> (u64, Vec<u32>) {
+    let mut lat = Vec::new();
     let Ok(mut conn) = Conn::open(port).await else {
-        return 0;
+        return (0, lat);
     };
     let start = tokio::time::Instant::now();
     let mut seq = 0u64;
@@ -163,12 +165,14 @@ pub async fn paced_loop(
         tokio::time::sleep_until(start + every.mul_f64(seq as f64)).await;
         let req = next(seq);
         seq += 1;
+        let sent = std::time::Instant::now();
         if conn.call(&req).await.is_err() {
             match Conn::open(port).await {
                 Ok(c2) => conn = c2,
                 Err(_) => break,
             }
         }
+        lat.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
     }
-    seq
+    (seq, lat)
 }
