@@ -17,7 +17,6 @@
 use crate::model::Member;
 use crate::model::MemberInfo;
 use hashbrown::{DefaultHashBuilder, HashTable};
-use std::alloc::Layout;
 use std::hash::BuildHasher;
 use std::ptr::NonNull;
 
@@ -42,33 +41,23 @@ const HEAD: usize = 12;
 const SEQ_MAX: i64 = (1 << 47) - 1;
 
 impl Entry {
-    fn layout(len: usize) -> Layout {
-        // Fields are clipped to `MAX_FIELD`, so `len` is under 100 kB: always a layout.
-        Layout::from_size_align(len, 1).expect("a member block is a few bytes")
-    }
-
     fn new(userid: &str, nickname: &str, headpic: &str, seq: i64) -> Entry {
-        let len = HEAD + userid.len() + nickname.len() + headpic.len();
-        let layout = Self::layout(len);
-        // SAFETY: the layout's size is at least HEAD, never zero.
-        let raw = unsafe { std::alloc::alloc(layout) };
-        let Some(ptr) = NonNull::new(raw) else {
-            std::alloc::handle_alloc_error(layout)
-        };
-        // SAFETY: the block is `len` bytes, fresh and ours; every byte is written below
-        // before anything reads it.
-        let buf = unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), len) };
         let seq = seq.clamp(-SEQ_MAX - 1, SEQ_MAX);
-        buf[..6].copy_from_slice(&seq.to_le_bytes()[..6]);
-        buf[6..8].copy_from_slice(&(userid.len() as u16).to_le_bytes());
-        buf[8..10].copy_from_slice(&(nickname.len() as u16).to_le_bytes());
-        buf[10..12].copy_from_slice(&(headpic.len() as u16).to_le_bytes());
-        let (u, rest) = buf[HEAD..].split_at_mut(userid.len());
-        let (n, h) = rest.split_at_mut(nickname.len());
-        u.copy_from_slice(userid.as_bytes());
-        n.copy_from_slice(nickname.as_bytes());
-        h.copy_from_slice(headpic.as_bytes());
-        Entry { ptr }
+        let mut v = Vec::with_capacity(HEAD + userid.len() + nickname.len() + headpic.len());
+        v.extend_from_slice(&seq.to_le_bytes()[..6]);
+        v.extend_from_slice(&(userid.len() as u16).to_le_bytes());
+        v.extend_from_slice(&(nickname.len() as u16).to_le_bytes());
+        v.extend_from_slice(&(headpic.len() as u16).to_le_bytes());
+        v.extend_from_slice(userid.as_bytes());
+        v.extend_from_slice(nickname.as_bytes());
+        v.extend_from_slice(headpic.as_bytes());
+        // Exactly as long as its capacity, so the box takes the allocation as it is; the
+        // slice's length is dropped here and read back from the header.
+        let block = Box::into_raw(v.into_boxed_slice()) as *mut u8;
+        Entry {
+            // SAFETY: a Box's pointer is never null.
+            ptr: unsafe { NonNull::new_unchecked(block) },
+        }
     }
 
     fn head(&self) -> &[u8; HEAD] {
@@ -130,9 +119,10 @@ impl Entry {
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        let layout = Self::layout(self.data().len());
-        // SAFETY: allocated by `new` with this very layout (the length is in the block).
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), layout) }
+        let len = self.data().len();
+        // SAFETY: the pointer came from `Box::into_raw` of a `Box<[u8]>` of this length
+        // (read from the block's header), and is dropped once, here.
+        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), len)) });
     }
 }
 
