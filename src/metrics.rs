@@ -17,6 +17,8 @@ const BUCKETS: [f64; 14] = [
 pub struct Health {
     pub degraded: AtomicBool,
     pub pending_rooms: AtomicUsize,
+    /// A snapshot transaction is being written.
+    pub snapshot_writing: AtomicBool,
     pub snapshots_ok: AtomicU64,
     pub snapshot_failures: AtomicU64,
     pub rows_written: AtomicU64,
@@ -179,7 +181,7 @@ impl Metrics {
                 "minilvb_callbacks_total{{source=\"{source}\",outcome=\"{outcome}\"}} {n}"
             );
         }
-        let gauges: [(&str, &str, u64); 6] = [
+        let gauges: [(&str, &str, u64); 7] = [
             (
                 "minilvb_live_rooms",
                 "Live rooms online (listed).",
@@ -204,6 +206,11 @@ impl Metrics {
                 "minilvb_pending_rooms",
                 "Dirty rooms waiting for a snapshot.",
                 h.pending_rooms.load(Ordering::Relaxed) as u64,
+            ),
+            (
+                "minilvb_snapshot_in_flight",
+                "1 while a snapshot transaction is being written.",
+                h.snapshot_writing.load(Ordering::Relaxed) as u64,
             ),
             (
                 "minilvb_degraded",

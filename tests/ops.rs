@@ -204,6 +204,7 @@ db_test!(metrics_and_request_ids, |db| {
         "minilvb_live_rooms 1",
         "minilvb_members 1",
         "minilvb_ws_connections 0",
+        "# TYPE minilvb_snapshot_in_flight gauge",
         "# TYPE minilvb_snapshot_duration_seconds histogram",
         "minilvb_database_errors_total",
     ] {

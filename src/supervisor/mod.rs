@@ -194,6 +194,7 @@ impl Supervisor {
             .map(|i| 1 + i.upserts.len() + i.deletes.len())
             .sum::<usize>();
         self.writing = true;
+        self.health.snapshot_writing.store(true, Ordering::Relaxed);
         // Shared with the write, not copied: LoadRoom reads it while it is in flight.
         let items = Arc::new(items);
         self.inflight_index = items
@@ -220,6 +221,7 @@ impl Supervisor {
                     act.keep_committed_for_loads();
                 }
                 act.writing = false;
+                act.health.snapshot_writing.store(false, Ordering::Relaxed);
                 act.inflight = Arc::new(Vec::new());
                 act.inflight_index.clear();
                 // The only holder now: taking the items back copies nothing.
