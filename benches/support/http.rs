@@ -147,17 +147,19 @@ pub async fn closed_loop(
 /// Like `closed_loop`, but each request waits for its turn on a fixed schedule (one every
 /// `every`), so load can be offered at a set rate instead of as fast as answers come.
 /// A connection that falls behind sends at once until it is back on schedule. Returns the
-/// requests sent and each one's latency (µs) from when it went out. (Not from its turn:
-/// tokio's timer fires up to a millisecond late, which would be counted as the server's.)
+/// requests sent, each answered one's latency (µs) from when it went out, and the errors.
+/// (Not from its turn: tokio's timer fires up to a millisecond late, which would count as
+/// the server's; a request that waits for a late answer goes out late, and the late
+/// answer's own latency already holds that wait.)
 pub async fn paced_loop(
     port: u16,
     next: impl Fn(u64) -> Vec<u8>,
     stop: &AtomicBool,
     every: std::time::Duration,
-) -> (u64, Vec<u32>) {
-    let mut lat = Vec::new();
+) -> (u64, Vec<u32>, u64) {
+    let (mut lat, mut errors) = (Vec::new(), 0);
     let Ok(mut conn) = Conn::open(port).await else {
-        return (0, lat);
+        return (0, lat, 1);
     };
     let start = tokio::time::Instant::now();
     let mut seq = 0u64;
@@ -166,13 +168,17 @@ pub async fn paced_loop(
         let req = next(seq);
         seq += 1;
         let sent = std::time::Instant::now();
-        if conn.call(&req).await.is_err() {
-            match Conn::open(port).await {
-                Ok(c2) => conn = c2,
-                Err(_) => break,
+        match conn.call(&req).await {
+            Ok((_, true)) => lat.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32),
+            Ok(_) => errors += 1,
+            Err(_) => {
+                errors += 1;
+                match Conn::open(port).await {
+                    Ok(c2) => conn = c2,
+                    Err(_) => break,
+                }
             }
         }
-        lat.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
     }
-    (seq, lat)
+    (seq, lat, errors)
 }
