@@ -107,6 +107,18 @@ pub fn post(body: &Value) -> Vec<u8> {
     .into_bytes()
 }
 
+/// One call: whether it was answered as a success. A broken connection is opened again
+/// (the call counts as failed); `None` when it cannot be.
+async fn call_or_reopen(conn: &mut Conn, port: u16, req: &[u8]) -> Option<bool> {
+    match conn.call(req).await {
+        Ok((_, ok)) => Some(ok),
+        Err(_) => {
+            *conn = Conn::open(port).await.ok()?;
+            Some(false)
+        }
+    }
+}
+
 /// One closed-loop connection: sends `next(seq)` and waits for its answer, until `stop`.
 /// With `done`, each answer's latency (µs) is kept and counted there. A broken connection
 /// counts as an error and is opened again. Returns the latencies and the errors; `None`
@@ -125,16 +137,10 @@ pub async fn closed_loop(
         let req = next(seq);
         seq += 1;
         let t = Instant::now();
-        match conn.call(&req).await {
-            Ok((_, true)) => {}
-            Ok(_) => errors += 1,
-            Err(_) => {
-                errors += 1;
-                match Conn::open(port).await {
-                    Ok(c2) => conn = c2,
-                    Err(_) => break,
-                }
-            }
+        match call_or_reopen(&mut conn, port, &req).await {
+            Some(true) => {}
+            Some(false) => errors += 1,
+            None => break,
         }
         if let Some(done) = done {
             lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
@@ -168,16 +174,10 @@ pub async fn paced_loop(
         let req = next(seq);
         seq += 1;
         let sent = std::time::Instant::now();
-        match conn.call(&req).await {
-            Ok((_, true)) => lat.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32),
-            Ok(_) => errors += 1,
-            Err(_) => {
-                errors += 1;
-                match Conn::open(port).await {
-                    Ok(c2) => conn = c2,
-                    Err(_) => break,
-                }
-            }
+        match call_or_reopen(&mut conn, port, &req).await {
+            Some(true) => lat.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32),
+            Some(false) => errors += 1,
+            None => break,
         }
     }
     (seq, lat, errors)
