@@ -38,7 +38,7 @@ pub struct Supervisor {
     /// The batch being written now: still the newest state of its rooms until it commits.
     inflight: Arc<Vec<SnapshotItem>>,
     inflight_index: HashMap<RoomKey, usize>,
-    writing: bool,
+    /// When the snapshot being written now began; `None` while none is.
     writing_since: Option<Instant>,
     failures: u32,
     next_try: Instant,
@@ -78,7 +78,6 @@ impl Supervisor {
             pending: HashMap::new(),
             inflight: Arc::new(Vec::new()),
             inflight_index: HashMap::new(),
-            writing: false,
             writing_since: None,
             failures: 0,
             next_try: Instant::now(),
@@ -163,9 +162,17 @@ impl Supervisor {
             .set_entry(key, entry);
     }
 
+    /// A snapshot write begins (`Some`) or ends, here and in the health gauge.
+    fn set_writing(&mut self, since: Option<Instant>) {
+        self.writing_since = since;
+        self.health
+            .snapshot_writing
+            .store(since.is_some(), Ordering::Relaxed);
+    }
+
     fn try_write(&mut self, ctx: &mut Context<Self>) {
         self.take_handovers();
-        if let Some(since) = self.writing_since.filter(|_| self.writing) {
+        if let Some(since) = self.writing_since {
             if since.elapsed() > self.cfg.snapshot_interval * 2 {
                 tracing::warn!(
                     elapsed_ms = since.elapsed().as_millis() as u64,
@@ -193,8 +200,6 @@ impl Supervisor {
             .iter()
             .map(|i| 1 + i.upserts.len() + i.deletes.len())
             .sum::<usize>();
-        self.writing = true;
-        self.health.snapshot_writing.store(true, Ordering::Relaxed);
         // Shared with the write, not copied: LoadRoom reads it while it is in flight.
         let items = Arc::new(items);
         self.inflight_index = items
@@ -205,7 +210,7 @@ impl Supervisor {
         self.inflight = items.clone();
         let store = self.store.clone();
         let started = Instant::now();
-        self.writing_since = Some(started);
+        self.set_writing(Some(started));
         ctx.spawn(
             async move {
                 let r = store.write_snapshot(&items).await;
@@ -220,8 +225,7 @@ impl Supervisor {
                     }
                     act.keep_committed_for_loads();
                 }
-                act.writing = false;
-                act.health.snapshot_writing.store(false, Ordering::Relaxed);
+                act.set_writing(None);
                 act.inflight = Arc::new(Vec::new());
                 act.inflight_index.clear();
                 // The only holder now: taking the items back copies nothing.
