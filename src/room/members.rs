@@ -75,11 +75,20 @@ impl Entry {
         )
     }
 
-    /// The whole block, its length read from its header.
-    fn data(&self) -> &[u8] {
+    /// The block's length, read from its header.
+    fn data_len(&self) -> usize {
+        let (a, b, c) = self.lens();
+        HEAD + a + b + c
+    }
+
+    /// The userid, nickname and headpic bytes, from one reading of the header.
+    fn fields(&self) -> (&[u8], &[u8], &[u8]) {
         let (a, b, c) = self.lens();
         // SAFETY: the block is exactly HEAD + a + b + c bytes, all written by `new`.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), HEAD + a + b + c) }
+        let body = unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(HEAD), a + b + c) };
+        let (userid, rest) = body.split_at(a);
+        let (nickname, headpic) = rest.split_at(b);
+        (userid, nickname, headpic)
     }
 
     fn seq(&self) -> i64 {
@@ -89,8 +98,7 @@ impl Entry {
     }
 
     fn userid_bytes(&self) -> &[u8] {
-        let (a, _, _) = self.lens();
-        &self.data()[HEAD..HEAD + a]
+        self.fields().0
     }
     /// The fields were whole `&str`s when stored, so they are valid UTF-8.
     fn text(bytes: &[u8]) -> &str {
@@ -100,12 +108,10 @@ impl Entry {
         Self::text(self.userid_bytes())
     }
     fn nickname(&self) -> &str {
-        let (a, b, _) = self.lens();
-        Self::text(&self.data()[HEAD + a..HEAD + a + b])
+        Self::text(self.fields().1)
     }
     fn headpic(&self) -> &str {
-        let (a, b, _) = self.lens();
-        Self::text(&self.data()[HEAD + a + b..])
+        Self::text(self.fields().2)
     }
     fn member(&self) -> Member {
         Member {
@@ -119,7 +125,7 @@ impl Entry {
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        let len = self.data().len();
+        let len = self.data_len();
         // SAFETY: the pointer came from `Box::into_raw` of a `Box<[u8]>` of this length
         // (read from the block's header), and is dropped once, here.
         drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), len)) });
@@ -701,7 +707,7 @@ mod tests {
         let pic = "p".repeat(80);
         for seq in [0, 1, -1, 123_456_789_012, SEQ_MAX, -SEQ_MAX - 1] {
             let e = Entry::new("u_0123456789", nick, &pic, seq);
-            assert_eq!(e.data().len(), 128, "the memory scenario's size class");
+            assert_eq!(e.data_len(), 128, "the memory scenario's size class");
             assert_eq!(
                 (e.userid(), e.nickname(), e.headpic(), e.seq()),
                 ("u_0123456789", nick, pic.as_str(), seq)
