@@ -1103,9 +1103,9 @@ async fn neighbours_phase(
                 gen: healthz_gen(),
                 rate: Some(rate.max(1.0)),
             };
-            let (ch, cl, _) = neighbours_beside(srv, slice, Some(control)).await;
+            let (control_h, control_l, _) = neighbours_beside(srv, slice, Some(control)).await;
             let (rh, rl) = (h / idle_h.max(0.001), l / idle_l.max(0.001));
-            let (ch, cl) = (h / ch.max(0.001), l / cl.max(0.001));
+            let (ch, cl) = (h / control_h.max(0.001), l / control_l.max(0.001));
             worst.idle = (worst.idle.0.max(rh), worst.idle.1.max(rl));
             worst.control = (worst.control.0.max(ch), worst.control.1.max(cl));
             let members = next.load(Ordering::Relaxed) - (until - first);
