@@ -41,19 +41,6 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
         .await?;
     let rooms = &state.rooms;
     match req {
-        Request::RequestLvbAddr {
-            userid,
-            groupid,
-            title,
-            userinfo,
-        } => request_lvb_addr(state, userid, groupid, title, userinfo).await,
-        Request::ChangeStatus { userid, online } => {
-            if online {
-                moderation::refuse_blocked(state, &userid).await?;
-            }
-            rooms.set_status(&userid, online).await?;
-            Ok(EMPTY.into())
-        }
         Request::ChangeCount {
             userid,
             likes,
@@ -76,7 +63,7 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
         Request::FetchList {
             list: Listing::Videos,
             page,
-        } => videos::page(state, page).await,
+        } => Box::pin(videos::page(state, page)).await,
         Request::FetchList {
             list: Listing::Rooms(flag),
             page,
@@ -85,24 +72,6 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
             // were encoded once when their room changed: they are copied out under the lock.
             let list = state.list.read().unwrap_or_else(|e| e.into_inner());
             Ok(list.page(flag, page.offset(), page.pagesize).to_json())
-        }
-        Request::GetCosSign => {
-            let c = &state.config.cos;
-            if c.appid.is_empty() || c.bucket.is_empty() || c.secret_key.is_empty() {
-                return Err(ApiError::not_configured(
-                    "upload signing is not configured on this server (cos.appid, cos.bucket, cos.secret_key)",
-                ));
-            }
-            let now = now_unix().max(0) as u64;
-            let sign = sign::cos::sign(
-                &c.appid,
-                &c.bucket,
-                &c.secret_id,
-                c.secret_key.expose(),
-                now,
-                c.validity_secs,
-            );
-            json(&CosSign { sign })
         }
         Request::EnterGroup {
             userid,
@@ -166,7 +135,7 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
         Request::GetUserInfo {
             userid,
             of: InfoOf::Video(file_id),
-        } => videos::info(state, &userid, file_id.as_deref()).await,
+        } => Box::pin(videos::info(state, &userid, file_id.as_deref())).await,
         Request::GetUserInfo { userid, of } => {
             let key = match of {
                 InfoOf::Recording(fileid) => RoomKey::Recording {
@@ -183,35 +152,64 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
                 Err(e) => Err(e.into()),
             }
         }
+        // The Actions below are boxed: a request's future is as large as its largest state
+        // and is moved whole, and these (accounts, upstream calls, the store) made every
+        // room Action's future kilobytes larger.
+        Request::RequestLvbAddr {
+            userid,
+            groupid,
+            title,
+            userinfo,
+        } => Box::pin(request_lvb_addr(state, userid, groupid, title, userinfo)).await,
+        Request::ChangeStatus { userid, online } => {
+            Box::pin(async move {
+                if online {
+                    moderation::refuse_blocked(state, &userid).await?;
+                }
+                rooms.set_status(&userid, online).await?;
+                Ok(EMPTY.into())
+            })
+            .await
+        }
+        Request::GetCosSign => {
+            let c = &state.config.cos;
+            if c.appid.is_empty() || c.bucket.is_empty() || c.secret_key.is_empty() {
+                return Err(ApiError::not_configured(
+                    "upload signing is not configured on this server (cos.appid, cos.bucket, cos.secret_key)",
+                ));
+            }
+            let now = now_unix().max(0) as u64;
+            let sign = sign::cos::sign(
+                &c.appid,
+                &c.bucket,
+                &c.secret_id,
+                c.secret_key.expose(),
+                now,
+                c.validity_secs,
+            );
+            json(&CosSign { sign })
+        }
         Request::Register { userid, password } => {
             let password = password.expose().to_string();
-            state
-                .accounts
-                .register(userid, password, caller.peer)
-                .await?;
+            Box::pin(state.accounts.register(userid, password, caller.peer)).await?;
             Ok(EMPTY.into())
         }
         Request::Login { userid, password } => {
-            json(&state.accounts.login(userid, password.expose()).await?)
+            json(&Box::pin(state.accounts.login(userid, password.expose())).await?)
         }
         Request::Refresh {
             userid,
             refresh_token,
-        } => json(
-            &state
-                .accounts
-                .refresh(userid, refresh_token.expose())
-                .await?,
-        ),
+        } => json(&Box::pin(state.accounts.refresh(userid, refresh_token.expose())).await?),
         Request::RequestLvbAddrForLinkMic {
             userid,
             title: _,
             userinfo: _,
-        } => linkmic::push_addr(state, &userid).await,
+        } => Box::pin(linkmic::push_addr(state, &userid)).await,
         Request::RequestPlayUrlWithSignForLinkMic {
             userid: _,
             origin_stream_url,
-        } => linkmic::signed_play_url(state, &origin_stream_url).await,
+        } => Box::pin(linkmic::signed_play_url(state, &origin_stream_url)).await,
         Request::GetVodSignatureV2 => videos::upload_signature(state),
         Request::UploadUgcVideo {
             userid,
@@ -219,16 +217,23 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
             title,
             play_url,
             userinfo,
-        } => videos::upload(state, userid, file_id, title, play_url, userinfo).await,
+        } => {
+            Box::pin(videos::upload(
+                state, userid, file_id, title, play_url, userinfo,
+            ))
+            .await
+        }
         Request::ReportUser { userid, hostuserid } => {
-            moderation::report(state, &userid, &hostuserid).await
+            Box::pin(moderation::report(state, &userid, &hostuserid)).await
         }
         Request::MergeVideoStream {
             userid,
             mergeparams,
-        } => linkmic::merge(state, &userid, mergeparams).await,
-        Request::StopLvb { userid } => moderation::stop(state, &userid).await,
-        Request::ForbidLive { userid, forbid } => moderation::forbid(state, &userid, forbid).await,
+        } => Box::pin(linkmic::merge(state, &userid, mergeparams)).await,
+        Request::StopLvb { userid } => Box::pin(moderation::stop(state, &userid)).await,
+        Request::ForbidLive { userid, forbid } => {
+            Box::pin(moderation::forbid(state, &userid, forbid)).await
+        }
     }
 }
 

@@ -493,7 +493,18 @@ impl Rooms {
 
     /// Runs a call where its room lives. A recording is reached by any of its files' ids:
     /// one merged into another's recording is sent there.
-    async fn run(&self, mut call: Call) -> Result<Reply, RoomError> {
+    async fn run(&self, call: Call) -> Result<Reply, RoomError> {
+        // The slower paths are boxed: an async fn's future is as large as its largest
+        // state, and a request's future is moved whole; with the cluster and recording
+        // paths inline, every EnterGroup's future was 9 KB.
+        match call.key() {
+            RoomKey::Live(_) => self.run_keyed(call).await,
+            RoomKey::Recording { .. } => Box::pin(self.run_recording(call)).await,
+        }
+    }
+
+    /// A recording's call: its fileid may be an alias (a recording merged into another).
+    async fn run_recording(&self, mut call: Call) -> Result<Reply, RoomError> {
         let RoomKey::Recording { vj, fileid } = call.key().clone() else {
             return self.run_keyed(call).await;
         };
@@ -522,9 +533,13 @@ impl Rooms {
 
     /// Runs a call where its room lives: here, or (in a cluster) on the room's owner.
     async fn run_keyed(&self, call: Call) -> Result<Reply, RoomError> {
-        let Some(cluster) = &self.cluster else {
-            return self.here(call).await;
-        };
+        match &self.cluster {
+            None => self.here(call).await,
+            Some(cluster) => Box::pin(self.run_clustered(cluster, call)).await,
+        }
+    }
+
+    async fn run_clustered(&self, cluster: &Cluster, call: Call) -> Result<Reply, RoomError> {
         match self.route(cluster, call.key(), false).await? {
             Route::Here => match self.here_owned(cluster, call.clone()).await {
                 // Moved between the lookup and the call: where is it now? (Once.)
@@ -735,49 +750,66 @@ impl Rooms {
                 let (n, page) = self.existing(&key, msg).await??;
                 Reply::Members(n, page)
             }
+            // The calls below are boxed, as in `run`: inline, they made every member call's
+            // future larger.
             Call::SetStatus { key, online } => {
-                self.existing(&key, SetStatus { online }).await??;
-                self.listed_now().await;
-                Reply::Done
+                Box::pin(async move {
+                    self.existing(&key, SetStatus { online }).await??;
+                    self.listed_now().await;
+                    Ok::<_, RoomError>(Reply::Done)
+                })
+                .await?
             }
             Call::NewBroadcast { key, info } => {
-                self.registry
-                    .ask_live_or_new(key.vj(), NewBroadcast { info })
-                    .await??;
-                self.listed_now().await;
-                Reply::Done
+                Box::pin(async move {
+                    self.registry
+                        .ask_live_or_new(key.vj(), NewBroadcast { info })
+                        .await??;
+                    self.listed_now().await;
+                    Ok::<_, RoomError>(Reply::Done)
+                })
+                .await?
             }
             Call::MediaStatus {
                 key,
                 online,
                 event_time,
             } => {
-                let applied = self
-                    .existing(&key, MediaStatus { online, event_time })
-                    .await?;
-                if applied {
-                    self.listed_now().await;
-                }
-                Reply::Applied(applied)
+                Box::pin(async move {
+                    let applied = self
+                        .existing(&key, MediaStatus { online, event_time })
+                        .await?;
+                    if applied {
+                        self.listed_now().await;
+                    }
+                    Ok::<_, RoomError>(Reply::Applied(applied))
+                })
+                .await?
             }
             Call::SignOfLife { key } => {
-                self.existing(&key, SignOfLife).await?;
+                Box::pin(self.existing(&key, SignOfLife)).await?;
                 Reply::Done
             }
-            Call::SetInfo { key, info } => match self.existing(&key, SetInfo { info }).await {
-                Ok(()) => {
-                    self.listed_now().await;
-                    Reply::Done
-                }
-                // Stored, so it can only have been missing before the write: nothing to tell.
-                Err(RoomError::NoRoom(_)) => Reply::Done,
-                Err(e) => return Err(e),
-            },
+            Call::SetInfo { key, info } => {
+                Box::pin(async move {
+                    match self.existing(&key, SetInfo { info }).await {
+                        Ok(()) => {
+                            self.listed_now().await;
+                            Ok(Reply::Done)
+                        }
+                        // Stored, so it can only have been missing before the write: nothing
+                        // to tell.
+                        Err(RoomError::NoRoom(_)) => Ok(Reply::Done),
+                        Err(e) => Err(e),
+                    }
+                })
+                .await?
+            }
             Call::SetSnapshot { key, url } => {
-                self.existing(&key, SetSnapshot { url }).await?;
+                Box::pin(self.existing(&key, SetSnapshot { url })).await?;
                 Reply::Done
             }
-            Call::Relay { key } => return self.relay_here(key).await,
+            Call::Relay { key } => return Box::pin(self.relay_here(key)).await,
         })
     }
 
@@ -1013,7 +1045,7 @@ impl Rooms {
     /// Sends to an existing room, activating it if needed; `NoRoom` when it is unknown.
     async fn existing<M>(&self, key: &RoomKey, msg: M) -> Result<M::Result, RoomError>
     where
-        M: Message + Send + Clone + 'static,
+        M: Message + Send + 'static,
         M::Result: Send,
         Room: Handler<M>,
     {

@@ -387,6 +387,13 @@ pub struct Members {
 /// Longest field kept; longer input is refused at the protocol edge long before this.
 const MAX_FIELD: usize = u16::MAX as usize / 2;
 
+/// `clip` for an owned field: what the member set stores is what is persisted.
+pub fn clip_owned(mut s: String) -> String {
+    let n = clip(&s).len();
+    s.truncate(n);
+    s
+}
+
 fn clip(s: &str) -> &str {
     if s.len() <= MAX_FIELD {
         return s;
@@ -500,7 +507,10 @@ impl Members {
 
     /// Adds a member; `None` when already present (a set: entering twice counts once).
     /// A repeated entry refreshes the nickname and avatar but keeps the join position.
-    pub fn enter(&mut self, userid: &str, nickname: &str, headpic: &str) -> Option<Member> {
+    /// A viewer enters: the new member's join sequence, or None for one already here (whose
+    /// profile is refreshed). The caller builds the row to persist from its own strings, so
+    /// an enter makes one allocation here, the member's block.
+    pub fn enter(&mut self, userid: &str, nickname: &str, headpic: &str) -> Option<i64> {
         let (userid, nickname, headpic) = (clip(userid), clip(nickname), clip(headpic));
         if let Some(i) = self.find(userid) {
             if let Some(e) = self.slots.get_mut(i) {
@@ -512,10 +522,8 @@ impl Members {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let e = Entry::new(userid, nickname, headpic, seq);
-        let m = e.member();
-        self.push(e);
-        Some(m)
+        self.push(Entry::new(userid, nickname, headpic, seq));
+        Some(seq)
     }
 
     /// The member as it is now, for persistence after a refresh.

@@ -53,6 +53,7 @@ struct Room {
     members: Members,
     env: Arc<RoomEnv>,
     /// Member changes since the last hand-over to the supervisor: Some = upsert, None = delete.
+    /// A row's userid is its key, moved into it at the hand-over.
     member_changes: HashMap<String, Option<Member>>,
     flush_scheduled: bool,
     fanout: Fanout,
@@ -292,7 +293,10 @@ impl Room {
         // rooms would each hold their busiest tick's worth of empty buckets.
         for (id, change) in std::mem::take(&mut self.member_changes) {
             match change {
-                Some(m) => upserts.push(m),
+                Some(mut m) => {
+                    m.userid = id;
+                    upserts.push(m);
+                }
                 None => deletes.push(id),
             }
         }
@@ -351,19 +355,30 @@ impl Handler<Enter> for Room {
                 max: self.env.cfg.max_members,
             });
         }
-        match self.members.enter(&msg.userid, &msg.nickname, &msg.headpic) {
-            Some(m) => {
+        // The message's own strings become the row to persist (its userid the change's key,
+        // moved into the row at the hand-over): no copy of a member's fields per enter.
+        let userid = members::clip_owned(msg.userid);
+        let nickname = members::clip_owned(msg.nickname);
+        let headpic = members::clip_owned(msg.headpic);
+        match self.members.enter(&userid, &nickname, &headpic) {
+            Some(seq) => {
                 self.add_members(1);
-                self.fanout.note_enter(&m.userid, &m.nickname, &m.headpic);
+                self.fanout.note_enter(&userid, &nickname, &headpic);
                 // Views count entries of distinct viewers over the broadcast (a live room's
                 // figure passes to its recording); a live room shows its current members.
                 self.counters.views += 1;
-                self.member_changes.insert(msg.userid, Some(m));
+                let row = Member {
+                    userid: String::new(),
+                    nickname,
+                    headpic,
+                    seq,
+                };
+                self.member_changes.insert(userid, Some(row));
             }
             None => {
                 // Already a member: only a changed profile needs persisting.
-                if let Some(m) = self.members.get(&msg.userid) {
-                    self.member_changes.insert(msg.userid, Some(m));
+                if let Some(m) = self.members.get(&userid) {
+                    self.member_changes.insert(userid, Some(m));
                 }
             }
         }

@@ -94,6 +94,12 @@ impl Registry {
         if let Some(a) = self.env.rooms.get(key) {
             return Ok(Some(a.clone()));
         }
+        // Boxed: activation's states would otherwise make every call's future larger.
+        Box::pin(self.activate(key, create)).await
+    }
+
+    /// `get_or_activate` for a room that is not running.
+    async fn activate(&self, key: &RoomKey, create: bool) -> Result<Option<Addr<Room>>, RoomError> {
         let stripe = self.hasher.hash_one(key) as usize % self.activating.len();
         let _turn = self.activating[stripe].lock().await;
         // Activated while this request waited for its turn.
@@ -208,7 +214,7 @@ impl Registry {
     /// `None` when the room is unknown.
     pub async fn ask<M>(&self, key: &RoomKey, msg: M) -> Result<Option<M::Result>, RoomError>
     where
-        M: Message + Send + Clone + 'static,
+        M: Message + Send + 'static,
         M::Result: Send,
         Room: Handler<M>,
     {
@@ -218,7 +224,7 @@ impl Registry {
     /// Like `ask`, on a VJ's live room, created empty (no broadcast yet) when it has none.
     pub async fn ask_live_or_new<M>(&self, userid: &str, msg: M) -> Result<M::Result, RoomError>
     where
-        M: Message + Send + Clone + 'static,
+        M: Message + Send + 'static,
         M::Result: Send,
         Room: Handler<M>,
     {
@@ -234,7 +240,7 @@ impl Registry {
         create: bool,
     ) -> Result<Option<M::Result>, RoomError>
     where
-        M: Message + Send + Clone + 'static,
+        M: Message + Send + 'static,
         M::Result: Send,
         Room: Handler<M>,
     {
@@ -242,12 +248,23 @@ impl Registry {
             let Some(addr) = self.get_or_activate(key, create).await? else {
                 return Ok(None);
             };
-            match addr.send(msg.clone()).await {
-                Ok(r) => return Ok(Some(r)),
-                // Stopped while idle between lookup and send: look it up (reactivate) again.
-                Err(MailboxError::Closed) => self.forget(key, &addr),
-                Err(_) => return Err(RoomError::Unavailable),
+            // Stopped while idle after the lookup: look it up (reactivate) again. Checked
+            // before sending rather than retried after, so the message is sent as it is:
+            // cloning an EnterGroup's strings for a retry that almost never happens was a
+            // measurable share of every enter.
+            if !addr.connected() {
+                self.forget(key, &addr);
+                continue;
             }
+            return match addr.send(msg).await {
+                Ok(r) => Ok(Some(r)),
+                // Stopped in the instant between the check and the send: not applied.
+                Err(MailboxError::Closed) => {
+                    self.forget(key, &addr);
+                    Err(RoomError::Unavailable)
+                }
+                Err(_) => Err(RoomError::Unavailable),
+            };
         }
         Err(RoomError::Unavailable)
     }
