@@ -1045,7 +1045,7 @@ impl Rooms {
     /// Sends to an existing room, activating it if needed; `NoRoom` when it is unknown.
     async fn existing<M>(&self, key: &RoomKey, msg: M) -> Result<M::Result, RoomError>
     where
-        M: Message + Send + 'static,
+        M: Message + Send + Clone + 'static,
         M::Result: Send,
         Room: Handler<M>,
     {

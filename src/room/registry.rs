@@ -214,7 +214,7 @@ impl Registry {
     /// `None` when the room is unknown.
     pub async fn ask<M>(&self, key: &RoomKey, msg: M) -> Result<Option<M::Result>, RoomError>
     where
-        M: Message + Send + 'static,
+        M: Message + Send + Clone + 'static,
         M::Result: Send,
         Room: Handler<M>,
     {
@@ -224,7 +224,7 @@ impl Registry {
     /// Like `ask`, on a VJ's live room, created empty (no broadcast yet) when it has none.
     pub async fn ask_live_or_new<M>(&self, userid: &str, msg: M) -> Result<M::Result, RoomError>
     where
-        M: Message + Send + 'static,
+        M: Message + Send + Clone + 'static,
         M::Result: Send,
         Room: Handler<M>,
     {
@@ -240,7 +240,7 @@ impl Registry {
         create: bool,
     ) -> Result<Option<M::Result>, RoomError>
     where
-        M: Message + Send + 'static,
+        M: Message + Send + Clone + 'static,
         M::Result: Send,
         Room: Handler<M>,
     {
@@ -248,23 +248,12 @@ impl Registry {
             let Some(addr) = self.get_or_activate(key, create).await? else {
                 return Ok(None);
             };
-            // Stopped while idle after the lookup: look it up (reactivate) again. Checked
-            // before sending rather than retried after, so the message is sent as it is:
-            // cloning an EnterGroup's strings for a retry that almost never happens was a
-            // measurable share of every enter.
-            if !addr.connected() {
-                self.forget(key, &addr);
-                continue;
+            match addr.send(msg.clone()).await {
+                Ok(r) => return Ok(Some(r)),
+                // Stopped while idle between lookup and send: look it up (reactivate) again.
+                Err(MailboxError::Closed) => self.forget(key, &addr),
+                Err(_) => return Err(RoomError::Unavailable),
             }
-            return match addr.send(msg).await {
-                Ok(r) => Ok(Some(r)),
-                // Stopped in the instant between the check and the send: not applied.
-                Err(MailboxError::Closed) => {
-                    self.forget(key, &addr);
-                    Err(RoomError::Unavailable)
-                }
-                Err(_) => Err(RoomError::Unavailable),
-            };
         }
         Err(RoomError::Unavailable)
     }
