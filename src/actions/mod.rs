@@ -152,7 +152,7 @@ pub async fn run(state: &AppState, req: Request, caller: &Caller) -> Result<Stri
                 Err(e) => Err(e.into()),
             }
         }
-        // The Actions below are boxed: a request's future is as large as its largest state
+        // The async Actions below are boxed: a request's future is as large as its largest state
         // and is moved whole, and these (accounts, upstream calls, the store) made every
         // room Action's future kilobytes larger.
         Request::RequestLvbAddr {

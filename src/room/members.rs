@@ -505,11 +505,10 @@ impl Members {
         self.find(userid).is_some()
     }
 
-    /// Adds a member; `None` when already present (a set: entering twice counts once).
-    /// A repeated entry refreshes the nickname and avatar but keeps the join position.
-    /// A viewer enters: the new member's join sequence, or None for one already here (whose
-    /// profile is refreshed). The caller builds the row to persist from its own strings, so
-    /// an enter makes one allocation here, the member's block.
+    /// Adds a member: the new member's join sequence, or `None` when already present (a
+    /// set: entering twice counts once; the nickname and avatar are refreshed, the join
+    /// position kept). The caller builds the row to persist from its own strings, so an
+    /// enter makes one allocation here, the member's block.
     pub fn enter(&mut self, userid: &str, nickname: &str, headpic: &str) -> Option<i64> {
         let (userid, nickname, headpic) = (clip(userid), clip(nickname), clip(headpic));
         if let Some(i) = self.find(userid) {

@@ -356,7 +356,7 @@ impl Handler<Enter> for Room {
             });
         }
         // The message's own strings become the row to persist (its userid the change's key,
-        // moved into the row at the hand-over): no copy of a member's fields per enter.
+        // moved into the row at the hand-over), not a copy taken back out of the member set.
         let userid = members::clip_owned(msg.userid);
         let nickname = members::clip_owned(msg.nickname);
         let headpic = members::clip_owned(msg.headpic);
@@ -376,7 +376,7 @@ impl Handler<Enter> for Room {
                 self.member_changes.insert(userid, Some(row));
             }
             None => {
-                // Already a member: only a changed profile needs persisting.
+                // Already a member: the row is written again, with the profile as it is now.
                 if let Some(m) = self.members.get(&userid) {
                     self.member_changes.insert(userid, Some(m));
                 }
